@@ -1,0 +1,375 @@
+//! Ingest benchmark: the same records loaded by `psql \copy` (the raw rate) and pushed
+//! through chute's `POST /api/v1/logs`, into identical tables (same partitions, same
+//! indexes) on one PostgreSQL started for the run.
+//!
+//! `scripts/dev bench [--records N] [--connections C] [--batch B] [--index-costs]`
+//!
+//! Prints rows/s for both, their ratio, request latency p50/p99, and chute's peak RSS
+//! (chute runs as a child process so its memory is its own). With `--index-costs`,
+//! also loads the raw table without indexes, with each index alone, and with both.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chute::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use chute::pg::schema;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+struct Args {
+    records: usize,
+    connections: usize,
+    batch: usize,
+    index_costs: bool,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        records: 1_000_000,
+        connections: 8,
+        batch: 1000,
+        index_costs: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| -> anyhow::Result<usize> {
+            it.next().with_context(|| format!("{name} needs a value"))?.parse().context(name.to_owned())
+        };
+        match arg.as_str() {
+            "--records" => a.records = value("--records")?,
+            "--connections" => a.connections = value("--connections")?,
+            "--batch" => a.batch = value("--batch")?,
+            "--index-costs" => a.index_costs = true,
+            "--bench" => {} // passed by `cargo bench`
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(a)
+}
+
+/// One generated record, shaped like a busy fleet's logs.
+struct Gen {
+    ts: String,
+    host: String,
+    app: &'static str,
+    procid: u32,
+    msgid: Option<&'static str>,
+    severity: u8,
+    facility: u8,
+    message: String,
+    request_id: String,
+    latency_ms: u32,
+}
+
+const APPS: [&str; 30] = [
+    "nginx", "sshd", "cron", "kernel", "systemd", "postgres", "redis", "haproxy", "dockerd", "containerd",
+    "kubelet", "etcd", "vault", "consul", "nomad", "envoy", "api", "worker", "scheduler", "billing",
+    "auth", "search", "mailer", "payments", "gateway", "cache", "queue", "ingest", "backup", "audit",
+];
+const WORDS: [&str; 24] = [
+    "request", "completed", "user", "session", "timeout", "connection", "upstream", "accepted", "from",
+    "port", "error", "retry", "GET", "POST", "/api/v2/orders", "status", "bytes", "latency", "cache",
+    "miss", "hit", "token", "refreshed", "worker",
+];
+
+fn generate(n: usize) -> Vec<Gen> {
+    let mut rng = StdRng::seed_from_u64(0x00c4_0735);
+    let day = chrono::Utc::now().date_naive();
+    (0..n)
+        .map(|i| {
+            let secs = (i as u64 * 86_000 / n.max(1) as u64) as i64;
+            let ts = day.and_hms_opt(0, 0, 0).expect("midnight") + chrono::Duration::seconds(secs);
+            let len = rng.gen_range(100..=300);
+            let mut message = String::with_capacity(len + 16);
+            while message.len() < len {
+                message.push_str(WORDS[rng.gen_range(0..WORDS.len())]);
+                message.push(' ');
+            }
+            message.truncate(len);
+            Gen {
+                ts: format!("{}Z", ts.format("%Y-%m-%dT%H:%M:%S%.6f")),
+                host: format!("host-{:03}", rng.gen_range(0..200)),
+                app: APPS[rng.gen_range(0..APPS.len())],
+                procid: rng.gen_range(100..65_000),
+                msgid: if rng.gen_bool(0.3) { Some("ID47") } else { None },
+                severity: [3, 4, 5, 6, 6, 6, 6, 7][rng.gen_range(0..8)],
+                facility: [1, 3, 4, 10, 16, 23][rng.gen_range(0..6)],
+                message,
+                request_id: format!("{:016x}", rng.gen::<u64>()),
+                latency_ms: rng.gen_range(1..2000),
+            }
+        })
+        .collect()
+}
+
+fn write_csv(records: &[Gen], path: &Path) -> anyhow::Result<()> {
+    let mut w = BufWriter::new(std::fs::File::create(path)?);
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    for r in records {
+        // Messages hold no quotes or commas that need escaping beyond quoting.
+        writeln!(
+            w,
+            "{},{},default,{},{},{},{},{},{},\"{}\",\"{{\"\"request_id\"\": \"\"{}\"\", \"\"latency_ms\"\": {}}}\"",
+            r.ts, now, r.host, r.app, r.procid, r.msgid.unwrap_or(""), r.severity, r.facility, r.message,
+            r.request_id, r.latency_ms
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn ndjson_bodies(records: &[Gen], batch: usize) -> Vec<Vec<u8>> {
+    records
+        .chunks(batch)
+        .map(|chunk| {
+            let mut body = Vec::with_capacity(chunk.len() * 400);
+            for r in chunk {
+                let v = serde_json::json!({
+                    "ts": r.ts, "host": r.host, "app": r.app, "procid": r.procid, "msgid": r.msgid,
+                    "severity": r.severity, "facility": r.facility, "message": r.message,
+                    "request_id": r.request_id, "latency_ms": r.latency_ms,
+                });
+                serde_json::to_writer(&mut body, &v).expect("serialise");
+                body.push(b'\n');
+            }
+            body
+        })
+        .collect()
+}
+
+fn psql() -> PathBuf {
+    if Command::new("psql").arg("--version").output().is_ok() {
+        return PathBuf::from("psql");
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/psql"))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| PathBuf::from("psql"))
+}
+
+fn sql(pg: &EmbeddedPostgres, db: &str, statement: &str) -> anyhow::Result<()> {
+    let out = Command::new(psql())
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-h"])
+        .arg(pg.socket_dir())
+        .args(["-p", &pg.port().to_string(), "-U", pg.user(), "-d", db, "-c", statement])
+        .output()?;
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Creates `db` with chute's own schema (migrations and partitions).
+async fn prepare_db(pg: &EmbeddedPostgres, db: &str) -> anyhow::Result<()> {
+    pg.create_database(db).await?;
+    let (mut client, conn) = tokio_postgres::connect(&pg.dsn(db), tokio_postgres::NoTls).await?;
+    actix_web::rt::spawn(conn);
+    schema::migrate(&mut client).await?;
+    schema::ensure_partitions(&mut client, chrono::Utc::now().date_naive(), 1, 3).await?;
+    Ok(())
+}
+
+fn raw_copy(pg: &EmbeddedPostgres, db: &str, csv: &Path, n: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    sql(
+        pg,
+        db,
+        &format!(
+            "\\copy chute.logs (ts, received_at, tenant, host, app, procid, msgid, severity, facility, message, fields) FROM '{}' WITH (FORMAT csv)",
+            csv.display()
+        ),
+    )?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct ChuteChild(Child);
+
+impl Drop for ChuteChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let dir = tempfile::Builder::new().prefix("chute-bench-").tempdir()?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let pg_dir = dir.path().join("pg");
+    let pg = std::thread::spawn(move || EmbeddedPostgres::start(&pg_dir, EmbeddedOptions::default()))
+        .join()
+        .map_err(|_| anyhow::anyhow!("start thread panicked"))??;
+    println!("machine: {} cores, {}", cores(), cpu_model());
+    println!("records: {}, {} per request, {} connections", args.records, args.batch, args.connections);
+
+    let records = generate(args.records);
+    let csv = dir.path().join("records.csv");
+    write_csv(&records, &csv)?;
+    let bodies = ndjson_bodies(&records, args.batch);
+    let body_bytes: usize = bodies.iter().map(Vec::len).sum();
+    drop(records);
+    println!("payload: {:.1} MiB NDJSON ({:.0} bytes/record)", body_bytes as f64 / 1048576.0, body_bytes as f64 / args.records as f64);
+
+    actix_web::rt::System::new().block_on(async {
+        let variants: &[(&str, &str)] = if args.index_costs {
+            &[
+                ("raw_none", "DROP INDEX chute.logs_ts_brin; DROP INDEX chute.logs_host_ts;"),
+                ("raw_brin", "DROP INDEX chute.logs_host_ts;"),
+                ("raw_btree", "DROP INDEX chute.logs_ts_brin;"),
+                ("raw", ""),
+            ]
+        } else {
+            &[("raw", "")]
+        };
+        let mut raw_rate = 0.0;
+        for (db, drop) in variants {
+            prepare_db(&pg, db).await?;
+            if !drop.is_empty() {
+                sql(&pg, db, drop)?;
+            }
+            sql(&pg, db, "CHECKPOINT")?;
+            let rate = raw_copy(&pg, db, &csv, args.records)?;
+            println!("psql \\copy into {db:<10} {rate:>10.0} rows/s");
+            raw_rate = rate;
+        }
+
+        prepare_db(&pg, "bench").await?;
+        sql(&pg, "bench", "CHECKPOINT")?;
+        let config = dir.path().join("chute.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
+                pg.dsn("bench").replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+        )?;
+        let (child, addr) = spawn_chute(&config, dir.path())?;
+        let pid = child.0.id();
+
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .finish();
+        let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies);
+        let next = Arc::new(AtomicUsize::new(0));
+        let latencies = Arc::new(Mutex::new(Vec::with_capacity(bodies.len())));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..args.connections)
+            .map(|_| {
+                let (client, bodies, next, latencies) = (client.clone(), bodies.clone(), next.clone(), latencies.clone());
+                let url = format!("http://{addr}/api/v1/logs");
+                actix_web::rt::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = bodies.get(i) else { return Ok::<_, anyhow::Error>(()) };
+                        let t = Instant::now();
+                        loop {
+                            let mut res = client
+                                .post(&url)
+                                .content_type("application/x-ndjson")
+                                .send_body(body.clone())
+                                .await
+                                .map_err(|e| anyhow::anyhow!("request failed: {e}"))?;
+                            let _ = res.body().await;
+                            match res.status().as_u16() {
+                                200 => break,
+                                503 => actix_web::rt::time::sleep(Duration::from_millis(200)).await,
+                                s => bail!("unexpected status {s}"),
+                            }
+                        }
+                        latencies.lock().expect("no poisoning").push(t.elapsed());
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        let elapsed = started.elapsed();
+        let rss = peak_rss_kib(pid);
+        let rate = args.records as f64 / elapsed.as_secs_f64();
+
+        let (client_db, conn) = tokio_postgres::connect(&pg.dsn("bench"), tokio_postgres::NoTls).await?;
+        actix_web::rt::spawn(conn);
+        let stored: i64 = client_db.query_one("SELECT count(*) FROM chute.logs", &[]).await?.get(0);
+        if stored != args.records as i64 {
+            bail!("chute stored {stored} rows, expected {}", args.records);
+        }
+        let mut l = latencies.lock().expect("no poisoning").clone();
+        l.sort();
+        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
+        println!("chute POST /api/v1/logs   {rate:>10.0} rows/s  ({:.1} s)", elapsed.as_secs_f64());
+        println!("ratio chute / raw         {:>10.2}", rate / raw_rate);
+        println!("request latency           p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99));
+        println!("chute peak RSS            {:.1} MiB", rss as f64 / 1024.0);
+        drop(child);
+        Ok::<_, anyhow::Error>(())
+    })?;
+    pg.shutdown()?;
+    Ok(())
+}
+
+/// Starts chute as a child process and reads the address it listens on from its log.
+fn spawn_chute(config: &Path, dir: &Path) -> anyhow::Result<(ChuteChild, String)> {
+    let log = dir.join("chute.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_chute"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let child = ChuteChild(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find(|l| l.contains("chute is listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|s| s.split_whitespace().next())
+        {
+            if text.contains("shard ready") {
+                return Ok((child, addr.to_owned()));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("chute did not start:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}

@@ -1,0 +1,57 @@
+//! The actors that carry records from ingest to storage, and the messages they share.
+//!
+//! ```text
+//! HTTP handler ─ParseJson─> Ingest (sync pool) ─> handler ─Route─> Router ─Deliver─> Writer(shard)
+//! ```
+//! Every message carries a batch. A `Deliver` is answered only once its records are
+//! committed, so the answer can travel back to the sender as an acknowledgement.
+
+pub mod ingest;
+pub mod router;
+pub mod writer;
+
+use std::time::Duration;
+
+use actix::Message;
+
+use crate::record::Record;
+
+/// A batch for one destination (a shard writer now; a peer link later). Answered once
+/// every record is durable there, or with the reason it was not taken.
+#[derive(Message)]
+#[rtype(result = "Result<(), DeliverError>")]
+pub struct Deliver {
+    pub records: Vec<Record>,
+}
+
+/// A batch of validated records to spread over their destinations. Answered once
+/// every record is durable, or with the first destination's refusal.
+#[derive(Message)]
+#[rtype(result = "Result<(), DeliverError>")]
+pub struct Route {
+    pub records: Vec<Record>,
+}
+
+/// Why a destination did not take (or did not confirm) a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    /// The destination holds as many records as it may; the sender should retry later.
+    #[error("destination {destination} is full; retry later")]
+    Full {
+        destination: String,
+        retry_after: Duration,
+    },
+    /// The destination stopped before confirming; the records may or may not be stored.
+    #[error("destination {destination} stopped before confirming the records")]
+    Stopped { destination: String },
+}
+
+impl DeliverError {
+    /// Bounded metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DeliverError::Full { .. } => "backpressure",
+            DeliverError::Stopped { .. } => "shutdown",
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Configuration: the TOML file, its defaults, and its validation.
+//!
+//! Every field's doc comment is user documentation; the annotated `config.toml` at
+//! the top of the repository repeats it. Started without a file, chute runs on the
+//! embedded default: HTTP on 127.0.0.1:7280, data in `./chute-data`, and one local
+//! PostgreSQL cluster that chute initialises and supervises in `<data_dir>/pg`.
+//!
+//! [`Config::from_toml`] reports *every* error in the file at once, each with its key
+//! path (`shards[1].pool_size: ...`): each section is deserialised on its own, and the
+//! semantic checks run over whatever parsed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub http: HttpConfig,
+    pub writer: WriterConfig,
+    pub storage: StorageConfig,
+    /// Shards this node writes to. Empty means the embedded default: one local
+    /// PostgreSQL in `<data_dir>/pg`, used as shard 0.
+    pub shards: Vec<ShardConfig>,
+    pub embedded: EmbeddedConfig,
+    pub log: LogConfig,
+}
+
+/// `[node]`: who this node is and where it keeps its state.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name of this node, used in logs and (later) by the cluster layout.
+    #[serde(default = "default_node_id")]
+    pub id: String,
+    /// Directory for chute's state: the embedded PostgreSQL (`pg/`) and, later, queues.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+/// `[http]`: the one HTTP listener (ingest, query, metrics, health).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on. Port 0 picks a free port (tests).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body, counted both as received (compressed) and decompressed.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long a request waits for its records to be committed before it is
+    /// answered 503. The records stay queued and may still be stored.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// HTTP worker threads; 0 means one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+/// `[writer]`: how records are batched into PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriterConfig {
+    /// A shard's pending records are written once this many have gathered...
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// ...or once the oldest has waited this long, whichever comes first.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Records a shard may hold in memory (pending plus being written). Past this,
+    /// ingest for that shard is refused with 503 + Retry-After; memory stays bounded.
+    #[serde(default = "default_max_pending_rows")]
+    pub max_pending_rows: usize,
+    /// First wait before retrying a failed write; doubles on each failure.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest wait between retries of a failed write.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+}
+
+/// `[storage]`: the shape of `chute.logs` on every shard.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Daily partitions created ahead of today (UTC), so writes never wait on DDL.
+    #[serde(default = "default_partition_days_ahead")]
+    pub partition_days_ahead: u32,
+    /// Daily partitions kept ready behind today, for late records.
+    #[serde(default = "default_partition_days_behind")]
+    pub partition_days_behind: u32,
+}
+
+/// `[[shards]]`: one PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// Shard number; unique, used in metrics (`shard` label).
+    pub id: u32,
+    /// libpq-style connection string (`host=... dbname=...` or `postgresql://...`).
+    pub dsn: Secret,
+    /// Connections to this shard; also the number of batches written at once.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+/// `[embedded]`: the PostgreSQL chute runs itself when no shards are configured.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Connections to the embedded shard.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// OS user PostgreSQL runs as when chute runs as root (PostgreSQL refuses root).
+    /// Unset: `postgres` if that user exists, else `nobody`.
+    #[serde(default)]
+    pub run_as: Option<String>,
+}
+
+/// `[log]`: chute's own log output.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Level filter (`info`, `debug`, `chute=debug,actix_web=warn`). `RUST_LOG` wins.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Output format of chute's own logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A string that never appears in logs or `Debug` output (a DSN may hold a password).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call only where it is used, never to print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+fn default_node_id() -> String {
+    "local".to_owned()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./chute-data")
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7280))
+}
+fn default_max_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_ack_timeout_ms() -> u64 {
+    30_000
+}
+fn default_batch_rows() -> usize {
+    10_000
+}
+fn default_flush_interval_ms() -> u64 {
+    100
+}
+fn default_max_pending_rows() -> usize {
+    100_000
+}
+fn default_retry_initial_ms() -> u64 {
+    100
+}
+fn default_retry_max_ms() -> u64 {
+    5_000
+}
+fn default_partition_days_ahead() -> u32 {
+    3
+}
+fn default_partition_days_behind() -> u32 {
+    1
+}
+fn default_pool_size() -> usize {
+    4
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// Every `Default` is the same as an empty section in the file.
+macro_rules! default_from_empty {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                // An empty table deserialises into the defaults of every field.
+                toml::Table::new().try_into().expect("every field has a default")
+            }
+        }
+    )*};
+}
+default_from_empty!(NodeConfig, HttpConfig, WriterConfig, StorageConfig, EmbeddedConfig, LogConfig);
+
+/// One problem in a configuration file, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path (`shards[1].pool_size`), or empty for the file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// All the problems found in one file.
+#[derive(Debug, thiserror::Error)]
+#[error("{} error(s) in the configuration:\n{}", .0.len(), list(.0))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+fn list(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// Every problem in the file, each with its key path; or the read error.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Parses and validates configuration text.
+    ///
+    /// # Errors
+    /// Every problem found, each with its key path.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: format!("invalid TOML: {}", e.message().trim()),
+            }])
+        })?;
+        let mut errors = Vec::new();
+        let mut config = Config::default();
+        for (key, value) in table {
+            match key.as_str() {
+                "node" => section(&key, value, &mut errors, &mut config.node),
+                "http" => section(&key, value, &mut errors, &mut config.http),
+                "writer" => section(&key, value, &mut errors, &mut config.writer),
+                "storage" => section(&key, value, &mut errors, &mut config.storage),
+                "shards" => section(&key, value, &mut errors, &mut config.shards),
+                "embedded" => section(&key, value, &mut errors, &mut config.embedded),
+                "log" => section(&key, value, &mut errors, &mut config.log),
+                _ => errors.push(ConfigError {
+                    path: key.clone(),
+                    message: "unknown section (expected node, http, writer, storage, \
+                              shards, embedded or log)"
+                        .to_owned(),
+                }),
+            }
+        }
+        errors.extend(config.check());
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Semantic checks over a parsed configuration.
+    fn check(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |path: String, message: &str| {
+            errors.push(ConfigError {
+                path,
+                message: message.to_owned(),
+            })
+        };
+        if self.node.id.trim().is_empty() {
+            err("node.id".into(), "must not be empty");
+        }
+        if self.http.max_body_bytes < 1024 {
+            err("http.max_body_bytes".into(), "must be at least 1024");
+        }
+        if self.http.ack_timeout_ms == 0 {
+            err("http.ack_timeout_ms".into(), "must be at least 1");
+        }
+        if self.writer.batch_rows == 0 {
+            err("writer.batch_rows".into(), "must be at least 1");
+        }
+        if self.writer.flush_interval_ms == 0 {
+            err("writer.flush_interval_ms".into(), "must be at least 1");
+        }
+        if self.writer.max_pending_rows < self.writer.batch_rows {
+            err(
+                "writer.max_pending_rows".into(),
+                "must be at least writer.batch_rows",
+            );
+        }
+        if self.writer.retry_initial_ms == 0 || self.writer.retry_max_ms < self.writer.retry_initial_ms {
+            err(
+                "writer.retry_max_ms".into(),
+                "retry_initial_ms must be at least 1 and retry_max_ms at least retry_initial_ms",
+            );
+        }
+        if self.embedded.pool_size == 0 {
+            err("embedded.pool_size".into(), "must be at least 1");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, shard) in self.shards.iter().enumerate() {
+            if !seen.insert(shard.id) {
+                err(format!("shards[{i}].id"), "duplicate shard id");
+            }
+            if shard.pool_size == 0 {
+                err(format!("shards[{i}].pool_size"), "must be at least 1");
+            }
+            if let Err(e) = shard.dsn.expose().parse::<tokio_postgres::Config>() {
+                // The parser's message never contains the password.
+                err(format!("shards[{i}].dsn"), &format!("invalid connection string: {e}"));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            err("log.level".into(), &format!("invalid filter: {e}"));
+        }
+        errors
+    }
+
+    /// Whether chute runs its own PostgreSQL (no shards configured).
+    pub fn embedded(&self) -> bool {
+        self.shards.is_empty()
+    }
+
+    /// Directory of the embedded PostgreSQL cluster.
+    pub fn embedded_pg_dir(&self) -> PathBuf {
+        self.node.data_dir.join("pg")
+    }
+
+    /// One line that says what this configuration runs (`chute validate`).
+    pub fn summary(&self) -> String {
+        let storage = if self.embedded() {
+            format!(
+                "embedded PostgreSQL in {}",
+                self.embedded_pg_dir().display()
+            )
+        } else {
+            format!("{} shard(s)", self.shards.len())
+        };
+        format!(
+            "configuration is valid: node {}, HTTP on {}, {storage}",
+            self.node.id, self.http.listen
+        )
+    }
+}
+
+/// Deserialises one section into `slot`, recording its errors with their key path.
+fn section<T: DeserializeOwned>(
+    key: &str,
+    value: toml::Value,
+    errors: &mut Vec<ConfigError>,
+    slot: &mut T,
+) {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => *slot = v,
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() {
+                key.to_owned()
+            } else if inner.starts_with('[') {
+                format!("{key}{inner}")
+            } else {
+                format!("{key}.{inner}")
+            };
+            errors.push(ConfigError {
+                path,
+                message: e.into_inner().to_string(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_embedded_default() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.embedded());
+        assert_eq!(c.http.listen, default_listen());
+        assert_eq!(c.node.data_dir, PathBuf::from("./chute-data"));
+        assert_eq!(c.embedded_pg_dir(), PathBuf::from("./chute-data/pg"));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_key_path() {
+        let text = r#"
+            [http]
+            listen = "not an address"
+            [writer]
+            batch_rows = 0
+            [[shards]]
+            id = 1
+            dsn = "host=/tmp"
+            [[shards]]
+            id = 1
+            dsn = "host=/tmp"
+            pool_size = 0
+            [[shards]]
+            id = 2
+            dsn = "host=/tmp"
+            colour = "blue"
+            [bogus]
+        "#;
+        let errors = Config::from_toml(text).unwrap_err().0;
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        for expected in ["http.listen", "shards[2].colour", "bogus"] {
+            assert!(paths.contains(&expected), "{expected} missing from {errors:?}");
+        }
+        // Semantic checks run on the sections that parsed.
+        assert!(paths.contains(&"writer.batch_rows"), "{errors:?}");
+    }
+
+    #[test]
+    fn semantic_errors_name_each_shard() {
+        let text = r#"
+            [[shards]]
+            id = 1
+            dsn = "host=/tmp"
+            [[shards]]
+            id = 1
+            dsn = "host=/tmp"
+            pool_size = 0
+        "#;
+        let errors = Config::from_toml(text).unwrap_err().0;
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["shards[1].id", "shards[1].pool_size"]);
+    }
+
+    #[test]
+    fn a_dsn_never_prints() {
+        let c = Config::from_toml("[[shards]]\nid = 0\ndsn = \"host=/tmp password=hunter2\"\n").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_annotated_example_is_valid_and_shows_the_defaults() {
+        let example = Config::from_toml(include_str!("../config.toml")).unwrap();
+        assert_eq!(example, Config::default());
+    }
+
+    #[test]
+    fn broken_toml_is_one_clear_error() {
+        let errors = Config::from_toml("[http\nlisten=").unwrap_err().0;
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.starts_with("invalid TOML"), "{errors:?}");
+    }
+}

@@ -1,0 +1,81 @@
+//! `/metrics`, `/healthz` and `/readyz`.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use super::AppState;
+use crate::status::ShardState;
+
+/// How long a readiness probe waits for a shard to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// Liveness: the process answers HTTP.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    shards: Vec<ShardReadiness>,
+}
+
+#[derive(Serialize)]
+struct ShardReadiness {
+    id: u32,
+    ready: bool,
+    #[serde(flatten)]
+    state: ShardState,
+}
+
+/// Readiness: every local shard is prepared and answers a query right now.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let snapshot = state.health.snapshot();
+    let mut shards = Vec::with_capacity(snapshot.len());
+    for (id, mut shard) in snapshot {
+        let mut ready = shard.prepared;
+        if ready {
+            if let Some((_, pool)) = state.pools.iter().find(|(p, _)| *p == id) {
+                let probe = async {
+                    let client = pool.get().await.map_err(|e| e.to_string())?;
+                    client
+                        .simple_query("SELECT 1")
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        ready = false;
+                        shard.last_error = Some(e);
+                    }
+                    Err(_) => {
+                        ready = false;
+                        shard.last_error = Some("no answer within 2 s".to_owned());
+                    }
+                }
+            }
+        }
+        shards.push(ShardReadiness {
+            id,
+            ready,
+            state: shard,
+        });
+    }
+    let ready = shards.iter().all(|s| s.ready);
+    let body = Readiness { ready, shards };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

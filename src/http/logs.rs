@@ -1,0 +1,161 @@
+//! `POST /api/v1/logs`: records in, acknowledged once committed.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::actors::ingest::ParseJson;
+use crate::actors::Route;
+use crate::ingest::body::{BodyCollector, BodyError, BodyFormat, ContentEncoding};
+use crate::ingest::json::Rejection;
+
+/// Header that names the tenant of every record in the request.
+pub const TENANT_HEADER: &str = "x-chute-tenant";
+/// Tenant of records whose request names none.
+pub const DEFAULT_TENANT: &str = "default";
+/// Rejections listed in one answer; the count covers them all.
+const MAX_LISTED_REJECTIONS: usize = 1000;
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    accepted: usize,
+    rejected: &'a [Rejection],
+    rejected_count: usize,
+}
+
+/// Reads, decodes and parses the body, routes the good records, and answers once
+/// they are committed.
+pub async fn post_logs(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let result = ingest(&req, payload, &state).await;
+    if let Err(e) = &result {
+        state
+            .metrics
+            .requests_rejected
+            .with_label_values(&[e.reason])
+            .inc();
+        tracing::debug!(status = e.status.as_u16(), reason = e.reason, error = %e.message, "request refused");
+    }
+    result
+}
+
+async fn ingest(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let received_at = Utc::now();
+    let headers = req.headers();
+    let encoding = ContentEncoding::from_header(header_text(headers, header::CONTENT_ENCODING)?)?;
+    let format = BodyFormat::from_content_type(header_text(headers, header::CONTENT_TYPE)?)?;
+    let tenant = tenant(headers)?;
+    let limit = state.config.http.max_body_bytes;
+    let declared = header_text(headers, header::CONTENT_LENGTH)?.and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(BodyError::TooLarge { limit }.into());
+    }
+
+    let mut collector = BodyCollector::new(encoding, limit);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "read_error", format!("cannot read the body: {e}"))
+        })?;
+        collector.push(&chunk)?;
+    }
+    let body = collector.finish()?;
+
+    let mut parsed = state
+        .ingest
+        .send(ParseJson {
+            body,
+            format,
+            received_at,
+            tenant,
+        })
+        .await
+        .map_err(|_| stopping())??;
+
+    let rejected_count = parsed.rejected.len();
+    parsed.rejected.truncate(MAX_LISTED_REJECTIONS);
+    let accepted = parsed.records.len();
+    if accepted == 0 && rejected_count > 0 {
+        state.metrics.requests_rejected.with_label_values(&["no_valid_records"]).inc();
+        return Ok(HttpResponse::BadRequest().json(Answer {
+            accepted: 0,
+            rejected: &parsed.rejected,
+            rejected_count,
+        }));
+    }
+    if accepted > 0 {
+        let wait = Duration::from_millis(state.config.http.ack_timeout_ms);
+        let routed = tokio::time::timeout(wait, state.router.send(Route { records: parsed.records })).await;
+        let failure = match routed {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(refused))) => Some(ApiError::from(refused)),
+            Ok(Err(_mailbox)) => Some(stopping()),
+            Err(_elapsed) => Some(ApiError::unavailable(
+                "timeout",
+                "the records were not committed in time; they may still be stored",
+                Duration::from_secs(5),
+            )),
+        };
+        if let Some(e) = failure {
+            state
+                .metrics
+                .records_rejected
+                .with_label_values(&["http", e.reason])
+                .inc_by(accepted as u64);
+            return Err(e);
+        }
+        state.metrics.records_accepted.with_label_values(&["http"]).inc_by(accepted as u64);
+    }
+    Ok(HttpResponse::Ok().json(Answer {
+        accepted,
+        rejected: &parsed.rejected,
+        rejected_count,
+    }))
+}
+
+fn stopping() -> ApiError {
+    ApiError::unavailable("shutdown", "chute is shutting down", Duration::from_secs(5))
+}
+
+/// A header's value as text; a value that is not visible ASCII is a client error.
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(&name)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", format!("{name} is not valid text"))
+            })
+        })
+        .transpose()
+}
+
+/// The tenant named by the request: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(value) = header_text(headers, header::HeaderName::from_static(TENANT_HEADER))? else {
+        return Ok(DEFAULT_TENANT.to_owned());
+    };
+    let ok = (1..=64).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            "X-Chute-Tenant must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+        ))
+    }
+}

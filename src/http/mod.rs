@@ -1,0 +1,61 @@
+//! The HTTP API: one listener for ingest, metrics and health.
+
+pub mod error;
+mod health;
+mod logs;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::dev::Service;
+use actix_web::web;
+use deadpool_postgres::Pool;
+use futures_util::FutureExt;
+
+use crate::actors::ingest::Ingest;
+use crate::actors::router::Router;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::status::Health;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub ingest: Addr<Ingest>,
+    pub router: Addr<Router>,
+    pub health: Arc<Health>,
+    /// Local shard pools, for readiness checks.
+    pub pools: Vec<(u32, Pool)>,
+}
+
+/// Registers every route, and counts each answer by route and status class.
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let metrics = state.metrics.clone();
+        cfg.app_data(state).service(
+            web::scope("")
+                .wrap_fn(move |req, srv| {
+                    // The route pattern, not the path: a bounded label.
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                    let metrics = metrics.clone();
+                    srv.call(req).map(move |res| {
+                        if let Ok(res) = &res {
+                            let class = match res.status().as_u16() {
+                                200..=299 => "2xx",
+                                400..=499 => "4xx",
+                                500..=599 => "5xx",
+                                _ => "other",
+                            };
+                            metrics.http_requests.with_label_values(&[&route, class]).inc();
+                        }
+                        res
+                    })
+                })
+                .route("/api/v1/logs", web::post().to(logs::post_logs))
+                .route("/metrics", web::get().to(health::metrics))
+                .route("/healthz", web::get().to(health::healthz))
+                .route("/readyz", web::get().to(health::readyz)),
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! chute: a log router daemon. Syslog and HTTP senders hand it records; actors parse
+//! them, route each to its shard by consistent hashing, and write them into the
+//! shard's PostgreSQL by binary COPY.
+//!
+//! The binary (`src/main.rs`) only parses its command line; everything it runs lives
+//! here, starting with [`app::Application`].
+
+pub mod actors;
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod pg;
+pub mod record;
+pub mod status;
+pub mod telemetry;

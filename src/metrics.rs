@@ -1,0 +1,144 @@
+//! The metrics registry: one declared struct, one registry per running daemon.
+//!
+//! Names follow `chute_<what>_<unit>[_total]`. Labels are bounded: `shard`,
+//! `source` (`http`, later `syslog`, `peer`), `reason` (a fixed set per metric,
+//! listed in docs/metrics.md). Never a client address or raw error text.
+//! Gauges that mirror state (queue depth, pool use) are refreshed at scrape time
+//! by [`Metrics::render`] through the collectors registered with [`Metrics::on_scrape`].
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+type ScrapeHook = Box<dyn Fn(&Metrics) + Send + Sync>;
+
+/// Every metric chute exports. Field docs are the help texts.
+pub struct Metrics {
+    registry: Registry,
+    hooks: Mutex<Vec<ScrapeHook>>,
+    /// Records received, before validation (`source`).
+    pub records_received: IntCounterVec,
+    /// Records accepted: validated and handed to their destination (`source`).
+    pub records_accepted: IntCounterVec,
+    /// Records refused, by `source` and `reason` (invalid_record, invalid_json,
+    /// backpressure, timeout, shutdown).
+    pub records_rejected: IntCounterVec,
+    /// Records in which text PostgreSQL cannot hold was replaced with U+FFFD
+    /// (`reason`: nul, invalid_utf8).
+    pub records_sanitized: IntCounterVec,
+    /// Whole requests refused before any record was read (`reason`).
+    pub requests_rejected: IntCounterVec,
+    /// Rows committed into `chute.logs` (`shard`).
+    pub rows_written: IntCounterVec,
+    /// Rows PostgreSQL refused for their content, stored in `chute.rejected` instead
+    /// (`shard`, `reason`: data_exception, integrity_violation, other).
+    pub rows_quarantined: IntCounterVec,
+    /// Rows lost because even `chute.rejected` refused them (`shard`, `reason`).
+    pub rows_dropped: IntCounterVec,
+    /// Write attempts retried after a transient error (`shard`, `reason`:
+    /// connection, admin_shutdown, serialization, resources, other).
+    pub write_retries: IntCounterVec,
+    /// Rows per COPY (`shard`).
+    pub batch_rows: HistogramVec,
+    /// Time to write one batch, retries included (`shard`).
+    pub flush_duration: HistogramVec,
+    /// Records waiting in a shard writer or being written (`shard`).
+    pub queue_rows: IntGaugeVec,
+    /// 1 if the last write to the shard succeeded (or nothing failed yet), else 0.
+    pub shard_up: IntGaugeVec,
+    /// Connections in a shard's pool (`shard`, `state`: busy, idle).
+    pub pool_connections: IntGaugeVec,
+    /// Times the supervisor restarted an embedded PostgreSQL that died on its own.
+    pub embedded_postgres_restarts: IntGauge,
+    /// Partitions created by partition maintenance (`shard`).
+    pub partitions_created: IntCounterVec,
+    /// HTTP requests answered (`route`, `status` class: 2xx, 4xx, 5xx).
+    pub http_requests: IntCounterVec,
+    /// Version of the running binary (`version`), always 1.
+    pub build_info: IntGaugeVec,
+    /// Times the metrics were scraped; a cheap liveness signal for dashboards.
+    pub scrapes: IntCounter,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("metric names are unique");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric definition");
+    r.register(Box::new(h.clone())).expect("metric names are unique");
+    h
+}
+
+impl Metrics {
+    /// Builds the registry. The definitions are constants, so registration cannot fail.
+    pub fn new() -> Arc<Metrics> {
+        let r = Registry::new();
+        let embedded_postgres_restarts = IntGauge::new(
+            "chute_embedded_postgres_restarts_total",
+            "Times the supervisor restarted an embedded PostgreSQL that died on its own.",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(embedded_postgres_restarts.clone()))
+            .expect("metric names are unique");
+        let scrapes = IntCounter::new("chute_metrics_scrapes_total", "Times /metrics was scraped.")
+            .expect("valid metric definition");
+        r.register(Box::new(scrapes.clone())).expect("metric names are unique");
+        let m = Metrics {
+            records_received: counter(&r, "chute_records_received_total", "Records received, before validation.", &["source"]),
+            records_accepted: counter(&r, "chute_records_accepted_total", "Records validated and handed to their destination.", &["source"]),
+            records_rejected: counter(&r, "chute_records_rejected_total", "Records refused, by reason.", &["source", "reason"]),
+            records_sanitized: counter(&r, "chute_records_sanitized_total", "Records in which NUL or invalid UTF-8 was replaced with U+FFFD.", &["source", "reason"]),
+            requests_rejected: counter(&r, "chute_requests_rejected_total", "Whole requests refused, by reason.", &["reason"]),
+            rows_written: counter(&r, "chute_rows_written_total", "Rows committed into chute.logs.", &["shard"]),
+            rows_quarantined: counter(&r, "chute_rows_quarantined_total", "Rows PostgreSQL refused for their content, stored in chute.rejected.", &["shard", "reason"]),
+            rows_dropped: counter(&r, "chute_rows_dropped_total", "Rows lost because chute.rejected refused them too.", &["shard", "reason"]),
+            write_retries: counter(&r, "chute_write_retries_total", "Batch writes retried after a transient error.", &["shard", "reason"]),
+            batch_rows: histogram(&r, "chute_batch_rows", "Rows per COPY batch.", &["shard"],
+                vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0]),
+            flush_duration: histogram(&r, "chute_flush_duration_seconds", "Time to write one batch, retries included.", &["shard"],
+                prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+            queue_rows: gauge(&r, "chute_queue_rows", "Records waiting in a shard writer or being written.", &["shard"]),
+            shard_up: gauge(&r, "chute_shard_up", "1 if the last write to the shard succeeded, else 0.", &["shard"]),
+            pool_connections: gauge(&r, "chute_pool_connections", "Connections in a shard's pool, by state.", &["shard", "state"]),
+            embedded_postgres_restarts,
+            partitions_created: counter(&r, "chute_partitions_created_total", "Daily partitions created.", &["shard"]),
+            http_requests: counter(&r, "chute_http_requests_total", "HTTP requests answered, by route and status class.", &["route", "status"]),
+            build_info: gauge(&r, "chute_build_info", "Version of the running binary; always 1.", &["version"]),
+            scrapes,
+            registry: r,
+            hooks: Mutex::new(Vec::new()),
+        };
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Arc::new(m)
+    }
+
+    /// Registers a function that refreshes state-mirroring gauges before each scrape.
+    pub fn on_scrape(&self, hook: impl Fn(&Metrics) + Send + Sync + 'static) {
+        self.hooks.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(hook));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.scrapes.inc();
+        for hook in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            hook(self);
+        }
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,229 @@
+//! Test harness: one PostgreSQL cluster per test binary, started by chute's own
+//! embedded-PostgreSQL code; a fresh database and a fresh chute on a free port per test.
+//! Set `TEST_LOG=1` to see chute's logs.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use chute::app::Application;
+use chute::config::{Config, Secret, ShardConfig};
+use chute::metrics::Metrics;
+use chute::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+static CLUSTER: OnceLock<(tempfile::TempDir, EmbeddedPostgres)> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+/// A temp dir PostgreSQL can enter when the tests run as root (it runs as another user).
+pub fn temp_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("chute-it-").tempdir().expect("temp dir");
+    open_up(dir.path());
+    dir
+}
+
+pub fn open_up(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Starts an embedded PostgreSQL in `dir`, from a thread outside any async runtime.
+pub fn start_postgres(dir: &Path) -> EmbeddedPostgres {
+    let dir = dir.to_owned();
+    std::thread::spawn(move || EmbeddedPostgres::start(&dir, EmbeddedOptions::default()))
+        .join()
+        .expect("start thread")
+        .expect("PostgreSQL starts")
+}
+
+/// The cluster shared by this test binary (each test gets its own database in it).
+pub fn cluster() -> &'static EmbeddedPostgres {
+    &CLUSTER
+        .get_or_init(|| {
+            init_logs();
+            let dir = temp_dir();
+            let pg = start_postgres(&dir.path().join("pg"));
+            (dir, pg)
+        })
+        .1
+}
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        chute::telemetry::init("info,chute=debug", chute::config::LogFormat::Text);
+    }
+}
+
+/// A fresh database in the shared cluster; returns its DSN.
+pub async fn fresh_database() -> String {
+    let pg = cluster();
+    let name = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
+    pg.create_database(&name).await.expect("create database");
+    pg.dsn(&name)
+}
+
+/// A configuration for tests: a free port, quick flushes, one shard at `dsn`.
+pub fn test_config(dsn: &str) -> Config {
+    let mut c = Config::default();
+    c.http.listen = "127.0.0.1:0".parse().expect("address");
+    c.writer.flush_interval_ms = 20;
+    c.writer.retry_initial_ms = 50;
+    c.writer.retry_max_ms = 500;
+    c.shards = vec![ShardConfig {
+        id: 0,
+        dsn: Secret::new(dsn),
+        pool_size: 2,
+    }];
+    c
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub dsn: String,
+    pub http: awc::Client,
+    pub db: tokio_postgres::Client,
+    pub metrics: Arc<Metrics>,
+    pub app_embedded: Option<Arc<EmbeddedPostgres>>,
+    handle: ServerHandle,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// chute on a fresh database with the test defaults.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// chute on a fresh database, with the test defaults changed by `change`.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    let dsn = fresh_database().await;
+    let mut config = test_config(&dsn);
+    change(&mut config);
+    spawn_config(config).await
+}
+
+/// chute with exactly this configuration; waits until `/readyz` says ready.
+pub async fn spawn_config(config: Config) -> TestApp {
+    init_logs();
+    let dsn = config
+        .shards
+        .first()
+        .map(|s| s.dsn.expose().to_owned());
+    let app = Application::build(config).await.expect("chute starts");
+    let base = format!("http://{}", app.addr());
+    let handle = app.handle();
+    let metrics = app.metrics();
+    let app_embedded = app.embedded();
+    let dsn = dsn.unwrap_or_else(|| app_embedded.as_ref().expect("embedded").dsn("chute"));
+    let done = actix_web::rt::spawn(app.run_until_stopped());
+    let http = awc::Client::builder().timeout(Duration::from_secs(120)).finish();
+    let db = connect(&dsn).await;
+    let t = TestApp {
+        base,
+        dsn,
+        http,
+        db,
+        metrics,
+        app_embedded,
+        handle,
+        done,
+    };
+    t.wait_ready().await;
+    t
+}
+
+pub async fn connect(dsn: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(dsn, NoTls).await.expect("connect");
+    actix_web::rt::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// An answer: status, headers we check, and the JSON body (Null if not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "chute did not become ready");
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// POSTs `body` to /api/v1/logs with the given headers.
+    pub async fn post(&self, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.http.post(format!("{}/api/v1/logs", self.base));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let mut res = req.send_body(body.into()).await.expect("request is answered");
+        let bytes = res.body().limit(64 << 20).await.expect("body");
+        Answer {
+            status: res.status().as_u16(),
+            retry_after: res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or_default().to_owned()),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    /// POSTs a JSON value as `application/json`.
+    pub async fn post_json(&self, v: &Value) -> Answer {
+        self.post(v.to_string(), &[("content-type", "application/json")]).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let mut res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request is answered");
+        let body = res.body().await.expect("body");
+        (res.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A single number from SQL.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        self.db.query_one(sql, &[]).await.expect(sql).get(0)
+    }
+
+    /// Rows in chute.logs.
+    pub async fn stored(&self) -> i64 {
+        self.scalar("SELECT count(*) FROM chute.logs").await
+    }
+
+    /// The sum of a metric's samples whose line contains every `labels` fragment.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        self.metrics
+            .render()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter(|l| labels.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Stops chute gracefully and waits until it has.
+    pub async fn stop(self) {
+        // Let chute own its embedded PostgreSQL again, so it can shut it down.
+        drop(self.app_embedded);
+        self.handle.stop(true).await;
+        self.done.await.expect("join").expect("clean stop");
+    }
+}

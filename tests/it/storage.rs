@@ -1,0 +1,192 @@
+//! What reaches PostgreSQL: partitions, refused rows, backpressure, restarts.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn a_row_postgres_refuses_goes_to_chute_rejected_and_the_rest_commit() {
+    let app = spawn_app().await;
+    // An operator's constraint that chute's validation knows nothing about.
+    app.db
+        .batch_execute("ALTER TABLE chute.logs ADD CONSTRAINT no_poison CHECK (message <> 'poison')")
+        .await
+        .unwrap();
+    let mut records: Vec<_> = (0..50).map(|i| json!({"message": format!("ok {i}")})).collect();
+    records[17] = json!({"message": "poison", "host": "bad-host"});
+    let a = app.post_json(&json!(records)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(app.stored().await, 49);
+    let row = app
+        .db
+        .query_one("SELECT shard, sqlstate, error, record->>'message', record->>'host' FROM chute.rejected", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 0);
+    assert_eq!(row.get::<_, String>(1), "23514");
+    assert!(row.get::<_, String>(2).contains("no_poison"));
+    assert_eq!(row.get::<_, String>(3), "poison");
+    assert_eq!(row.get::<_, String>(4), "bad-host");
+    assert_eq!(app.metric("chute_rows_quarantined_total", &["reason=\"integrity_violation\""]), 1.0);
+    assert_eq!(app.metric("chute_rows_written_total", &[]), 49.0);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn records_land_in_their_day_partition_or_the_default_one() {
+    let app = spawn_app().await;
+    let today = chrono::Utc::now().format("%Y-%m-%dT12:00:00Z").to_string();
+    let a = app
+        .post_json(&json!([{"message": "today", "ts": today}, {"message": "ancient", "ts": "2001-09-09T01:46:40Z"}]))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let part = |m: &'static str| {
+        let db = &app.db;
+        async move {
+            db.query_one(&format!("SELECT tableoid::regclass::text FROM chute.logs WHERE message = '{m}'"), &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    let expected = format!("chute.logs_{}", chrono::Utc::now().format("%Y%m%d"));
+    assert_eq!(part("today").await, expected);
+    assert_eq!(part("ancient").await, "chute.logs_default");
+    // Partitions exist ahead of today.
+    let ahead = app
+        .scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'chute.logs'::regclass")
+        .await;
+    assert_eq!(ahead, 1 + 1 + 1 + 3, "default + yesterday + today + 3 ahead");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_full_writer_answers_503_with_retry_after_and_loses_nothing_it_took() {
+    let app = spawn_app_with(|c| {
+        c.writer.batch_rows = 10;
+        c.writer.max_pending_rows = 10;
+    })
+    .await;
+    // Hold a lock that stops every COPY until we let go.
+    let locker = connect(&app.dsn).await;
+    locker.batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let batch = |tag: &str| json!((0..10).map(|i| json!({"message": format!("{tag} {i}")})).collect::<Vec<_>>());
+    let first = {
+        let body = batch("first").to_string();
+        let http = app.http.clone();
+        let url = format!("{}/api/v1/logs", app.base);
+        actix_web::rt::spawn(async move {
+            let mut r = http.post(url).content_type("application/json").send_body(body).await.unwrap();
+            (r.status().as_u16(), r.body().await.unwrap())
+        })
+    };
+    // Wait until the writer holds the first batch.
+    for _ in 0..200 {
+        if app.metric("chute_queue_rows", &[]) >= 10.0 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = app.post_json(&batch("second")).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.retry_after.as_deref(), Some("1"));
+    assert_eq!(refused.body["reason"], "backpressure");
+
+    locker.batch_execute("COMMIT").await.unwrap();
+    let (status, _) = first.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message LIKE 'first%'").await, 10);
+    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message LIKE 'second%'").await, 0);
+    assert_eq!(app.metric("chute_records_rejected_total", &["reason=\"backpressure\""]), 10.0);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn data_survives_a_restart_of_chute() {
+    let dsn = fresh_database().await;
+    let app = spawn_config(test_config(&dsn)).await;
+    let a = app.post_json(&json!([{"message": "before"}])).await;
+    assert_eq!(a.status, 200);
+    app.stop().await;
+
+    let app = spawn_config(test_config(&dsn)).await;
+    let a = app.post_json(&json!([{"message": "after"}])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message IN ('before', 'after')").await, 2);
+    // Migrations ran once.
+    assert_eq!(app.scalar("SELECT count(*) FROM chute.schema_migrations").await, 1);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_postgres_restart_during_ingest_loses_nothing_acknowledged() {
+    // This test restarts PostgreSQL, so it gets a cluster of its own.
+    let dir = temp_dir();
+    let pg = std::sync::Arc::new(start_postgres(&dir.path().join("pg")));
+    let app = spawn_config(test_config(&pg.dsn("chute"))).await;
+
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let http = app.http.clone();
+            let url = format!("{}/api/v1/logs", app.base);
+            actix_web::rt::spawn(async move {
+                let mut acked = Vec::new();
+                for b in 0..40 {
+                    let ids: Vec<String> = (0..50).map(|i| format!("{s}-{b}-{i}")).collect();
+                    let body = ids.iter().map(|id| json!({"message": id}).to_string()).collect::<Vec<_>>().join("\n");
+                    let r = http.post(&url).content_type("application/x-ndjson").send_body(body).await;
+                    if matches!(r, Ok(ref r) if r.status() == 200) {
+                        acked.extend(ids);
+                    }
+                    actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+                }
+                acked
+            })
+        })
+        .collect();
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let restarting = pg.clone();
+    tokio::task::spawn_blocking(move || restarting.restart()).await.unwrap().expect("restart");
+
+    let mut acked = Vec::new();
+    for s in senders {
+        acked.extend(s.await.unwrap());
+    }
+    assert!(acked.len() >= 4 * 20 * 50, "most batches were acknowledged: {}", acked.len());
+    let db = connect(&pg.dsn("chute")).await;
+    let stored: std::collections::HashSet<String> = db
+        .query("SELECT message FROM chute.logs", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged records lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(app.metric("chute_write_retries_total", &[]) >= 1.0, "the restart was noticed");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn the_embedded_default_runs_its_own_postgres_and_keeps_data_across_restarts() {
+    let dir = temp_dir();
+    let config = || {
+        let mut c = chute::config::Config::default();
+        c.http.listen = "127.0.0.1:0".parse().unwrap();
+        c.node.data_dir = dir.path().join("data");
+        c.writer.flush_interval_ms = 20;
+        c
+    };
+    let app = spawn_config(config()).await;
+    assert!(dir.path().join("data/pg/PG_VERSION").exists());
+    let a = app.post_json(&json!([{"message": "kept"}])).await;
+    assert_eq!(a.status, 200);
+    app.stop().await;
+
+    let app = spawn_config(config()).await;
+    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message = 'kept'").await, 1);
+    app.stop().await;
+}
