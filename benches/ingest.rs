@@ -38,7 +38,10 @@ fn args() -> anyhow::Result<Args> {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| -> anyhow::Result<usize> {
-            it.next().with_context(|| format!("{name} needs a value"))?.parse().context(name.to_owned())
+            it.next()
+                .with_context(|| format!("{name} needs a value"))?
+                .parse()
+                .context(name.to_owned())
         };
         match arg.as_str() {
             "--records" => a.records = value("--records")?,
@@ -67,14 +70,62 @@ struct Gen {
 }
 
 const APPS: [&str; 30] = [
-    "nginx", "sshd", "cron", "kernel", "systemd", "postgres", "redis", "haproxy", "dockerd", "containerd",
-    "kubelet", "etcd", "vault", "consul", "nomad", "envoy", "api", "worker", "scheduler", "billing",
-    "auth", "search", "mailer", "payments", "gateway", "cache", "queue", "ingest", "backup", "audit",
+    "nginx",
+    "sshd",
+    "cron",
+    "kernel",
+    "systemd",
+    "postgres",
+    "redis",
+    "haproxy",
+    "dockerd",
+    "containerd",
+    "kubelet",
+    "etcd",
+    "vault",
+    "consul",
+    "nomad",
+    "envoy",
+    "api",
+    "worker",
+    "scheduler",
+    "billing",
+    "auth",
+    "search",
+    "mailer",
+    "payments",
+    "gateway",
+    "cache",
+    "queue",
+    "ingest",
+    "backup",
+    "audit",
 ];
 const WORDS: [&str; 24] = [
-    "request", "completed", "user", "session", "timeout", "connection", "upstream", "accepted", "from",
-    "port", "error", "retry", "GET", "POST", "/api/v2/orders", "status", "bytes", "latency", "cache",
-    "miss", "hit", "token", "refreshed", "worker",
+    "request",
+    "completed",
+    "user",
+    "session",
+    "timeout",
+    "connection",
+    "upstream",
+    "accepted",
+    "from",
+    "port",
+    "error",
+    "retry",
+    "GET",
+    "POST",
+    "/api/v2/orders",
+    "status",
+    "bytes",
+    "latency",
+    "cache",
+    "miss",
+    "hit",
+    "token",
+    "refreshed",
+    "worker",
 ];
 
 fn generate(n: usize) -> Vec<Gen> {
@@ -96,7 +147,11 @@ fn generate(n: usize) -> Vec<Gen> {
                 host: format!("host-{:03}", rng.gen_range(0..200)),
                 app: APPS[rng.gen_range(0..APPS.len())],
                 procid: rng.gen_range(100..65_000),
-                msgid: if rng.gen_bool(0.3) { Some("ID47") } else { None },
+                msgid: if rng.gen_bool(0.3) {
+                    Some("ID47")
+                } else {
+                    None
+                },
                 severity: [3, 4, 5, 6, 6, 6, 6, 7][rng.gen_range(0..8)],
                 facility: [1, 3, 4, 10, 16, 23][rng.gen_range(0..6)],
                 message,
@@ -109,7 +164,9 @@ fn generate(n: usize) -> Vec<Gen> {
 
 fn write_csv(records: &[Gen], path: &Path) -> anyhow::Result<()> {
     let mut w = BufWriter::new(std::fs::File::create(path)?);
-    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
     for r in records {
         // Messages hold no quotes or commas that need escaping beyond quoting.
         writeln!(
@@ -161,7 +218,16 @@ fn sql(pg: &EmbeddedPostgres, db: &str, statement: &str) -> anyhow::Result<()> {
     let out = Command::new(psql())
         .args(["-v", "ON_ERROR_STOP=1", "-q", "-h"])
         .arg(pg.socket_dir())
-        .args(["-p", &pg.port().to_string(), "-U", pg.user(), "-d", db, "-c", statement])
+        .args([
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            pg.user(),
+            "-d",
+            db,
+            "-c",
+            statement,
+        ])
         .output()?;
     if !out.status.success() {
         bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -220,11 +286,15 @@ fn main() -> anyhow::Result<()> {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     }
     let pg_dir = dir.path().join("pg");
-    let pg = std::thread::spawn(move || EmbeddedPostgres::start(&pg_dir, EmbeddedOptions::default()))
-        .join()
-        .map_err(|_| anyhow::anyhow!("start thread panicked"))??;
+    let pg =
+        std::thread::spawn(move || EmbeddedPostgres::start(&pg_dir, EmbeddedOptions::default()))
+            .join()
+            .map_err(|_| anyhow::anyhow!("start thread panicked"))??;
     println!("machine: {} cores, {}", cores(), cpu_model());
-    println!("records: {}, {} per request, {} connections", args.records, args.batch, args.connections);
+    println!(
+        "records: {}, {} per request, {} connections",
+        args.records, args.batch, args.connections
+    );
 
     let records = generate(args.records);
     let csv = dir.path().join("records.csv");
@@ -232,7 +302,11 @@ fn main() -> anyhow::Result<()> {
     let bodies = ndjson_bodies(&records, args.batch);
     let body_bytes: usize = bodies.iter().map(Vec::len).sum();
     drop(records);
-    println!("payload: {:.1} MiB NDJSON ({:.0} bytes/record)", body_bytes as f64 / 1048576.0, body_bytes as f64 / args.records as f64);
+    println!(
+        "payload: {:.1} MiB NDJSON ({:.0} bytes/record)",
+        body_bytes as f64 / 1048576.0,
+        body_bytes as f64 / args.records as f64
+    );
 
     actix_web::rt::System::new().block_on(async {
         let variants: &[(&str, &str)] = if args.index_costs {
@@ -370,6 +444,10 @@ fn cores() -> usize {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".to_owned())
 }

@@ -66,7 +66,15 @@ impl Application {
                 let (pool, config, metrics) = (pool.clone(), config.clone(), metrics.clone());
                 let (id, size, status) = (shard.id, shard.pool_size, health.register(shard.id));
                 Writer::start_in_arbiter(&arbiter.handle(), move |_| {
-                    Writer::new(id, pool, size, config.writer, config.storage, metrics, status)
+                    Writer::new(
+                        id,
+                        pool,
+                        size,
+                        config.writer,
+                        config.storage,
+                        metrics,
+                        status,
+                    )
                 })
             };
             destinations.push(Destination {
@@ -82,8 +90,12 @@ impl Application {
                 let s = pool.status();
                 let label = id.to_string();
                 let busy = s.size.saturating_sub(s.available);
-                m.pool_connections.with_label_values(&[&label, "busy"]).set(busy as i64);
-                m.pool_connections.with_label_values(&[&label, "idle"]).set(s.available as i64);
+                m.pool_connections
+                    .with_label_values(&[&label, "busy"])
+                    .set(busy as i64);
+                m.pool_connections
+                    .with_label_values(&[&label, "idle"])
+                    .set(s.available as i64);
             }
         });
 
@@ -93,7 +105,11 @@ impl Application {
             let metrics = metrics.clone();
             SyncArbiter::start(cores, move || Ingest::new(metrics.clone()))
         };
-        let workers = if config.http.workers == 0 { cores } else { config.http.workers };
+        let workers = if config.http.workers == 0 {
+            cores
+        } else {
+            config.http.workers
+        };
         let listener = std::net::TcpListener::bind(config.http.listen)
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         let addr = listener.local_addr()?;

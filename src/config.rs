@@ -217,7 +217,14 @@ macro_rules! default_from_empty {
         }
     )*};
 }
-default_from_empty!(NodeConfig, HttpConfig, WriterConfig, StorageConfig, EmbeddedConfig, LogConfig);
+default_from_empty!(
+    NodeConfig,
+    HttpConfig,
+    WriterConfig,
+    StorageConfig,
+    EmbeddedConfig,
+    LogConfig
+);
 
 /// One problem in a configuration file, with the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,7 +340,9 @@ impl Config {
                 "must be at least writer.batch_rows",
             );
         }
-        if self.writer.retry_initial_ms == 0 || self.writer.retry_max_ms < self.writer.retry_initial_ms {
+        if self.writer.retry_initial_ms == 0
+            || self.writer.retry_max_ms < self.writer.retry_initial_ms
+        {
             err(
                 "writer.retry_max_ms".into(),
                 "retry_initial_ms must be at least 1 and retry_max_ms at least retry_initial_ms",
@@ -352,7 +361,10 @@ impl Config {
             }
             if let Err(e) = shard.dsn.expose().parse::<tokio_postgres::Config>() {
                 // The parser's message never contains the password.
-                err(format!("shards[{i}].dsn"), &format!("invalid connection string: {e}"));
+                err(
+                    format!("shards[{i}].dsn"),
+                    &format!("invalid connection string: {e}"),
+                );
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
@@ -450,7 +462,10 @@ mod tests {
         let errors = Config::from_toml(text).unwrap_err().0;
         let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
         for expected in ["http.listen", "shards[2].colour", "bogus"] {
-            assert!(paths.contains(&expected), "{expected} missing from {errors:?}");
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {errors:?}"
+            );
         }
         // Semantic checks run on the sections that parsed.
         assert!(paths.contains(&"writer.batch_rows"), "{errors:?}");
@@ -474,7 +489,8 @@ mod tests {
 
     #[test]
     fn a_dsn_never_prints() {
-        let c = Config::from_toml("[[shards]]\nid = 0\ndsn = \"host=/tmp password=hunter2\"\n").unwrap();
+        let c = Config::from_toml("[[shards]]\nid = 0\ndsn = \"host=/tmp password=hunter2\"\n")
+            .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 

@@ -10,7 +10,11 @@ use chute::app::Application;
 use chute::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "chute", version, about = "A log router daemon: syslog and HTTP in, sharded PostgreSQL out")]
+#[command(
+    name = "chute",
+    version,
+    about = "A log router daemon: syslog and HTTP in, sharded PostgreSQL out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

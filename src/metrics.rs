@@ -9,8 +9,8 @@
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 type ScrapeHook = Box<dyn Fn(&Metrics) + Send + Sync>;
@@ -65,20 +65,29 @@ pub struct Metrics {
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    r.register(Box::new(c.clone())).expect("metric names are unique");
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
     c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    r.register(Box::new(g.clone())).expect("metric names are unique");
+    r.register(Box::new(g.clone()))
+        .expect("metric names are unique");
     g
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
         .expect("valid metric definition");
-    r.register(Box::new(h.clone())).expect("metric names are unique");
+    r.register(Box::new(h.clone()))
+        .expect("metric names are unique");
     h
 }
 
@@ -95,39 +104,132 @@ impl Metrics {
             .expect("metric names are unique");
         let scrapes = IntCounter::new("chute_metrics_scrapes_total", "Times /metrics was scraped.")
             .expect("valid metric definition");
-        r.register(Box::new(scrapes.clone())).expect("metric names are unique");
+        r.register(Box::new(scrapes.clone()))
+            .expect("metric names are unique");
         let m = Metrics {
-            records_received: counter(&r, "chute_records_received_total", "Records received, before validation.", &["source"]),
-            records_accepted: counter(&r, "chute_records_accepted_total", "Records validated and handed to their destination.", &["source"]),
-            records_rejected: counter(&r, "chute_records_rejected_total", "Records refused, by reason.", &["source", "reason"]),
-            records_sanitized: counter(&r, "chute_records_sanitized_total", "Records in which NUL or invalid UTF-8 was replaced with U+FFFD.", &["source", "reason"]),
-            requests_rejected: counter(&r, "chute_requests_rejected_total", "Whole requests refused, by reason.", &["reason"]),
-            rows_written: counter(&r, "chute_rows_written_total", "Rows committed into chute.logs.", &["shard"]),
-            rows_quarantined: counter(&r, "chute_rows_quarantined_total", "Rows PostgreSQL refused for their content, stored in chute.rejected.", &["shard", "reason"]),
-            rows_dropped: counter(&r, "chute_rows_dropped_total", "Rows lost because chute.rejected refused them too.", &["shard", "reason"]),
-            write_retries: counter(&r, "chute_write_retries_total", "Batch writes retried after a transient error.", &["shard", "reason"]),
-            batch_rows: histogram(&r, "chute_batch_rows", "Rows per COPY batch.", &["shard"],
-                vec![1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0]),
-            flush_duration: histogram(&r, "chute_flush_duration_seconds", "Time to write one batch, retries included.", &["shard"],
-                prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
-            queue_rows: gauge(&r, "chute_queue_rows", "Records waiting in a shard writer or being written.", &["shard"]),
-            shard_up: gauge(&r, "chute_shard_up", "1 if the last write to the shard succeeded, else 0.", &["shard"]),
-            pool_connections: gauge(&r, "chute_pool_connections", "Connections in a shard's pool, by state.", &["shard", "state"]),
+            records_received: counter(
+                &r,
+                "chute_records_received_total",
+                "Records received, before validation.",
+                &["source"],
+            ),
+            records_accepted: counter(
+                &r,
+                "chute_records_accepted_total",
+                "Records validated and handed to their destination.",
+                &["source"],
+            ),
+            records_rejected: counter(
+                &r,
+                "chute_records_rejected_total",
+                "Records refused, by reason.",
+                &["source", "reason"],
+            ),
+            records_sanitized: counter(
+                &r,
+                "chute_records_sanitized_total",
+                "Records in which NUL or invalid UTF-8 was replaced with U+FFFD.",
+                &["source", "reason"],
+            ),
+            requests_rejected: counter(
+                &r,
+                "chute_requests_rejected_total",
+                "Whole requests refused, by reason.",
+                &["reason"],
+            ),
+            rows_written: counter(
+                &r,
+                "chute_rows_written_total",
+                "Rows committed into chute.logs.",
+                &["shard"],
+            ),
+            rows_quarantined: counter(
+                &r,
+                "chute_rows_quarantined_total",
+                "Rows PostgreSQL refused for their content, stored in chute.rejected.",
+                &["shard", "reason"],
+            ),
+            rows_dropped: counter(
+                &r,
+                "chute_rows_dropped_total",
+                "Rows lost because chute.rejected refused them too.",
+                &["shard", "reason"],
+            ),
+            write_retries: counter(
+                &r,
+                "chute_write_retries_total",
+                "Batch writes retried after a transient error.",
+                &["shard", "reason"],
+            ),
+            batch_rows: histogram(
+                &r,
+                "chute_batch_rows",
+                "Rows per COPY batch.",
+                &["shard"],
+                vec![
+                    1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0, 50000.0,
+                ],
+            ),
+            flush_duration: histogram(
+                &r,
+                "chute_flush_duration_seconds",
+                "Time to write one batch, retries included.",
+                &["shard"],
+                prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
+            ),
+            queue_rows: gauge(
+                &r,
+                "chute_queue_rows",
+                "Records waiting in a shard writer or being written.",
+                &["shard"],
+            ),
+            shard_up: gauge(
+                &r,
+                "chute_shard_up",
+                "1 if the last write to the shard succeeded, else 0.",
+                &["shard"],
+            ),
+            pool_connections: gauge(
+                &r,
+                "chute_pool_connections",
+                "Connections in a shard's pool, by state.",
+                &["shard", "state"],
+            ),
             embedded_postgres_restarts,
-            partitions_created: counter(&r, "chute_partitions_created_total", "Daily partitions created.", &["shard"]),
-            http_requests: counter(&r, "chute_http_requests_total", "HTTP requests answered, by route and status class.", &["route", "status"]),
-            build_info: gauge(&r, "chute_build_info", "Version of the running binary; always 1.", &["version"]),
+            partitions_created: counter(
+                &r,
+                "chute_partitions_created_total",
+                "Daily partitions created.",
+                &["shard"],
+            ),
+            http_requests: counter(
+                &r,
+                "chute_http_requests_total",
+                "HTTP requests answered, by route and status class.",
+                &["route", "status"],
+            ),
+            build_info: gauge(
+                &r,
+                "chute_build_info",
+                "Version of the running binary; always 1.",
+                &["version"],
+            ),
             scrapes,
             registry: r,
             hooks: Mutex::new(Vec::new()),
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         Arc::new(m)
     }
 
     /// Registers a function that refreshes state-mirroring gauges before each scrape.
     pub fn on_scrape(&self, hook: impl Fn(&Metrics) + Send + Sync + 'static) {
-        self.hooks.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(hook));
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(hook));
     }
 
     /// The Prometheus text exposition of every metric.

@@ -104,9 +104,30 @@ pub const SEVERITIES: [&str; 8] = [
 
 /// Syslog facility names, index = numeric value (RFC 5424 §6.2.1).
 pub const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-    "authpriv", "ftp", "ntp", "security", "console", "solaris-cron", "local0", "local1",
-    "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 
 /// Parses a severity name (case-insensitive, with the common aliases).
@@ -133,10 +154,12 @@ pub fn facility_from_name(name: &str) -> Option<i16> {
         "auth2" | "audit" | "log_audit" => "security",
         "clock" | "cron2" => "solaris-cron",
         "log_alert" | "alert" => "console",
-        other => return FACILITIES
-            .iter()
-            .position(|f| *f == other)
-            .map(|p| p as i16),
+        other => {
+            return FACILITIES
+                .iter()
+                .position(|f| *f == other)
+                .map(|p| p as i16)
+        }
     };
     FACILITIES.iter().position(|f| *f == n).map(|p| p as i16)
 }
@@ -149,7 +172,10 @@ mod tests {
     fn nul_bytes_are_replaced_everywhere_and_counted() {
         let mut v: Value = serde_json::json!({"a\u{0}": ["x\u{0}y", {"k": "\u{0}"}]});
         assert_eq!(scrub_json(&mut v), 3);
-        assert_eq!(v, serde_json::json!({"a\u{FFFD}": ["x\u{FFFD}y", {"k": "\u{FFFD}"}]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a\u{FFFD}": ["x\u{FFFD}y", {"k": "\u{FFFD}"}]})
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub struct Router {
 impl Router {
     /// A router over `destinations`, which must not be empty.
     pub fn new(destinations: Vec<Destination>) -> Router {
-        assert!(!destinations.is_empty(), "a router needs at least one shard");
+        assert!(
+            !destinations.is_empty(),
+            "a router needs at least one shard"
+        );
         Router { destinations }
     }
 }

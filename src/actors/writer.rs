@@ -164,10 +164,8 @@ impl Writer {
     }
 
     fn start_write(&mut self, batch: Vec<Delivery>, rows: usize, ctx: &mut Context<Self>) {
-        let (records, acks): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|d| (d.records, d.ack))
-            .unzip();
+        let (records, acks): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|d| (d.records, d.ack)).unzip();
         let records: Vec<Record> = records.into_iter().flatten().collect();
         let wctx = self.ctx_for_writes();
         ctx.spawn(
@@ -221,7 +219,10 @@ impl Actor for Writer {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        self.metrics.shard_up.with_label_values(&[&self.label]).set(0);
+        self.metrics
+            .shard_up
+            .with_label_values(&[&self.label])
+            .set(0);
         self.prepare(ctx);
         ctx.run_interval(MAINTENANCE_EVERY, |w, ctx| {
             if !w.prepared {
@@ -397,7 +398,11 @@ impl WriteCtx {
     }
 
     /// One COPY of `range`, retried until it commits or PostgreSQL refuses the content.
-    async fn copy_with_retry(&self, rows: &EncodedRows, range: Range<usize>) -> Result<(), Attempt> {
+    async fn copy_with_retry(
+        &self,
+        rows: &EncodedRows,
+        range: Range<usize>,
+    ) -> Result<(), Attempt> {
         self.retry(|| self.copy(rows, range.clone())).await
     }
 
@@ -413,7 +418,10 @@ impl WriteCtx {
             match op().await {
                 Ok(()) => {
                     self.status.set_up(true);
-                    self.metrics.shard_up.with_label_values(&[&self.label]).set(1);
+                    self.metrics
+                        .shard_up
+                        .with_label_values(&[&self.label])
+                        .set(1);
                     return Ok(());
                 }
                 Err(a) => match a.failure {
@@ -421,7 +429,10 @@ impl WriteCtx {
                     Failure::Transient(reason) => {
                         self.status.set_up(false);
                         self.status.set_error(&a.message);
-                        self.metrics.shard_up.with_label_values(&[&self.label]).set(0);
+                        self.metrics
+                            .shard_up
+                            .with_label_values(&[&self.label])
+                            .set(0);
                         self.metrics
                             .write_retries
                             .with_label_values(&[&self.label, reason])

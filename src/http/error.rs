@@ -39,7 +39,11 @@ impl ApiError {
     }
 
     /// 503 with Retry-After.
-    pub fn unavailable(reason: &'static str, message: impl Into<String>, retry_after: Duration) -> Self {
+    pub fn unavailable(
+        reason: &'static str,
+        message: impl Into<String>,
+        retry_after: Duration,
+    ) -> Self {
         ApiError {
             retry_after: Some(retry_after),
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason, message)

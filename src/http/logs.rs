@@ -60,7 +60,8 @@ async fn ingest(
     let format = BodyFormat::from_content_type(header_text(headers, header::CONTENT_TYPE)?)?;
     let tenant = tenant(headers)?;
     let limit = state.config.http.max_body_bytes;
-    let declared = header_text(headers, header::CONTENT_LENGTH)?.and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        header_text(headers, header::CONTENT_LENGTH)?.and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(BodyError::TooLarge { limit }.into());
     }
@@ -68,7 +69,11 @@ async fn ingest(
     let mut collector = BodyCollector::new(encoding, limit);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "read_error", format!("cannot read the body: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "read_error",
+                format!("cannot read the body: {e}"),
+            )
         })?;
         collector.push(&chunk)?;
     }
@@ -89,7 +94,11 @@ async fn ingest(
     parsed.rejected.truncate(MAX_LISTED_REJECTIONS);
     let accepted = parsed.records.len();
     if accepted == 0 && rejected_count > 0 {
-        state.metrics.requests_rejected.with_label_values(&["no_valid_records"]).inc();
+        state
+            .metrics
+            .requests_rejected
+            .with_label_values(&["no_valid_records"])
+            .inc();
         return Ok(HttpResponse::BadRequest().json(Answer {
             accepted: 0,
             rejected: &parsed.rejected,
@@ -98,7 +107,13 @@ async fn ingest(
     }
     if accepted > 0 {
         let wait = Duration::from_millis(state.config.http.ack_timeout_ms);
-        let routed = tokio::time::timeout(wait, state.router.send(Route { records: parsed.records })).await;
+        let routed = tokio::time::timeout(
+            wait,
+            state.router.send(Route {
+                records: parsed.records,
+            }),
+        )
+        .await;
         let failure = match routed {
             Ok(Ok(Ok(()))) => None,
             Ok(Ok(Err(refused))) => Some(ApiError::from(refused)),
@@ -117,7 +132,11 @@ async fn ingest(
                 .inc_by(accepted as u64);
             return Err(e);
         }
-        state.metrics.records_accepted.with_label_values(&["http"]).inc_by(accepted as u64);
+        state
+            .metrics
+            .records_accepted
+            .with_label_values(&["http"])
+            .inc_by(accepted as u64);
     }
     Ok(HttpResponse::Ok().json(Answer {
         accepted,
@@ -136,7 +155,11 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&
         .get(&name)
         .map(|v| {
             v.to_str().map_err(|_| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", format!("{name} is not valid text"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_header",
+                    format!("{name} is not valid text"),
+                )
             })
         })
         .transpose()
@@ -148,7 +171,9 @@ fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
         return Ok(DEFAULT_TENANT.to_owned());
     };
     let ok = (1..=64).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(value.to_owned())
     } else {

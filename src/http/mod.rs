@@ -37,7 +37,9 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             web::scope("")
                 .wrap_fn(move |req, srv| {
                     // The route pattern, not the path: a bounded label.
-                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                    let route = req
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_owned());
                     let metrics = metrics.clone();
                     srv.call(req).map(move |res| {
                         if let Ok(res) = &res {
@@ -47,7 +49,10 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                                 500..=599 => "5xx",
                                 _ => "other",
                             };
-                            metrics.http_requests.with_label_values(&[&route, class]).inc();
+                            metrics
+                                .http_requests
+                                .with_label_values(&[&route, class])
+                                .inc();
                         }
                         res
                     })

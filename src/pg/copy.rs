@@ -119,7 +119,11 @@ impl EncodedRows {
         } else {
             self.ends[range.start - 1]
         };
-        let end = if range.end == 0 { 0 } else { self.ends[range.end - 1] };
+        let end = if range.end == 0 {
+            0
+        } else {
+            self.ends[range.end - 1]
+        };
         [
             Bytes::from_static(HEADER),
             self.rows.slice(start..end),

@@ -142,7 +142,10 @@ async fn create_partition(
     name: &str,
 ) -> Result<bool, tokio_postgres::Error> {
     let exists = tx
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("chute.{name}")])
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("chute.{name}")],
+        )
         .await?
         .get::<_, bool>(0);
     if exists {

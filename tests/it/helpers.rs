@@ -20,7 +20,10 @@ static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 /// A temp dir PostgreSQL can enter when the tests run as root (it runs as another user).
 pub fn temp_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("chute-it-").tempdir().expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("chute-it-")
+        .tempdir()
+        .expect("temp dir");
     open_up(dir.path());
     dir
 }
@@ -60,7 +63,11 @@ pub fn init_logs() {
 /// A fresh database in the shared cluster; returns its DSN.
 pub async fn fresh_database() -> String {
     let pg = cluster();
-    let name = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    );
     pg.create_database(&name).await.expect("create database");
     pg.dsn(&name)
 }
@@ -107,10 +114,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
 /// chute with exactly this configuration; waits until `/readyz` says ready.
 pub async fn spawn_config(config: Config) -> TestApp {
     init_logs();
-    let dsn = config
-        .shards
-        .first()
-        .map(|s| s.dsn.expose().to_owned());
+    let dsn = config.shards.first().map(|s| s.dsn.expose().to_owned());
     let app = Application::build(config).await.expect("chute starts");
     let base = format!("http://{}", app.addr());
     let handle = app.handle();
@@ -118,7 +122,9 @@ pub async fn spawn_config(config: Config) -> TestApp {
     let app_embedded = app.embedded();
     let dsn = dsn.unwrap_or_else(|| app_embedded.as_ref().expect("embedded").dsn("chute"));
     let done = actix_web::rt::spawn(app.run_until_stopped());
-    let http = awc::Client::builder().timeout(Duration::from_secs(120)).finish();
+    let http = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish();
     let db = connect(&dsn).await;
     let t = TestApp {
         base,
@@ -169,7 +175,10 @@ impl TestApp {
         for (k, v) in headers {
             req = req.insert_header((*k, *v));
         }
-        let mut res = req.send_body(body.into()).await.expect("request is answered");
+        let mut res = req
+            .send_body(body.into())
+            .await
+            .expect("request is answered");
         let bytes = res.body().limit(64 << 20).await.expect("body");
         Answer {
             status: res.status().as_u16(),
@@ -183,7 +192,8 @@ impl TestApp {
 
     /// POSTs a JSON value as `application/json`.
     pub async fn post_json(&self, v: &Value) -> Answer {
-        self.post(v.to_string(), &[("content-type", "application/json")]).await
+        self.post(v.to_string(), &[("content-type", "application/json")])
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
@@ -194,7 +204,10 @@ impl TestApp {
             .await
             .expect("request is answered");
         let body = res.body().await.expect("body");
-        (res.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
+        (
+            res.status().as_u16(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
     }
 
     /// A single number from SQL.

@@ -44,8 +44,14 @@ async fn a_json_array_is_stored_with_every_column() {
     let fields: serde_json::Value = serde_json::from_str(&row.get::<_, String>(9)).unwrap();
     assert_eq!(fields, json!({"status": 200, "path": "/"}));
     assert!(row.get::<_, bool>(10));
-    assert_eq!(app.metric("chute_records_accepted_total", &["source=\"http\""]), 1.0);
-    assert_eq!(app.metric("chute_rows_written_total", &["shard=\"0\""]), 1.0);
+    assert_eq!(
+        app.metric("chute_records_accepted_total", &["source=\"http\""]),
+        1.0
+    );
+    assert_eq!(
+        app.metric("chute_rows_written_total", &["shard=\"0\""]),
+        1.0
+    );
     app.stop().await;
 }
 
@@ -53,13 +59,21 @@ async fn a_json_array_is_stored_with_every_column() {
 async fn ndjson_with_one_bad_line_keeps_the_good_lines() {
     let app = spawn_app().await;
     let body = "{\"message\":\"one\"}\n{not json\n\n{\"message\":\"three\"}\r\n";
-    let a = app.post(body, &[("content-type", "application/x-ndjson")]).await;
+    let a = app
+        .post(body, &[("content-type", "application/x-ndjson")])
+        .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["accepted"], 2);
     assert_eq!(a.body["rejected"][0]["index"], 1);
     assert_eq!(a.body["rejected_count"], 1);
     assert_eq!(app.stored().await, 2);
-    assert_eq!(app.metric("chute_records_rejected_total", &["reason=\"invalid_record\""]), 1.0);
+    assert_eq!(
+        app.metric(
+            "chute_records_rejected_total",
+            &["reason=\"invalid_record\""]
+        ),
+        1.0
+    );
     app.stop().await;
 }
 
@@ -73,11 +87,26 @@ async fn a_record_without_a_message_costs_only_itself() {
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["accepted"], 3);
-    let indexes: Vec<_> = a.body["rejected"].as_array().unwrap().iter().map(|r| r["index"].clone()).collect();
+    let indexes: Vec<_> = a.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["index"].clone())
+        .collect();
     assert_eq!(indexes, [json!(2), json!(3)]);
-    assert!(a.body["rejected"][0]["error"].as_str().unwrap().contains("message"));
-    assert!(a.body["rejected"][1]["error"].as_str().unwrap().contains("severity"));
-    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message IN ('a','b','e')").await, 3);
+    assert!(a.body["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("message"));
+    assert!(a.body["rejected"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("severity"));
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM chute.logs WHERE message IN ('a','b','e')")
+            .await,
+        3
+    );
     app.stop().await;
 }
 
@@ -89,11 +118,15 @@ async fn a_body_with_no_usable_record_is_400() {
     assert_eq!(a.body["accepted"], 0);
     assert_eq!(a.body["rejected_count"], 2);
 
-    let a = app.post("[{\"message\": ", &[("content-type", "application/json")]).await;
+    let a = app
+        .post("[{\"message\": ", &[("content-type", "application/json")])
+        .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.body["reason"], "invalid_json");
 
-    let a = app.post("  \n", &[("content-type", "application/json")]).await;
+    let a = app
+        .post("  \n", &[("content-type", "application/json")])
+        .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.body["reason"], "empty_body");
     assert_eq!(app.stored().await, 0);
@@ -111,12 +144,24 @@ async fn gzip_and_zstd_bodies_are_decoded() {
     let app = spawn_app().await;
     let body = b"{\"message\":\"zipped\"}\n{\"message\":\"zipped too\"}\n";
     let a = app
-        .post(gzip(body), &[("content-type", "application/x-ndjson"), ("content-encoding", "gzip")])
+        .post(
+            gzip(body),
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("content-encoding", "gzip"),
+            ],
+        )
         .await;
     assert_eq!((a.status, a.body["accepted"].clone()), (200, json!(2)));
     let z = zstd::encode_all(&body[..], 3).unwrap();
     let a = app
-        .post(z, &[("content-type", "application/x-ndjson"), ("content-encoding", "zstd")])
+        .post(
+            z,
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("content-encoding", "zstd"),
+            ],
+        )
         .await;
     assert_eq!((a.status, a.body["accepted"].clone()), (200, json!(2)));
     assert_eq!(app.stored().await, 4);
@@ -127,17 +172,28 @@ async fn gzip_and_zstd_bodies_are_decoded() {
 async fn bodies_over_the_limit_are_413_compressed_or_not() {
     let app = spawn_app_with(|c| c.http.max_body_bytes = 64 * 1024).await;
     let big = format!("[{{\"message\":\"{}\"}}]", "x".repeat(100 * 1024));
-    let a = app.post(big.clone(), &[("content-type", "application/json")]).await;
+    let a = app
+        .post(big.clone(), &[("content-type", "application/json")])
+        .await;
     assert_eq!(a.status, 413);
     assert_eq!(a.body["reason"], "too_large");
 
     // Small on the wire, too large once decoded.
     let a = app
-        .post(gzip(big.as_bytes()), &[("content-type", "application/json"), ("content-encoding", "gzip")])
+        .post(
+            gzip(big.as_bytes()),
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+        )
         .await;
     assert_eq!(a.status, 413);
     assert_eq!(app.stored().await, 0);
-    assert_eq!(app.metric("chute_requests_rejected_total", &["reason=\"too_large\""]), 2.0);
+    assert_eq!(
+        app.metric("chute_requests_rejected_total", &["reason=\"too_large\""]),
+        2.0
+    );
     app.stop().await;
 }
 
@@ -153,7 +209,13 @@ async fn a_gzip_bomb_is_refused_without_inflating_it() {
     let bomb = e.finish().unwrap();
     assert!(bomb.len() < 1 << 20, "the bomb itself is under the limit");
     let a = app
-        .post(bomb, &[("content-type", "application/json"), ("content-encoding", "gzip")])
+        .post(
+            bomb,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+        )
         .await;
     assert_eq!(a.status, 413);
     app.stop().await;
@@ -166,7 +228,13 @@ async fn unknown_content_types_and_encodings_are_415() {
     assert_eq!(a.status, 415);
     assert_eq!(a.body["reason"], "unsupported_content_type");
     let a = app
-        .post("{}", &[("content-type", "application/json"), ("content-encoding", "br")])
+        .post(
+            "{}",
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "br"),
+            ],
+        )
         .await;
     assert_eq!(a.status, 415);
     assert_eq!(a.body["reason"], "unsupported_encoding");
@@ -182,25 +250,47 @@ async fn nul_bytes_and_invalid_utf8_are_replaced_and_counted() {
     assert_eq!(a.status, 200, "{}", a.body);
     let mut body = b"{\"message\":\"bad \xff\xfe bytes\",\"host\":\"h\xc3\"}\n".to_vec();
     body.extend_from_slice(b"{\"message\":\"clean\"}\n");
-    let a = app.post(body, &[("content-type", "application/x-ndjson")]).await;
-    assert_eq!((a.status, a.body["accepted"].clone()), (200, json!(2)), "{}", a.body);
+    let a = app
+        .post(body, &[("content-type", "application/x-ndjson")])
+        .await;
+    assert_eq!(
+        (a.status, a.body["accepted"].clone()),
+        (200, json!(2)),
+        "{}",
+        a.body
+    );
 
     let row = app
         .db
-        .query_one("SELECT message, fields::text FROM chute.logs WHERE message LIKE 'a%'", &[])
+        .query_one(
+            "SELECT message, fields::text FROM chute.logs WHERE message LIKE 'a%'",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "a\u{FFFD}b");
     assert_eq!(row.get::<_, String>(1), "{\"k\u{FFFD}\": \"v\u{FFFD}\"}");
     let row = app
         .db
-        .query_one("SELECT message, host FROM chute.logs WHERE message LIKE 'bad%'", &[])
+        .query_one(
+            "SELECT message, host FROM chute.logs WHERE message LIKE 'bad%'",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "bad \u{FFFD}\u{FFFD} bytes");
     assert_eq!(row.get::<_, String>(1), "h\u{FFFD}");
-    assert_eq!(app.metric("chute_records_sanitized_total", &["reason=\"nul\""]), 1.0);
-    assert_eq!(app.metric("chute_records_sanitized_total", &["reason=\"invalid_utf8\""]), 1.0);
+    assert_eq!(
+        app.metric("chute_records_sanitized_total", &["reason=\"nul\""]),
+        1.0
+    );
+    assert_eq!(
+        app.metric(
+            "chute_records_sanitized_total",
+            &["reason=\"invalid_utf8\""]
+        ),
+        1.0
+    );
     app.stop().await;
 }
 
@@ -223,7 +313,12 @@ async fn every_ts_form_is_stored_as_the_right_instant() {
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["accepted"], 8);
-    let bad: Vec<_> = a.body["rejected"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    let bad: Vec<_> = a.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(bad, [8, 9]);
     let exact = app
         .scalar("SELECT count(*) FROM chute.logs WHERE ts = '2026-01-02T03:04:05Z' AND message IN ('z','plus','minus','epoch')")
@@ -244,12 +339,28 @@ async fn every_ts_form_is_stored_as_the_right_instant() {
 async fn the_tenant_header_is_stored_and_checked() {
     let app = spawn_app().await;
     let a = app
-        .post("{\"message\":\"m\"}", &[("content-type", "application/x-ndjson"), ("x-chute-tenant", "team-a")])
+        .post(
+            "{\"message\":\"m\"}",
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("x-chute-tenant", "team-a"),
+            ],
+        )
         .await;
     assert_eq!(a.status, 200);
-    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE tenant = 'team-a'").await, 1);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM chute.logs WHERE tenant = 'team-a'")
+            .await,
+        1
+    );
     let a = app
-        .post("{\"message\":\"m\"}", &[("content-type", "application/x-ndjson"), ("x-chute-tenant", "no spaces")])
+        .post(
+            "{\"message\":\"m\"}",
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("x-chute-tenant", "no spaces"),
+            ],
+        )
         .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.body["reason"], "invalid_tenant");
@@ -268,7 +379,12 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(ready["shards"][0]["ready"], true);
     let (status, body) = app.get("/metrics").await;
     assert_eq!(status, 200);
-    for name in ["chute_build_info", "chute_shard_up", "chute_http_requests_total", "chute_pool_connections"] {
+    for name in [
+        "chute_build_info",
+        "chute_shard_up",
+        "chute_http_requests_total",
+        "chute_pool_connections",
+    ] {
         assert!(body.contains(name), "{name} missing from /metrics");
     }
     app.stop().await;

@@ -11,10 +11,14 @@ async fn a_row_postgres_refuses_goes_to_chute_rejected_and_the_rest_commit() {
     let app = spawn_app().await;
     // An operator's constraint that chute's validation knows nothing about.
     app.db
-        .batch_execute("ALTER TABLE chute.logs ADD CONSTRAINT no_poison CHECK (message <> 'poison')")
+        .batch_execute(
+            "ALTER TABLE chute.logs ADD CONSTRAINT no_poison CHECK (message <> 'poison')",
+        )
         .await
         .unwrap();
-    let mut records: Vec<_> = (0..50).map(|i| json!({"message": format!("ok {i}")})).collect();
+    let mut records: Vec<_> = (0..50)
+        .map(|i| json!({"message": format!("ok {i}")}))
+        .collect();
     records[17] = json!({"message": "poison", "host": "bad-host"});
     let a = app.post_json(&json!(records)).await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -29,7 +33,13 @@ async fn a_row_postgres_refuses_goes_to_chute_rejected_and_the_rest_commit() {
     assert!(row.get::<_, String>(2).contains("no_poison"));
     assert_eq!(row.get::<_, String>(3), "poison");
     assert_eq!(row.get::<_, String>(4), "bad-host");
-    assert_eq!(app.metric("chute_rows_quarantined_total", &["reason=\"integrity_violation\""]), 1.0);
+    assert_eq!(
+        app.metric(
+            "chute_rows_quarantined_total",
+            &["reason=\"integrity_violation\""]
+        ),
+        1.0
+    );
     assert_eq!(app.metric("chute_rows_written_total", &[]), 49.0);
     app.stop().await;
 }
@@ -45,10 +55,13 @@ async fn records_land_in_their_day_partition_or_the_default_one() {
     let part = |m: &'static str| {
         let db = &app.db;
         async move {
-            db.query_one(&format!("SELECT tableoid::regclass::text FROM chute.logs WHERE message = '{m}'"), &[])
-                .await
-                .unwrap()
-                .get::<_, String>(0)
+            db.query_one(
+                &format!("SELECT tableoid::regclass::text FROM chute.logs WHERE message = '{m}'"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
         }
     };
     let expected = format!("chute.logs_{}", chrono::Utc::now().format("%Y%m%d"));
@@ -58,7 +71,11 @@ async fn records_land_in_their_day_partition_or_the_default_one() {
     let ahead = app
         .scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'chute.logs'::regclass")
         .await;
-    assert_eq!(ahead, 1 + 1 + 1 + 3, "default + yesterday + today + 3 ahead");
+    assert_eq!(
+        ahead,
+        1 + 1 + 1 + 3,
+        "default + yesterday + today + 3 ahead"
+    );
     app.stop().await;
 }
 
@@ -71,15 +88,27 @@ async fn a_full_writer_answers_503_with_retry_after_and_loses_nothing_it_took() 
     .await;
     // Hold a lock that stops every COPY until we let go.
     let locker = connect(&app.dsn).await;
-    locker.batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
 
-    let batch = |tag: &str| json!((0..10).map(|i| json!({"message": format!("{tag} {i}")})).collect::<Vec<_>>());
+    let batch = |tag: &str| {
+        json!((0..10)
+            .map(|i| json!({"message": format!("{tag} {i}")}))
+            .collect::<Vec<_>>())
+    };
     let first = {
         let body = batch("first").to_string();
         let http = app.http.clone();
         let url = format!("{}/api/v1/logs", app.base);
         actix_web::rt::spawn(async move {
-            let mut r = http.post(url).content_type("application/json").send_body(body).await.unwrap();
+            let mut r = http
+                .post(url)
+                .content_type("application/json")
+                .send_body(body)
+                .await
+                .unwrap();
             (r.status().as_u16(), r.body().await.unwrap())
         })
     };
@@ -98,9 +127,20 @@ async fn a_full_writer_answers_503_with_retry_after_and_loses_nothing_it_took() 
     locker.batch_execute("COMMIT").await.unwrap();
     let (status, _) = first.await.unwrap();
     assert_eq!(status, 200);
-    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message LIKE 'first%'").await, 10);
-    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message LIKE 'second%'").await, 0);
-    assert_eq!(app.metric("chute_records_rejected_total", &["reason=\"backpressure\""]), 10.0);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM chute.logs WHERE message LIKE 'first%'")
+            .await,
+        10
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM chute.logs WHERE message LIKE 'second%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.metric("chute_records_rejected_total", &["reason=\"backpressure\""]),
+        10.0
+    );
     app.stop().await;
 }
 
@@ -115,9 +155,17 @@ async fn data_survives_a_restart_of_chute() {
     let app = spawn_config(test_config(&dsn)).await;
     let a = app.post_json(&json!([{"message": "after"}])).await;
     assert_eq!(a.status, 200);
-    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message IN ('before', 'after')").await, 2);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM chute.logs WHERE message IN ('before', 'after')")
+            .await,
+        2
+    );
     // Migrations ran once.
-    assert_eq!(app.scalar("SELECT count(*) FROM chute.schema_migrations").await, 1);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM chute.schema_migrations")
+            .await,
+        1
+    );
     app.stop().await;
 }
 
@@ -136,8 +184,16 @@ async fn a_postgres_restart_during_ingest_loses_nothing_acknowledged() {
                 let mut acked = Vec::new();
                 for b in 0..40 {
                     let ids: Vec<String> = (0..50).map(|i| format!("{s}-{b}-{i}")).collect();
-                    let body = ids.iter().map(|id| json!({"message": id}).to_string()).collect::<Vec<_>>().join("\n");
-                    let r = http.post(&url).content_type("application/x-ndjson").send_body(body).await;
+                    let body = ids
+                        .iter()
+                        .map(|id| json!({"message": id}).to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let r = http
+                        .post(&url)
+                        .content_type("application/x-ndjson")
+                        .send_body(body)
+                        .await;
                     if matches!(r, Ok(ref r) if r.status() == 200) {
                         acked.extend(ids);
                     }
@@ -149,13 +205,20 @@ async fn a_postgres_restart_during_ingest_loses_nothing_acknowledged() {
         .collect();
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     let restarting = pg.clone();
-    tokio::task::spawn_blocking(move || restarting.restart()).await.unwrap().expect("restart");
+    tokio::task::spawn_blocking(move || restarting.restart())
+        .await
+        .unwrap()
+        .expect("restart");
 
     let mut acked = Vec::new();
     for s in senders {
         acked.extend(s.await.unwrap());
     }
-    assert!(acked.len() >= 4 * 20 * 50, "most batches were acknowledged: {}", acked.len());
+    assert!(
+        acked.len() >= 4 * 20 * 50,
+        "most batches were acknowledged: {}",
+        acked.len()
+    );
     let db = connect(&pg.dsn("chute")).await;
     let stored: std::collections::HashSet<String> = db
         .query("SELECT message FROM chute.logs", &[])
@@ -165,8 +228,16 @@ async fn a_postgres_restart_during_ingest_loses_nothing_acknowledged() {
         .map(|r| r.get(0))
         .collect();
     let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged records lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
-    assert!(app.metric("chute_write_retries_total", &[]) >= 1.0, "the restart was noticed");
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        app.metric("chute_write_retries_total", &[]) >= 1.0,
+        "the restart was noticed"
+    );
     app.stop().await;
 }
 
@@ -187,6 +258,10 @@ async fn the_embedded_default_runs_its_own_postgres_and_keeps_data_across_restar
     app.stop().await;
 
     let app = spawn_config(config()).await;
-    assert_eq!(app.scalar("SELECT count(*) FROM chute.logs WHERE message = 'kept'").await, 1);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM chute.logs WHERE message = 'kept'")
+            .await,
+        1
+    );
     app.stop().await;
 }
