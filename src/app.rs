@@ -44,9 +44,12 @@ impl Application {
                 dsn: Secret::new(pg.dsn("chute")),
                 pool_size: config.embedded.pool_size,
             };
-            let watched = pg.clone();
+            // Weak: the registry must not keep PostgreSQL alive past shutdown.
+            let watched = Arc::downgrade(&pg);
             metrics.on_scrape(move |m| {
-                m.embedded_postgres_restarts.set(watched.restarts() as i64);
+                if let Some(pg) = watched.upgrade() {
+                    m.embedded_postgres_restarts.set(pg.restarts() as i64);
+                }
             });
             embedded = Some(pg);
             vec![shard]
@@ -169,8 +172,12 @@ impl Application {
         if let Some(pg) = self.embedded {
             tokio::task::spawn_blocking(move || match Arc::try_unwrap(pg) {
                 Ok(pg) => pg.shutdown(),
-                // Someone still holds it (a test); it stops when they drop it.
-                Err(_) => Ok(()),
+                Err(_) => {
+                    tracing::warn!(
+                        "the embedded PostgreSQL is still in use; it stops when released"
+                    );
+                    Ok(())
+                }
             })
             .await??;
         }
