@@ -179,10 +179,10 @@ fn default_ack_timeout_ms() -> u64 {
     30_000
 }
 fn default_batch_rows() -> usize {
-    10_000
+    2_000
 }
 fn default_flush_interval_ms() -> u64 {
-    100
+    50
 }
 fn default_max_pending_rows() -> usize {
     100_000

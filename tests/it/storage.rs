@@ -265,3 +265,116 @@ async fn the_embedded_default_runs_its_own_postgres_and_keeps_data_across_restar
     );
     app.stop().await;
 }
+
+/// A host name whose stream maps to `shard` of `n`.
+fn host_for(shard: usize, n: usize) -> String {
+    (0..)
+        .map(|i| format!("host-{i}"))
+        .find(|h| {
+            let r = chute::record::Record {
+                ts: chrono::Utc::now(),
+                received_at: chrono::Utc::now(),
+                tenant: "default".into(),
+                host: Some(h.clone()),
+                app: None,
+                procid: None,
+                msgid: None,
+                severity: None,
+                facility: None,
+                message: String::new(),
+                fields: Default::default(),
+            };
+            chute::actors::router::shard_index(&r, n) == shard
+        })
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_stalled_shard_does_not_hold_up_the_others() {
+    let (a, b) = (fresh_database().await, fresh_database().await);
+    let mut config = test_config(&a);
+    config.shards.push(chute::config::ShardConfig {
+        id: 1,
+        dsn: chute::config::Secret::new(b.clone()),
+        pool_size: 2,
+    });
+    let app = spawn_config(config).await;
+    let (h0, h1) = (host_for(0, 2), host_for(1, 2));
+    let db_b = connect(&b).await;
+    db_b.batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let stalled = {
+        let http = app.http.clone();
+        let url = format!("{}/api/v1/logs", app.base);
+        let body = json!([{"host": h1, "message": "waits"}]).to_string();
+        actix_web::rt::spawn(async move {
+            http.post(url)
+                .content_type("application/json")
+                .send_body(body)
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        let a = app
+            .post_json(&json!([{"host": h0, "message": format!("flows {i}")}]))
+            .await;
+        assert_eq!(a.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shard 0 was held up"
+    );
+    assert!(!stalled.is_finished(), "shard 1 was not stalled");
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM chute.logs WHERE message LIKE 'flows%'")
+            .await,
+        5
+    );
+
+    db_b.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(stalled.await.unwrap(), 200);
+    let count: i64 = db_b
+        .query_one(
+            "SELECT count(*) FROM chute.logs WHERE message = 'waits'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_commit_slower_than_the_ack_timeout_is_503_and_the_records_still_land() {
+    let app = spawn_app_with(|c| c.http.ack_timeout_ms = 300).await;
+    let locker = connect(&app.dsn).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let a = app.post_json(&json!([{"message": "late"}])).await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.body["reason"], "timeout");
+    assert!(a.retry_after.is_some());
+    locker.batch_execute("COMMIT").await.unwrap();
+    for _ in 0..100 {
+        if app.stored().await == 1 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.stored().await,
+        1,
+        "the queued records are written once the lock is gone"
+    );
+    app.stop().await;
+}
