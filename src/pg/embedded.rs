@@ -716,11 +716,26 @@ impl Server {
         }
         info!(dir = %self.dir.display(), initdb = %self.bins.initdb.display(),
             "creating PostgreSQL cluster");
+        // initdb works in a sibling directory that is renamed into place once it
+        // succeeded: a chute killed mid-initdb leaves no half-made cluster behind,
+        // only this scratch directory, which the next attempt removes.
+        let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+        let scratch = self.dir.with_file_name(format!(".{name}.initdb"));
+        if scratch.exists() {
+            fs::remove_dir_all(&scratch)
+                .map_err(io_err(format!("remove {}", scratch.display())))?;
+        }
+        fs::create_dir(&scratch).map_err(io_err(format!("create {}", scratch.display())))?;
+        fs::set_permissions(&scratch, fs::Permissions::from_mode(0o700))
+            .map_err(io_err(format!("chmod 0700 {}", scratch.display())))?;
+        if let Some(owner) = &self.owner {
+            lchown_if_needed(&scratch, owner)?;
+        }
         let mut cmd = Command::new(&self.bins.initdb);
         // trust is safe: there is no TCP listener, and the only socket lives in
         // the data directory, which PostgreSQL requires to be 0700 (0750 at most).
         cmd.arg("-D")
-            .arg(&self.dir)
+            .arg(&scratch)
             .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"])
             .stdin(Stdio::null());
         self.configure(&mut cmd);
@@ -739,6 +754,13 @@ impl Server {
                 output: last_lines(text.trim(), 30),
             });
         }
+        fs::remove_dir(&self.dir)
+            .map_err(io_err(format!("remove empty {}", self.dir.display())))?;
+        fs::rename(&scratch, &self.dir).map_err(io_err(format!(
+            "rename {} to {}",
+            scratch.display(),
+            self.dir.display()
+        )))?;
         Ok(())
     }
 
@@ -1731,9 +1753,6 @@ mod tests {
     use tempfile::TempDir;
     use tokio_postgres::config::Host;
 
-    /// Tells `pdeathsig_helper` where to work; unset in normal runs.
-    const HELPER_ENV: &str = "CHUTE_EMBEDDED_PDEATHSIG_DIR";
-
     /// A temp dir the server user can pass through (tempfile makes them 0700).
     fn temp_root() -> TempDir {
         let tmp = tempfile::Builder::new()
@@ -2020,59 +2039,6 @@ mod tests {
         });
         assert_eq!(pg.pid(), Some(pid as u32));
         pg.shutdown().expect("shutdown");
-    }
-
-    #[test]
-    #[ignore = "helper: run in a child process by postmaster_stops_when_its_process_is_killed"]
-    fn pdeathsig_helper() {
-        let Some(root) = std::env::var_os(HELPER_ENV).map(PathBuf::from) else {
-            return;
-        };
-        let pg = start(&root.join("pg"));
-        let pid = pg.pid().expect("pid");
-        fs::write(root.join("pid.tmp"), pid.to_string()).expect("write pid");
-        fs::rename(root.join("pid.tmp"), root.join("pid")).expect("publish pid");
-        // The parent test SIGKILLs us long before this.
-        thread::sleep(Duration::from_secs(120));
-    }
-
-    #[test]
-    fn postmaster_stops_when_its_process_is_killed() {
-        let tmp = temp_root();
-        let module = module_path!();
-        let test_path = module.split_once("::").map_or(module, |(_, rest)| rest);
-        let exe = std::env::current_exe().expect("test binary");
-        let mut helper = Command::new(exe)
-            .arg(format!("{test_path}::pdeathsig_helper"))
-            .args(["--exact", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(HELPER_ENV, tmp.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn helper");
-        let pid_file = tmp.path().join("pid");
-        wait_for("helper's PostgreSQL", Duration::from_secs(90), || {
-            if let Ok(Some(status)) = helper.try_wait() {
-                panic!("helper exited early: {status}");
-            }
-            pid_file.exists()
-        });
-        let pid: i32 = fs::read_to_string(&pid_file)
-            .expect("read pid")
-            .trim()
-            .parse()
-            .expect("pid");
-        assert!(pid_alive(pid));
-        kill(pid_of(helper.id()), Signal::SIGKILL).expect("kill -9 helper");
-        helper.wait().expect("reap helper");
-        let dir = tmp.path().join("pg");
-        wait_for(
-            "orphaned postmaster to shut down",
-            Duration::from_secs(40),
-            || !pid_alive(pid) && processes_on(&dir).is_empty(),
-        );
-        // It shut down cleanly (SIGINT = fast shutdown), so no recovery is needed.
-        assert!(!dir.join("postmaster.pid").exists());
     }
 
     #[test]

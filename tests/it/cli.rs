@@ -50,3 +50,95 @@ fn a_missing_config_file_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot read /nonexistent/chute.toml"), "{err}");
 }
+
+/// `chute serve` as a child process, its log in a file.
+struct Daemon {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &std::path::Path, log: std::path::PathBuf) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_chute"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, log };
+        d.wait_for("shard ready");
+        d
+    }
+
+    fn wait_for(&self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(text)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; only count processes that can run.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.split_whitespace()
+                .nth(2)
+                .is_some_and(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn kill_9_of_chute_takes_its_postgres_down_and_the_next_start_recovers() {
+    let dir = crate::helpers::temp_dir();
+    let config = dir.path().join("chute.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = \"{}/data\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut first = Daemon::start(&config, dir.path().join("first.log"));
+    let pid_file = dir.path().join("data/pg/postmaster.pid");
+    let postmaster: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alive(postmaster));
+
+    first.child.kill().unwrap(); // SIGKILL: chute gets no chance to stop PostgreSQL itself
+    first.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while alive(postmaster) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PostgreSQL outlived chute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let second = Daemon::start(&config, dir.path().join("second.log"));
+    second.wait_for("chute is listening");
+}
