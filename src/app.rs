@@ -61,6 +61,7 @@ impl Application {
         let mut arbiters = Vec::new();
         let mut destinations = Vec::new();
         let mut pools = Vec::new();
+        let mut probes = Vec::new();
         for shard in &shards {
             let pool = crate::pg::pool(shard.dsn.expose(), shard.pool_size)
                 .with_context(|| format!("shard {}: invalid connection string", shard.id))?;
@@ -84,12 +85,16 @@ impl Application {
                 shard: shard.id,
                 recipient: writer.recipient(),
             });
+            // Readiness probes get a connection of their own, so a pool busy with
+            // long COPYs never reads as "not ready".
+            let probe = crate::pg::pool(shard.dsn.expose(), 1)
+                .with_context(|| format!("shard {}: invalid connection string", shard.id))?;
             pools.push((shard.id, pool));
+            probes.push((shard.id, probe));
             arbiters.push(arbiter);
         }
-        let pool_view = pools.clone();
         metrics.on_scrape(move |m| {
-            for (id, pool) in &pool_view {
+            for (id, pool) in &pools {
                 let s = pool.status();
                 let label = id.to_string();
                 let busy = s.size.saturating_sub(s.available);
@@ -122,7 +127,7 @@ impl Application {
             ingest,
             router,
             health,
-            pools,
+            probes,
         });
         let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
             .workers(workers)

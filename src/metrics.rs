@@ -55,6 +55,8 @@ pub struct Metrics {
     pub embedded_postgres_restarts: IntGauge,
     /// Partitions created by partition maintenance (`shard`).
     pub partitions_created: IntCounterVec,
+    /// Partition maintenance runs that failed (`shard`).
+    pub partition_maintenance_failures: IntCounterVec,
     /// HTTP requests answered (`route`, `status` class: 2xx, 4xx, 5xx).
     pub http_requests: IntCounterVec,
     /// Version of the running binary (`version`), always 1.
@@ -196,6 +198,12 @@ impl Metrics {
                 &["shard", "state"],
             ),
             embedded_postgres_restarts,
+            partition_maintenance_failures: counter(
+                &r,
+                "chute_partition_maintenance_failures_total",
+                "Partition maintenance runs that failed.",
+                &["shard"],
+            ),
             partitions_created: counter(
                 &r,
                 "chute_partitions_created_total",

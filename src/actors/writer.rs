@@ -195,6 +195,10 @@ impl Writer {
                         Ok(()) => return,
                         Err(e) => {
                             wctx.status.set_error(&e);
+                            wctx.metrics
+                                .write_retries
+                                .with_label_values(&[&wctx.label, "schema"])
+                                .inc();
                             tracing::error!(shard = wctx.shard, error = %e, "cannot prepare the shard's schema; retrying");
                             tokio::time::sleep(jitter(backoff)).await;
                             backoff = (backoff * 2).min(wctx.retry_max);
@@ -233,6 +237,10 @@ impl Actor for Writer {
             ctx.spawn(
                 async move {
                     if let Err(e) = wctx.partitions(&storage).await {
+                        wctx.metrics
+                            .partition_maintenance_failures
+                            .with_label_values(&[&wctx.label])
+                            .inc();
                         tracing::warn!(shard = wctx.shard, error = %e, "partition maintenance failed; the default partition takes the rows meanwhile");
                     }
                 }

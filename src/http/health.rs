@@ -44,7 +44,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     for (id, mut shard) in snapshot {
         let mut ready = shard.prepared;
         if ready {
-            if let Some((_, pool)) = state.pools.iter().find(|(p, _)| *p == id) {
+            if let Some((_, pool)) = state.probes.iter().find(|(p, _)| *p == id) {
                 let probe = async {
                     let client = pool.get().await.map_err(|e| e.to_string())?;
                     client

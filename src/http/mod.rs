@@ -25,8 +25,8 @@ pub struct AppState {
     pub ingest: Addr<Ingest>,
     pub router: Addr<Router>,
     pub health: Arc<Health>,
-    /// Local shard pools, for readiness checks.
-    pub pools: Vec<(u32, Pool)>,
+    /// One-connection pools per local shard, for readiness probes.
+    pub probes: Vec<(u32, Pool)>,
 }
 
 /// Registers every route, and counts each answer by route and status class.
