@@ -1528,12 +1528,20 @@ fn ensure_database(rt: &Runtime, dir: &Path, port: u16, name: &str) -> Result<()
 /// Finds `postgres` and `initdb`: the first absolute PATH directory holding both
 /// (so their versions match), else the highest `/usr/lib/postgresql/<v>/bin`.
 fn find_binaries() -> Result<Binaries, EmbeddedError> {
+    find_binaries_in(std::env::var_os("PATH"), Path::new(DEBIAN_PG_LIB))
+}
+
+/// [`find_binaries`] over a given PATH value and Debian-style library directory.
+fn find_binaries_in(
+    path: Option<std::ffi::OsString>,
+    lib: &Path,
+) -> Result<Binaries, EmbeddedError> {
     let both = |dir: &Path| {
         let (postgres, initdb) = (dir.join("postgres"), dir.join("initdb"));
         (is_executable(&postgres) && is_executable(&initdb))
             .then_some(Binaries { postgres, initdb })
     };
-    if let Some(path) = std::env::var_os("PATH") {
+    if let Some(path) = path {
         // Relative entries would resolve differently once we chdir to the data dir.
         if let Some(found) = std::env::split_paths(&path)
             .filter(|d| d.is_absolute())
@@ -1543,7 +1551,7 @@ fn find_binaries() -> Result<Binaries, EmbeddedError> {
         }
     }
     let mut best: Option<(Vec<u32>, Binaries)> = None;
-    if let Ok(entries) = fs::read_dir(DEBIAN_PG_LIB) {
+    if let Ok(entries) = fs::read_dir(lib) {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(version) = name.to_str().and_then(|v| {
@@ -1842,6 +1850,35 @@ mod tests {
         assert_eq!(config.get_ports(), &[6543]);
         assert_eq!(config.get_user(), Some("postgres"));
         assert_eq!(config.get_dbname(), Some("my db'x"));
+    }
+
+    #[test]
+    fn binaries_come_from_path_first_then_the_highest_debian_version() {
+        let tmp = TempDir::new().expect("temp dir");
+        let fake = |dir: &Path| {
+            fs::create_dir_all(dir).expect("mkdir");
+            for bin in ["postgres", "initdb"] {
+                fs::write(dir.join(bin), "#!/bin/sh\n").expect("write");
+                fs::set_permissions(dir.join(bin), fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+        };
+        let lib = tmp.path().join("lib");
+        let nothing = tmp.path().join("empty");
+        fs::create_dir_all(&nothing).expect("mkdir");
+        assert!(matches!(
+            find_binaries_in(Some(nothing.clone().into()), &lib),
+            Err(EmbeddedError::BinariesNotFound)
+        ));
+        fake(&lib.join("13/bin"));
+        fake(&lib.join("15/bin"));
+        fs::create_dir_all(lib.join("16/bin")).expect("mkdir"); // no binaries: skipped
+        let found = find_binaries_in(Some(nothing.into()), &lib).expect("found");
+        assert_eq!(found.postgres, lib.join("15/bin/postgres"));
+        let on_path = tmp.path().join("path");
+        fake(&on_path);
+        let found = find_binaries_in(Some(on_path.clone().into()), &lib).expect("found");
+        assert_eq!(found.initdb, on_path.join("initdb"));
     }
 
     #[test]
