@@ -137,15 +137,176 @@ impl EncodedRows {
     }
 }
 
+/// Version byte of the batch payload stored in queues and sent between nodes.
+const PAYLOAD_VERSION: u8 = 1;
+
+/// A payload that does not hold a well-formed batch. The queue's CRC rules out disk
+/// corruption, so this means a bug or a peer speaking another version.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed batch payload: {0}")]
+pub struct PayloadError(pub &'static str);
+
+impl EncodedRows {
+    /// The batch as one self-contained byte string, for a queue entry or a peer:
+    ///
+    /// ```text
+    /// u8  version (1)
+    /// u16 origin length, then the origin batch id (UTF-8; empty = assigned locally)
+    /// u32 row count N, then N x u32 offsets just past each row (from the rows' start)
+    /// the rows, in binary COPY row format
+    /// ```
+    /// All integers big-endian, as in COPY itself.
+    pub fn to_payload(&self, origin: Option<&str>) -> Vec<u8> {
+        let origin = origin.unwrap_or("").as_bytes();
+        let mut out = Vec::with_capacity(7 + origin.len() + 4 * self.ends.len() + self.rows.len());
+        out.push(PAYLOAD_VERSION);
+        out.extend_from_slice(&(origin.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        out.extend_from_slice(&origin[..origin.len().min(u16::MAX as usize)]);
+        out.extend_from_slice(&(self.ends.len() as u32).to_be_bytes());
+        for end in &self.ends {
+            out.extend_from_slice(&(*end as u32).to_be_bytes());
+        }
+        out.extend_from_slice(&self.rows);
+        out
+    }
+
+    /// Reads a payload written by [`EncodedRows::to_payload`]. Returns the origin
+    /// batch id (None when it was assigned locally) and the rows.
+    ///
+    /// # Errors
+    /// A payload that is truncated, of another version, or whose offsets are not
+    /// increasing within the rows.
+    pub fn from_payload(payload: Bytes) -> Result<(Option<String>, EncodedRows), PayloadError> {
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<Bytes, PayloadError> {
+            if payload.len() < at + n {
+                return Err(PayloadError("truncated"));
+            }
+            at += n;
+            Ok(payload.slice(at - n..at))
+        };
+        if take(1)?[0] != PAYLOAD_VERSION {
+            return Err(PayloadError("unknown version"));
+        }
+        let origin_len = u16::from_be_bytes([take(1)?[0], take(1)?[0]]) as usize;
+        let origin = String::from_utf8(take(origin_len)?.to_vec())
+            .map_err(|_| PayloadError("origin is not UTF-8"))?;
+        let count_bytes = take(4)?;
+        let count = u32::from_be_bytes([
+            count_bytes[0],
+            count_bytes[1],
+            count_bytes[2],
+            count_bytes[3],
+        ]) as usize;
+        let offsets = take(
+            count
+                .checked_mul(4)
+                .ok_or(PayloadError("row count overflows"))?,
+        )?;
+        let rows = payload.slice(at..);
+        let mut ends = Vec::with_capacity(count);
+        let mut last = 0usize;
+        for chunk in offsets.chunks_exact(4) {
+            let end = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as usize;
+            if end < last || end > rows.len() {
+                return Err(PayloadError("row offsets out of order"));
+            }
+            ends.push(end);
+            last = end;
+        }
+        if last != rows.len() {
+            return Err(PayloadError("bytes after the last row"));
+        }
+        let origin = (!origin.is_empty()).then_some(origin);
+        Ok((origin, EncodedRows { rows, ends }))
+    }
+
+    /// Joins several batches into one, so they can go to PostgreSQL in one COPY.
+    pub fn concat(parts: &[EncodedRows]) -> EncodedRows {
+        let len = parts.iter().map(|p| p.rows.len()).sum();
+        let mut rows = BytesMut::with_capacity(len);
+        let mut ends = Vec::with_capacity(parts.iter().map(EncodedRows::len).sum());
+        for p in parts {
+            let base = rows.len();
+            ends.extend(p.ends.iter().map(|e| base + e));
+            rows.extend_from_slice(&p.rows);
+        }
+        EncodedRows {
+            rows: rows.freeze(),
+            ends,
+        }
+    }
+
+    /// Decodes row `i` back into a record: needed only to store a row PostgreSQL
+    /// refused into `chute.rejected`.
+    ///
+    /// # Errors
+    /// The row is not a well-formed row of [`COPY_LOGS`].
+    pub fn decode(&self, i: usize) -> Result<Record, PayloadError> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let row = &self.rows[start..self.ends[i]];
+        let fields = split_fields(row).ok_or(PayloadError("malformed row"))?;
+        fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+            raw: Option<&'a [u8]>,
+            ty: &Type,
+        ) -> Result<Option<T>, PayloadError> {
+            raw.map(|b| T::from_sql(ty, b))
+                .transpose()
+                .map_err(|_| PayloadError("malformed value"))
+        }
+        fn need<T>(v: Option<T>) -> Result<T, PayloadError> {
+            v.ok_or(PayloadError("missing value"))
+        }
+        Ok(Record {
+            ts: need(get(fields[0], &TYPES[0])?)?,
+            received_at: need(get(fields[1], &TYPES[1])?)?,
+            tenant: need(get(fields[2], &TYPES[2])?)?,
+            host: get(fields[3], &TYPES[3])?,
+            app: get(fields[4], &TYPES[4])?,
+            procid: get(fields[5], &TYPES[5])?,
+            msgid: get(fields[6], &TYPES[6])?,
+            severity: get(fields[7], &TYPES[7])?,
+            facility: get(fields[8], &TYPES[8])?,
+            message: need(get(fields[9], &TYPES[9])?)?,
+            fields: need(get::<Json<serde_json::Map<String, serde_json::Value>>>(
+                fields[10], &TYPES[10],
+            )?)?
+            .0,
+        })
+    }
+}
+
+/// The 11 field values of one binary COPY row (None for NULL).
+fn split_fields(row: &[u8]) -> Option<[Option<&[u8]>; 11]> {
+    let count = i16::from_be_bytes(row.get(0..2)?.try_into().ok()?);
+    if count != 11 {
+        return None;
+    }
+    let mut out = [None; 11];
+    let mut at = 2;
+    for slot in out.iter_mut() {
+        let len = i32::from_be_bytes(row.get(at..at + 4)?.try_into().ok()?);
+        at += 4;
+        if len >= 0 {
+            let len = len as usize;
+            *slot = Some(row.get(at..at + len)?);
+            at += len;
+        }
+    }
+    (at == row.len()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
+    use chrono::{TimeZone, Utc};
 
     fn record(msg: &str) -> Record {
+        // PostgreSQL keeps microseconds.
+        let t = Utc.timestamp_opt(1_700_000_000, 123_456_000).unwrap();
         Record {
-            ts: Utc::now(),
-            received_at: Utc::now(),
+            ts: t,
+            received_at: t,
             tenant: "t".into(),
             host: Some("h".into()),
             app: None,
@@ -156,6 +317,40 @@ mod tests {
             message: msg.into(),
             fields: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_payload_round_trips_and_rows_decode_back_into_records() {
+        let mut a = record("a");
+        a.fields.insert("k".into(), serde_json::json!([1, "two"]));
+        a.facility = Some(23);
+        let records = vec![a, record("bb")];
+        let rows = EncodedRows::encode(&records).unwrap();
+        let payload = Bytes::from(rows.to_payload(Some("node-b:shard-0:7")));
+        let (origin, back) = EncodedRows::from_payload(payload.clone()).unwrap();
+        assert_eq!(origin.as_deref(), Some("node-b:shard-0:7"));
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.decode(0).unwrap(), records[0]);
+        assert_eq!(back.decode(1).unwrap(), records[1]);
+        // Every truncation is an error, never a panic or a shorter batch.
+        for cut in 0..payload.len() {
+            assert!(
+                EncodedRows::from_payload(payload.slice(..cut)).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let (origin, _) = EncodedRows::from_payload(Bytes::from(rows.to_payload(None))).unwrap();
+        assert_eq!(origin, None);
+    }
+
+    #[test]
+    fn concatenated_batches_keep_every_row() {
+        let a = EncodedRows::encode(&[record("a"), record("b")]).unwrap();
+        let b = EncodedRows::encode(&[record("c")]).unwrap();
+        let all = EncodedRows::concat(&[a, b]);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all.decode(2).unwrap().message, "c");
+        assert_eq!(all.decode(1).unwrap().message, "b");
     }
 
     #[test]
