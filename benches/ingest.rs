@@ -337,7 +337,8 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(
             &config,
             format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
+                "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
+                dir.path().join("data").display(),
                 pg.dsn("bench").replace('\\', "\\\\").replace('"', "\\\"")
             ),
         )?;
@@ -382,20 +383,40 @@ fn main() -> anyhow::Result<()> {
         for t in tasks {
             t.await??;
         }
+        let acked_after = started.elapsed();
+        // Acknowledged means fsynced in chute's queue; wait until PostgreSQL has it all.
+        let (client_db, conn) = tokio_postgres::connect(&pg.dsn("bench"), tokio_postgres::NoTls).await?;
+        actix_web::rt::spawn(conn);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let stored: i64 = client_db.query_one("SELECT count(*) FROM chute.logs", &[]).await?.get(0);
+            if stored == args.records as i64 {
+                break;
+            }
+            if stored > args.records as i64 || Instant::now() > deadline {
+                bail!("chute stored {stored} rows, expected {}", args.records);
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
         let elapsed = started.elapsed();
         let rss = peak_rss_kib(pid);
         let rate = args.records as f64 / elapsed.as_secs_f64();
-
-        let (client_db, conn) = tokio_postgres::connect(&pg.dsn("bench"), tokio_postgres::NoTls).await?;
-        actix_web::rt::spawn(conn);
-        let stored: i64 = client_db.query_one("SELECT count(*) FROM chute.logs", &[]).await?.get(0);
-        if stored != args.records as i64 {
-            bail!("chute stored {stored} rows, expected {}", args.records);
-        }
+        let queue_bytes = scrape_sum(&client, &addr, "chute_queue_appended_bytes_total").await;
+        let fsyncs = scrape_sum(&client, &addr, "chute_fsync_duration_seconds_count").await;
         let mut l = latencies.lock().expect("no poisoning").clone();
         l.sort();
         let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
-        println!("chute POST /api/v1/logs   {rate:>10.0} rows/s  ({:.1} s)", elapsed.as_secs_f64());
+        println!(
+            "chute, acknowledged       {:>10.0} rows/s  ({:.1} s; fsynced in chute's queue)",
+            args.records as f64 / acked_after.as_secs_f64(),
+            acked_after.as_secs_f64()
+        );
+        println!("chute POST /api/v1/logs   {rate:>10.0} rows/s  ({:.1} s; committed in PostgreSQL)", elapsed.as_secs_f64());
+        println!(
+            "queue                     {:.0} bytes/record, {:.0} fsyncs/s",
+            queue_bytes / args.records as f64,
+            fsyncs / acked_after.as_secs_f64()
+        );
         println!("ratio chute / raw         {:>10.2}", rate / raw_rate);
         println!("request latency           p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99));
         println!("chute peak RSS            {:.1} MiB", rss as f64 / 1024.0);
@@ -404,6 +425,19 @@ fn main() -> anyhow::Result<()> {
     })?;
     pg.shutdown()?;
     Ok(())
+}
+
+/// The sum of one metric's samples on chute's `/metrics`.
+async fn scrape_sum(client: &awc::Client, addr: &str, name: &str) -> f64 {
+    let Ok(mut res) = client.get(format!("http://{addr}/metrics")).send().await else {
+        return 0.0;
+    };
+    let body = res.body().limit(16 << 20).await.unwrap_or_default();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Starts chute as a child process and reads the address it listens on from its log.

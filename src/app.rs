@@ -1,28 +1,40 @@
 //! Start-up: builds every actor, binds the listener, and runs until stopped.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use deadpool_postgres::Pool;
+use futures_util::future::join_all;
 
 use crate::actors::ingest::Ingest;
+use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
-use crate::actors::writer::Writer;
+use crate::actors::spool::Spool;
+use crate::actors::writer::{Drain, QueuePosition, Writer};
 use crate::config::{Config, Secret, ShardConfig};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use crate::queue::{Queue, QueueOptions};
 use crate::status::Health;
 
 /// A running chute: its listener, actors, and (on the embedded default) PostgreSQL.
 pub struct Application {
     addr: SocketAddr,
     server: Server,
-    /// One thread per shard writer; stopped once the server has drained.
+    /// One thread per local shard (its spool and writer); stopped once drained.
     arbiters: Vec<Arbiter>,
+    /// Drained on shutdown: running writes finish, the rest stays queued.
+    writers: Vec<Addr<Writer>>,
+    /// Closed last, so the queue directories are unlocked when `run_until_stopped` returns.
+    queues: Vec<Addr<QueueIo>>,
+    shutdown_timeout: Duration,
     embedded: Option<Arc<EmbeddedPostgres>>,
     metrics: Arc<Metrics>,
 }
@@ -62,36 +74,19 @@ impl Application {
         let mut destinations = Vec::new();
         let mut pools = Vec::new();
         let mut probes = Vec::new();
+        let mut writers = Vec::new();
+        let mut queues = Vec::new();
         for shard in &shards {
-            let pool = crate::pg::pool(shard.dsn.expose(), shard.pool_size)
-                .with_context(|| format!("shard {}: invalid connection string", shard.id))?;
-            let arbiter = Arbiter::new();
-            let writer = {
-                let (pool, config, metrics) = (pool.clone(), config.clone(), metrics.clone());
-                let (id, size, status) = (shard.id, shard.pool_size, health.register(shard.id));
-                Writer::start_in_arbiter(&arbiter.handle(), move |_| {
-                    Writer::new(
-                        id,
-                        pool,
-                        size,
-                        config.writer,
-                        config.storage,
-                        metrics,
-                        status,
-                    )
-                })
-            };
+            let local = LocalShard::start(shard, &config, &metrics, &health).await?;
             destinations.push(Destination {
                 shard: shard.id,
-                recipient: writer.recipient(),
+                recipient: local.spool.recipient(),
             });
-            // Readiness probes get a connection of their own, so a pool busy with
-            // long COPYs never reads as "not ready".
-            let probe = crate::pg::pool(shard.dsn.expose(), 1)
-                .with_context(|| format!("shard {}: invalid connection string", shard.id))?;
-            pools.push((shard.id, pool));
-            probes.push((shard.id, probe));
-            arbiters.push(arbiter);
+            pools.push((shard.id, local.pool));
+            probes.push((shard.id, local.probe));
+            writers.push(local.writer);
+            queues.push(local.io);
+            arbiters.push(local.arbiter);
         }
         metrics.on_scrape(move |m| {
             for (id, pool) in &pools {
@@ -129,14 +124,19 @@ impl Application {
             health,
             probes,
         });
+        let shutdown_timeout = Duration::from_millis(state.config.node.shutdown_timeout_ms);
         let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
             .workers(workers)
+            .shutdown_timeout(shutdown_timeout.as_secs().max(1))
             .listen(listener)?
             .run();
         tracing::info!(%addr, shards = shards.len(), embedded = embedded.is_some(), "chute is listening");
         Ok(Application {
             addr,
             server,
+            writers,
+            queues,
+            shutdown_timeout,
             arbiters,
             embedded,
             metrics,
@@ -171,6 +171,18 @@ impl Application {
     /// The server failed, or the embedded PostgreSQL did not stop cleanly.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
+        let drains = self.writers.iter().map(|w| w.send(Drain));
+        if tokio::time::timeout(self.shutdown_timeout, join_all(drains))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "writes still running at the shutdown timeout; their batches stay queued"
+            );
+        }
+        for queue in &self.queues {
+            let _ = queue.send(Close).await;
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
@@ -204,4 +216,154 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Arc<EmbeddedPostgres>
         .await?
         .context("the embedded PostgreSQL did not start")?;
     Ok(Arc::new(pg))
+}
+
+/// One local shard's actors, on a thread of their own: the spool (durable queue
+/// front), the queue's I/O thread, and the writer (queue to PostgreSQL).
+struct LocalShard {
+    spool: Addr<Spool>,
+    io: Addr<QueueIo>,
+    writer: Addr<Writer>,
+    arbiter: Arbiter,
+    pool: Pool,
+    probe: Pool,
+}
+
+impl LocalShard {
+    async fn start(
+        shard: &ShardConfig,
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        health: &Arc<Health>,
+    ) -> anyhow::Result<LocalShard> {
+        let name = format!("shard-{}", shard.id);
+        let invalid = || format!("shard {}: invalid connection string", shard.id);
+        let pool = crate::pg::pool(shard.dsn.expose(), shard.pool_size).with_context(invalid)?;
+        // Readiness probes get a connection of their own, so a pool busy with long
+        // COPYs never reads as "not ready".
+        let probe = crate::pg::pool(shard.dsn.expose(), 1).with_context(invalid)?;
+
+        let dir = config.node.data_dir.join("queues").join(&name);
+        let options = QueueOptions {
+            max_bytes: config.queue.max_bytes,
+            segment_bytes: config.queue.segment_bytes,
+        };
+        let (queue, recovery, queue_id) = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let (queue, recovery) = Queue::open(&dir, options)
+                    .with_context(|| format!("cannot open the queue in {}", dir.display()))?;
+                Ok((queue, recovery, queue_id(&dir)?))
+            })
+            .await??
+        };
+        report_recovery(&name, &recovery, metrics);
+        let stats = queue.stats();
+        let position = QueuePosition {
+            acked: stats.acked_seq,
+            durable: stats.synced_seq,
+        };
+        tracing::info!(destination = %name, backlog_entries = stats.unacked_entries, backlog_bytes = stats.unacked_bytes, "queue open");
+
+        // SyncArbiter wants a factory; there is exactly one thread and one queue.
+        let slot = Mutex::new(Some(queue));
+        let io = {
+            let (name, metrics) = (name.clone(), metrics.clone());
+            SyncArbiter::start(1, move || {
+                let queue = slot
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .expect("a single queue thread is started once");
+                QueueIo::new(queue, name.clone(), metrics.clone())
+            })
+        };
+        let arbiter = Arbiter::new();
+        let status = health.register(shard.id);
+        let writer = {
+            let (pool, io, config, metrics, status) = (
+                pool.clone(),
+                io.clone(),
+                config.clone(),
+                metrics.clone(),
+                status.clone(),
+            );
+            let (id, size) = (shard.id, shard.pool_size);
+            Writer::start_in_arbiter(&arbiter.handle(), move |_| {
+                Writer::new(
+                    id,
+                    queue_id,
+                    position,
+                    pool,
+                    size,
+                    io,
+                    config.writer,
+                    config.storage,
+                    metrics,
+                    status,
+                )
+            })
+        };
+        let spool = {
+            let (consumer, metrics) = (writer.clone().recipient(), metrics.clone());
+            let io = io.clone();
+            Spool::start_in_arbiter(&arbiter.handle(), move |_| {
+                Spool::new(name, io, consumer, metrics, status)
+            })
+        };
+        Ok(LocalShard {
+            spool,
+            io,
+            writer,
+            arbiter,
+            pool,
+            probe,
+        })
+    }
+}
+
+/// Logs and counts what opening a queue found damaged and set aside.
+fn report_recovery(name: &str, r: &crate::queue::Recovery, metrics: &Metrics) {
+    let counts = [
+        ("torn", r.torn_bytes_truncated.min(1)),
+        ("corrupt", r.corrupt_records),
+        ("segment", r.quarantined_segments),
+    ];
+    for (reason, n) in counts {
+        if n > 0 {
+            metrics
+                .queue_corrupt
+                .with_label_values(&[name, reason])
+                .inc_by(n);
+        }
+    }
+    if r.torn_bytes_truncated > 0 || r.corrupt_records > 0 || r.quarantined_segments > 0 {
+        tracing::warn!(destination = %name, torn_bytes = r.torn_bytes_truncated, corrupt_records = r.corrupt_records,
+            quarantined_segments = r.quarantined_segments, quarantined_bytes = r.quarantined_bytes,
+            "the queue had damaged records; they were set aside and the records after them are delivered");
+    }
+}
+
+/// The queue's name for all time: made at random when the queue is first created,
+/// so batch ids stay unique even if the data directory is wiped and seqs restart.
+fn queue_id(dir: &Path) -> anyhow::Result<String> {
+    let file = dir.join("queue-id");
+    match std::fs::read_to_string(&file) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let tmp = dir.join("queue-id.tmp");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(id.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &file)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(id)
 }

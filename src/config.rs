@@ -27,7 +27,21 @@ pub struct Config {
     /// PostgreSQL in `<data_dir>/pg`, used as shard 0.
     pub shards: Vec<ShardConfig>,
     pub embedded: EmbeddedConfig,
+    pub queue: QueueConfig,
     pub log: LogConfig,
+}
+
+/// `[queue]`: the durable queue in front of each destination.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Bytes one destination's queue may hold on disk, unacknowledged. Past it, ingest
+    /// for that destination is refused (HTTP 503 + Retry-After).
+    #[serde(default = "default_queue_max_bytes")]
+    pub max_bytes: u64,
+    /// Size of one queue segment file; acknowledged segments are deleted whole.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
 }
 
 /// `[node]`: who this node is and where it keeps its state.
@@ -37,9 +51,14 @@ pub struct NodeConfig {
     /// Name of this node, used in logs and (later) by the cluster layout.
     #[serde(default = "default_node_id")]
     pub id: String,
-    /// Directory for chute's state: the embedded PostgreSQL (`pg/`) and, later, queues.
+    /// Directory for chute's state: the durable queues (`queues/`) and the embedded
+    /// PostgreSQL (`pg/`).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// On SIGTERM/SIGINT: how long to finish running requests and writes before exiting.
+    /// Whatever is not written by then stays in the queues for the next start.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
 }
 
 /// `[http]`: the one HTTP listener (ingest, query, metrics, health).
@@ -71,10 +90,6 @@ pub struct WriterConfig {
     /// ...or once the oldest has waited this long, whichever comes first.
     #[serde(default = "default_flush_interval_ms")]
     pub flush_interval_ms: u64,
-    /// Records a shard may hold in memory (pending plus being written). Past this,
-    /// ingest for that shard is refused with 503 + Retry-After; memory stays bounded.
-    #[serde(default = "default_max_pending_rows")]
-    pub max_pending_rows: usize,
     /// First wait before retrying a failed write; doubles on each failure.
     #[serde(default = "default_retry_initial_ms")]
     pub retry_initial_ms: u64,
@@ -93,6 +108,10 @@ pub struct StorageConfig {
     /// Daily partitions kept ready behind today, for late records.
     #[serde(default = "default_partition_days_behind")]
     pub partition_days_behind: u32,
+    /// How long the ids of stored batches are remembered, to recognise a batch that
+    /// is delivered again. Must exceed the longest a batch can wait in a queue.
+    #[serde(default = "default_batch_id_retention_hours")]
+    pub batch_id_retention_hours: u32,
 }
 
 /// `[[shards]]`: one PostgreSQL database.
@@ -169,6 +188,18 @@ fn default_node_id() -> String {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./chute-data")
 }
+fn default_shutdown_timeout_ms() -> u64 {
+    30_000
+}
+fn default_queue_max_bytes() -> u64 {
+    1 << 30
+}
+fn default_segment_bytes() -> u64 {
+    64 << 20
+}
+fn default_batch_id_retention_hours() -> u32 {
+    168
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7280))
 }
@@ -183,9 +214,6 @@ fn default_batch_rows() -> usize {
 }
 fn default_flush_interval_ms() -> u64 {
     50
-}
-fn default_max_pending_rows() -> usize {
-    100_000
 }
 fn default_retry_initial_ms() -> u64 {
     100
@@ -223,6 +251,7 @@ default_from_empty!(
     WriterConfig,
     StorageConfig,
     EmbeddedConfig,
+    QueueConfig,
     LogConfig
 );
 
@@ -293,11 +322,12 @@ impl Config {
                 "storage" => section(&key, value, &mut errors, &mut config.storage),
                 "shards" => section(&key, value, &mut errors, &mut config.shards),
                 "embedded" => section(&key, value, &mut errors, &mut config.embedded),
+                "queue" => section(&key, value, &mut errors, &mut config.queue),
                 "log" => section(&key, value, &mut errors, &mut config.log),
                 _ => errors.push(ConfigError {
                     path: key.clone(),
                     message: "unknown section (expected node, http, writer, storage, \
-                              shards, embedded or log)"
+                              shards, embedded, queue or log)"
                         .to_owned(),
                 }),
             }
@@ -334,18 +364,27 @@ impl Config {
         if self.writer.flush_interval_ms == 0 {
             err("writer.flush_interval_ms".into(), "must be at least 1");
         }
-        if self.writer.max_pending_rows < self.writer.batch_rows {
-            err(
-                "writer.max_pending_rows".into(),
-                "must be at least writer.batch_rows",
-            );
-        }
         if self.writer.retry_initial_ms == 0
             || self.writer.retry_max_ms < self.writer.retry_initial_ms
         {
             err(
                 "writer.retry_max_ms".into(),
                 "retry_initial_ms must be at least 1 and retry_max_ms at least retry_initial_ms",
+            );
+        }
+        if self.queue.segment_bytes < 1 << 20 {
+            err("queue.segment_bytes".into(), "must be at least 1 MiB");
+        }
+        if self.queue.max_bytes < self.queue.segment_bytes {
+            err(
+                "queue.max_bytes".into(),
+                "must be at least queue.segment_bytes",
+            );
+        }
+        if self.storage.batch_id_retention_hours == 0 {
+            err(
+                "storage.batch_id_retention_hours".into(),
+                "must be at least 1",
             );
         }
         if self.embedded.pool_size == 0 {

@@ -12,6 +12,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pg;
+pub mod queue;
 pub mod record;
 pub mod status;
 pub mod telemetry;

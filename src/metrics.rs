@@ -9,8 +9,8 @@
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 type ScrapeHook = Box<dyn Fn(&Metrics) + Send + Sync>;
@@ -45,8 +45,6 @@ pub struct Metrics {
     pub batch_rows: HistogramVec,
     /// Time to write one batch, retries included (`shard`).
     pub flush_duration: HistogramVec,
-    /// Records waiting in a shard writer or being written (`shard`).
-    pub queue_rows: IntGaugeVec,
     /// 1 if the last write to the shard succeeded (or nothing failed yet), else 0.
     pub shard_up: IntGaugeVec,
     /// Connections in a shard's pool (`shard`, `state`: busy, idle).
@@ -59,6 +57,23 @@ pub struct Metrics {
     pub partition_maintenance_failures: IntCounterVec,
     /// HTTP requests answered (`route`, `status` class: 2xx, 4xx, 5xx).
     pub http_requests: IntCounterVec,
+    /// Unacknowledged bytes in a destination's queue (`destination`).
+    pub queue_bytes: IntGaugeVec,
+    /// Unacknowledged entries (batches) in a destination's queue (`destination`).
+    pub queue_records: IntGaugeVec,
+    /// Age of the oldest unacknowledged entry, in seconds (`destination`).
+    pub queue_oldest_age: GaugeVec,
+    /// Bytes appended to a destination's queue (`destination`).
+    pub queue_appended_bytes: IntCounterVec,
+    /// Queue operations that failed (`destination`, `reason`).
+    pub queue_errors: IntCounterVec,
+    /// Time of one group-commit fsync (`destination`).
+    pub fsync_duration: HistogramVec,
+    /// Damaged queue records found and set aside (`destination`, `reason`: torn, corrupt,
+    /// segment, payload).
+    pub queue_corrupt: IntCounterVec,
+    /// Batches delivered again and skipped because they were stored before (`shard`).
+    pub duplicate_batches: IntCounterVec,
     /// Version of the running binary (`version`), always 1.
     pub build_info: IntGaugeVec,
     /// Times the metrics were scraped; a cheap liveness signal for dashboards.
@@ -179,12 +194,6 @@ impl Metrics {
                 &["shard"],
                 prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
             ),
-            queue_rows: gauge(
-                &r,
-                "chute_queue_rows",
-                "Records waiting in a shard writer or being written.",
-                &["shard"],
-            ),
             shard_up: gauge(
                 &r,
                 "chute_shard_up",
@@ -215,6 +224,62 @@ impl Metrics {
                 "chute_http_requests_total",
                 "HTTP requests answered, by route and status class.",
                 &["route", "status"],
+            ),
+            queue_bytes: gauge(
+                &r,
+                "chute_queue_bytes",
+                "Unacknowledged bytes in a destination's queue.",
+                &["destination"],
+            ),
+            queue_records: gauge(
+                &r,
+                "chute_queue_entries",
+                "Unacknowledged batches in a destination's queue.",
+                &["destination"],
+            ),
+            queue_oldest_age: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "chute_queue_oldest_age_seconds",
+                        "Age of the oldest unacknowledged batch in a destination's queue.",
+                    ),
+                    &["destination"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric names are unique");
+                g
+            },
+            queue_appended_bytes: counter(
+                &r,
+                "chute_queue_appended_bytes_total",
+                "Bytes appended to a destination's queue.",
+                &["destination"],
+            ),
+            queue_errors: counter(
+                &r,
+                "chute_queue_errors_total",
+                "Queue operations that failed.",
+                &["destination", "reason"],
+            ),
+            fsync_duration: histogram(
+                &r,
+                "chute_fsync_duration_seconds",
+                "Time of one group-commit fsync.",
+                &["destination"],
+                prometheus::exponential_buckets(0.0001, 2.0, 16).expect("valid buckets"),
+            ),
+            queue_corrupt: counter(
+                &r,
+                "chute_queue_corrupt_total",
+                "Damaged queue records found and set aside.",
+                &["destination", "reason"],
+            ),
+            duplicate_batches: counter(
+                &r,
+                "chute_duplicate_batches_total",
+                "Batches delivered again and skipped as already stored.",
+                &["shard"],
             ),
             build_info: gauge(
                 &r,

@@ -7,7 +7,9 @@
 //! committed, so the answer can travel back to the sender as an acknowledgement.
 
 pub mod ingest;
+pub mod queue_io;
 pub mod router;
+pub mod spool;
 pub mod writer;
 
 use std::time::Duration;
@@ -22,6 +24,18 @@ use crate::record::Record;
 #[rtype(result = "Result<(), DeliverError>")]
 pub struct Deliver {
     pub records: Vec<Record>,
+    /// The batch id given by the node that first made it durable, when it came from
+    /// a peer; `None` for records received here (the local queue names them).
+    pub origin: Option<String>,
+}
+
+/// Tells a destination's consumer that entries up to `upto` are durable, holding
+/// `rows` more records.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Available {
+    pub upto: u64,
+    pub rows: usize,
 }
 
 /// A batch of validated records to spread over their destinations. Answered once
@@ -44,6 +58,9 @@ pub enum DeliverError {
     /// The destination stopped before confirming; the records may or may not be stored.
     #[error("destination {destination} stopped before confirming the records")]
     Stopped { destination: String },
+    /// The destination cannot make records durable (its queue failed).
+    #[error("destination {destination} is unavailable: {why}")]
+    Unavailable { destination: String, why: String },
 }
 
 impl DeliverError {
@@ -52,6 +69,7 @@ impl DeliverError {
         match self {
             DeliverError::Full { .. } => "backpressure",
             DeliverError::Stopped { .. } => "shutdown",
+            DeliverError::Unavailable { .. } => "queue_failed",
         }
     }
 }

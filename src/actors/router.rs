@@ -109,7 +109,10 @@ impl Handler<Route> for Router {
             .map(|(i, records)| {
                 let d = &self.destinations[i];
                 let shard = d.shard;
-                let req = d.recipient.send(Deliver { records });
+                let req = d.recipient.send(Deliver {
+                    records,
+                    origin: None,
+                });
                 async move {
                     req.await.unwrap_or_else(|_| {
                         Err(DeliverError::Stopped {

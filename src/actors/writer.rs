@@ -1,101 +1,147 @@
-//! Writer: one per local shard. Gathers delivered batches and writes them into the
-//! shard's PostgreSQL by binary COPY.
+//! Writer: the consumer of one local shard's queue. Reads durable batches from the
+//! queue, stores them in the shard's PostgreSQL, then acknowledges them in the queue.
 //!
-//! - A write starts once `batch_rows` records are pending, or once the first of them
-//!   has waited `flush_interval_ms`, whichever comes first. Up to `pool_size` writes
-//!   run at once, each on its own pooled connection.
+//! - A write starts once `batch_rows` records are waiting, or once the oldest has
+//!   waited `flush_interval_ms`, whichever comes first; up to `pool_size` writes run
+//!   at once, each in one transaction on its own pooled connection.
+//! - Each batch is stored effectively once ([`crate::pg::write`]): its id (the
+//!   queue's incarnation and the entry's sequence number, or the origin's id for a
+//!   batch from a peer) is committed with its rows, and a batch seen before is skipped.
 //! - A transient failure (connection lost, admin shutdown, serialization, resources)
-//!   is retried with exponential backoff and jitter, forever: the writer of another
-//!   shard is a different actor on its own thread and is never held up.
-//! - A batch PostgreSQL refuses for its content is bisected until the offending rows
-//!   are isolated; those go to `chute.rejected` with the error, the rest are committed.
-//! - The writer holds at most `max_pending_rows` records (pending plus being written);
-//!   past that it refuses deliveries with [`DeliverError::Full`], which ingest turns
-//!   into 503 + Retry-After. Memory stays bounded.
-//! - Before its first write, the writer brings the shard's schema up to date, and it
-//!   keeps daily partitions created ahead of need every hour.
+//!   is retried with exponential backoff and jitter, forever: the batches stay in the
+//!   queue meanwhile, and other shards have their own writers and threads.
+//! - The queue is acknowledged in order: only once every earlier batch is stored.
+//!   A crash between commit and acknowledgement re-delivers batches the database
+//!   then recognises.
+//! - Before its first write the writer brings the shard's schema up to date; every
+//!   hour it creates partitions ahead of need and prunes old batch ids.
 
-use std::ops::Range;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use chrono::Utc;
 use deadpool_postgres::Pool;
-use futures_util::SinkExt;
-use tokio::sync::oneshot;
-use tokio_postgres::types::Json;
 
-use super::{Deliver, DeliverError};
+use super::queue_io::{Acknowledge, QueueIo, ReadAfter};
+use super::Available;
 use crate::config::{StorageConfig, WriterConfig};
 use crate::metrics::Metrics;
-use crate::pg::copy::{EncodedRows, COPY_LOGS};
-use crate::pg::{classify, classify_pool, schema, Failure};
-use crate::record::Record;
+use crate::pg::copy::EncodedRows;
+use crate::pg::write::{write_batches, Batch, WriteError};
+use crate::pg::{schema, Failure};
 use crate::status::ShardStatus;
 
-/// How often partitions are checked.
+/// How often partitions and batch ids are maintained.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+/// Most payload bytes read from the queue at once.
+const READ_BYTES: usize = 8 << 20;
 
-/// One delivered batch waiting for its write, with the sender to answer.
-struct Delivery {
-    records: Vec<Record>,
-    ack: oneshot::Sender<Result<(), DeliverError>>,
+/// A queue entry, decoded and ready to write. `None`: an entry that holds no valid
+/// batch; it is passed along so the queue is still acknowledged in order.
+struct Ready {
+    seq: u64,
+    batch: Option<Batch>,
 }
 
-/// Writes one shard's records.
+impl Ready {
+    fn rows(&self) -> usize {
+        self.batch.as_ref().map_or(0, |b| b.rows.len())
+    }
+}
+
+/// Where the writer stands in its queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuePosition {
+    /// Sequence number of the last entry acknowledged (0 = none yet).
+    pub acked: u64,
+    /// Sequence number of the last durable entry at start-up.
+    pub durable: u64,
+}
+
+/// Writes one shard's queued batches into its PostgreSQL.
 pub struct Writer {
     shard: u32,
     /// `shard` as a metric label, made once.
     label: String,
+    /// Prefix of local batch ids: names this queue for all time (see `queue_id`).
+    queue_id: String,
     pool: Pool,
+    io: Addr<QueueIo>,
     config: WriterConfig,
     storage: StorageConfig,
     metrics: Arc<Metrics>,
-    /// Health as seen by `/readyz`.
     status: Arc<ShardStatus>,
-    /// Batches waiting for a write, oldest first.
-    pending: Vec<Delivery>,
-    pending_rows: usize,
-    /// Writes running now, and the rows they carry (both count against the limit).
+    /// Last sequence number read from the queue.
+    read_upto: u64,
+    /// Last sequence number handed to a write.
+    last_handed: u64,
+    /// Last sequence number known durable.
+    durable_upto: u64,
+    /// Records known durable but not yet read, and since when the oldest waits.
+    unread_rows: usize,
+    oldest_unread: Option<Instant>,
+    /// Entries read but not yet written.
+    readahead: VecDeque<Ready>,
+    reading: bool,
     inflight: usize,
-    inflight_rows: usize,
-    /// Writes allowed at once: one per pooled connection.
     max_inflight: usize,
-    /// Fires `flush_interval_ms` after the oldest pending batch arrived.
+    /// Last sequence number acknowledged in the queue.
+    acked_upto: u64,
+    /// Stored ranges waiting for earlier ones: the sequence number before the
+    /// range's first entry → the range's last entry.
+    stored: BTreeMap<u64, u64>,
     timer: Option<SpawnHandle>,
-    /// The timer fired while every connection was busy: flush at the next chance.
-    due: bool,
-    /// Whether the schema is known to be in place; nothing is written before.
+    /// Schema in place; nothing is written before.
     prepared: bool,
+    /// Draining for shutdown: no new writes start; these wait for the last to end.
+    draining: bool,
+    drained: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         shard: u32,
+        queue_id: String,
+        position: QueuePosition,
         pool: Pool,
         pool_size: usize,
+        io: Addr<QueueIo>,
         config: WriterConfig,
         storage: StorageConfig,
         metrics: Arc<Metrics>,
         status: Arc<ShardStatus>,
     ) -> Writer {
+        let backlog = position.durable > position.acked;
         Writer {
             shard,
             label: shard.to_string(),
+            queue_id,
             pool,
+            io,
             config,
             storage,
             metrics,
             status,
-            pending: Vec::new(),
-            pending_rows: 0,
+            read_upto: position.acked,
+            last_handed: position.acked,
+            durable_upto: position.durable,
+            // A backlog from before a restart: its size is unknown, so it is due now.
+            unread_rows: if backlog { usize::MAX / 2 } else { 0 },
+            oldest_unread: backlog.then(Instant::now),
+            readahead: VecDeque::new(),
+            reading: false,
             inflight: 0,
-            inflight_rows: 0,
             max_inflight: pool_size.max(1),
+            acked_upto: position.acked,
+            stored: BTreeMap::new(),
             timer: None,
-            due: false,
             prepared: false,
+            draining: false,
+            drained: Vec::new(),
         }
     }
 
@@ -111,76 +157,163 @@ impl Writer {
         }
     }
 
-    fn update_queue_gauge(&self) {
-        self.metrics
-            .queue_rows
-            .with_label_values(&[&self.label])
-            .set((self.pending_rows + self.inflight_rows) as i64);
+    fn readahead_rows(&self) -> usize {
+        self.readahead.iter().map(Ready::rows).sum()
     }
 
-    /// Starts as many writes as the rules allow.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        while self.prepared
-            && self.inflight < self.max_inflight
-            && !self.pending.is_empty()
-            && (self.pending_rows >= self.config.batch_rows || self.due)
-        {
-            // Take whole deliveries until the batch is full, so each delivery is
-            // answered by exactly one write.
-            let mut take = 0;
+    /// Whether enough is waiting, or it has waited long enough, to write now.
+    fn due(&self) -> bool {
+        let waiting = self.unread_rows.saturating_add(self.readahead_rows());
+        waiting >= self.config.batch_rows
+            || self.oldest_unread.is_some_and(|t| {
+                t.elapsed() >= Duration::from_millis(self.config.flush_interval_ms)
+            })
+    }
+
+    /// Starts writes and reads as far as the rules allow.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            if self.inflight == 0 {
+                for done in self.drained.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+            return;
+        }
+        if !self.prepared {
+            return;
+        }
+        if self.readahead.is_empty() && self.read_upto >= self.durable_upto {
+            self.oldest_unread = None;
+            self.unread_rows = 0;
+            return;
+        }
+        if !self.due() {
+            self.arm_timer(ctx);
+            return;
+        }
+        while self.inflight < self.max_inflight && !self.readahead.is_empty() {
+            let mut batch = Vec::new();
             let mut rows = 0;
-            for d in &self.pending {
-                if rows > 0 && rows + d.records.len() > self.config.batch_rows {
+            while let Some(next) = self.readahead.front() {
+                if rows > 0 && rows + next.rows() > self.config.batch_rows {
                     break;
                 }
-                rows += d.records.len();
-                take += 1;
+                rows += next.rows();
+                batch.extend(self.readahead.pop_front());
             }
-            let batch: Vec<Delivery> = self.pending.drain(..take).collect();
-            self.pending_rows -= rows;
-            if self.pending.is_empty() {
-                self.due = false;
-                if let Some(t) = self.timer.take() {
-                    ctx.cancel_future(t);
-                }
-            }
-            self.inflight += 1;
-            self.inflight_rows += rows;
-            self.start_write(batch, rows, ctx);
+            self.start_write(batch, ctx);
         }
-        if !self.pending.is_empty() && self.timer.is_none() && !self.due {
-            self.arm_timer(ctx);
+        if self.readahead.is_empty() && self.read_upto >= self.durable_upto {
+            self.oldest_unread = None;
+            self.unread_rows = 0;
         }
-        self.update_queue_gauge();
+        if !self.reading
+            && self.read_upto < self.durable_upto
+            && self.readahead_rows() < self.config.batch_rows
+        {
+            self.read(ctx);
+        }
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        let after = Duration::from_millis(self.config.flush_interval_ms);
-        self.timer = Some(ctx.run_later(after, |w, ctx| {
+        if self.timer.is_some() {
+            return;
+        }
+        let left = self
+            .oldest_unread
+            .map(|t| {
+                Duration::from_millis(self.config.flush_interval_ms).saturating_sub(t.elapsed())
+            })
+            .unwrap_or(Duration::from_millis(self.config.flush_interval_ms));
+        self.timer = Some(ctx.run_later(left, |w, ctx| {
             w.timer = None;
-            w.due = true;
-            w.flush(ctx);
+            w.pump(ctx);
         }));
     }
 
-    fn start_write(&mut self, batch: Vec<Delivery>, rows: usize, ctx: &mut Context<Self>) {
-        let (records, acks): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|d| (d.records, d.ack)).unzip();
-        let records: Vec<Record> = records.into_iter().flatten().collect();
+    fn read(&mut self, ctx: &mut Context<Self>) {
+        self.reading = true;
+        let after = self.read_upto;
+        let read = self.io.send(ReadAfter {
+            after,
+            max_entries: 4096,
+            max_bytes: READ_BYTES,
+        });
+        ctx.spawn(read.into_actor(self).map(move |result, w, ctx| {
+            w.reading = false;
+            let entries = match result {
+                Ok(Ok(entries)) => entries,
+                Ok(Err(e)) => {
+                    tracing::error!(shard = w.shard, error = %e, "cannot read the queue; retrying in 1 s");
+                    ctx.run_later(Duration::from_secs(1), |w, ctx| w.pump(ctx));
+                    return;
+                }
+                Err(_) => return, // the queue thread stopped: shutting down
+            };
+            let mut rows = 0;
+            for entry in entries {
+                w.read_upto = w.read_upto.max(entry.seq);
+                w.durable_upto = w.durable_upto.max(entry.seq);
+                let batch = match decode(&w.queue_id, entry.seq, Bytes::from(entry.payload)) {
+                    Ok(batch) => Some(batch),
+                    Err(e) => {
+                        // The CRC matched, so this is not disk damage but a bug or a
+                        // peer of another version: count it loudly and go on.
+                        tracing::error!(shard = w.shard, seq = entry.seq, error = %e, "a queue entry holds no valid batch; skipping it");
+                        w.metrics.queue_corrupt.with_label_values(&[&format!("shard-{}", w.shard), "payload"]).inc();
+                        None
+                    }
+                };
+                let ready = Ready { seq: entry.seq, batch };
+                rows += ready.rows();
+                w.readahead.push_back(ready);
+            }
+            w.unread_rows = w.unread_rows.saturating_sub(rows);
+            if w.read_upto >= w.durable_upto {
+                w.unread_rows = 0;
+            }
+            w.pump(ctx);
+        }));
+    }
+
+    fn start_write(&mut self, ready: Vec<Ready>, ctx: &mut Context<Self>) {
+        let Some(last) = ready.last().map(|r| r.seq) else {
+            return;
+        };
+        let after = std::mem::replace(&mut self.last_handed, last);
+        self.inflight += 1;
         let wctx = self.ctx_for_writes();
         ctx.spawn(
-            async move { wctx.write(records).await }
-                .into_actor(self)
-                .map(move |(), w, ctx| {
-                    w.inflight -= 1;
-                    w.inflight_rows -= rows;
-                    for ack in acks {
-                        // The sender may have given up waiting; the rows are stored anyway.
-                        let _ = ack.send(Ok(()));
-                    }
-                    w.flush(ctx);
-                }),
+            async move {
+                let batches: Vec<Batch> = ready.into_iter().filter_map(|r| r.batch).collect();
+                if !batches.is_empty() {
+                    wctx.write(&batches).await;
+                }
+            }
+            .into_actor(self)
+            .map(move |(), w, ctx| {
+                w.inflight -= 1;
+                w.stored.insert(after, last);
+                w.advance_acks();
+                w.pump(ctx);
+            }),
         );
+    }
+
+    /// Acknowledges in the queue everything stored without a gap before it.
+    fn advance_acks(&mut self) {
+        let before = self.acked_upto;
+        while let Some(last) = self.stored.remove(&self.acked_upto) {
+            self.acked_upto = last;
+        }
+        if self.acked_upto > before {
+            // The acknowledgement only lets the queue forget; if it is lost the
+            // batches come again and are recognised as stored.
+            self.io.do_send(Acknowledge {
+                upto: self.acked_upto,
+            });
+        }
     }
 
     /// Migrates the schema and creates partitions, retrying until it works.
@@ -211,11 +344,21 @@ impl Writer {
                 w.prepared = true;
                 w.status.set_prepared();
                 tracing::info!(shard = w.shard, "shard ready");
-                w.due = true;
-                w.flush(ctx);
+                w.pump(ctx);
             }),
         );
     }
+}
+
+/// Turns a queue entry into a batch with its effectively-once id.
+fn decode(
+    queue_id: &str,
+    seq: u64,
+    payload: Bytes,
+) -> Result<Batch, crate::pg::copy::PayloadError> {
+    let (origin, rows) = EncodedRows::from_payload(payload)?;
+    let id = origin.unwrap_or_else(|| format!("{queue_id}:{seq}"));
+    Ok(Batch { id, rows })
 }
 
 impl Actor for Writer {
@@ -236,12 +379,12 @@ impl Actor for Writer {
             let storage = w.storage.clone();
             ctx.spawn(
                 async move {
-                    if let Err(e) = wctx.partitions(&storage).await {
+                    if let Err(e) = wctx.maintain(&storage).await {
                         wctx.metrics
                             .partition_maintenance_failures
                             .with_label_values(&[&wctx.label])
                             .inc();
-                        tracing::warn!(shard = wctx.shard, error = %e, "partition maintenance failed; the default partition takes the rows meanwhile");
+                        tracing::warn!(shard = wctx.shard, error = %e, "maintenance failed; the default partition takes the rows meanwhile");
                     }
                 }
                 .into_actor(w),
@@ -250,33 +393,35 @@ impl Actor for Writer {
     }
 }
 
-impl Handler<Deliver> for Writer {
-    type Result = ResponseFuture<Result<(), DeliverError>>;
+impl Handler<Available> for Writer {
+    type Result = ();
 
-    /// Queues the batch and answers once it is committed. Refuses it when the shard
-    /// already holds `max_pending_rows` records (a lone batch is always taken, so an
-    /// oversized request cannot be refused forever).
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) -> Self::Result {
-        let rows = msg.records.len();
-        let held = self.pending_rows + self.inflight_rows;
-        if held > 0 && held + rows > self.config.max_pending_rows {
-            let err = DeliverError::Full {
-                destination: format!("shard {}", self.shard),
-                retry_after: Duration::from_secs(1),
-            };
-            return Box::pin(async move { Err(err) });
+    /// More entries are durable in the queue.
+    fn handle(&mut self, msg: Available, ctx: &mut Self::Context) {
+        if msg.upto > self.durable_upto {
+            self.durable_upto = msg.upto;
+            self.unread_rows = self.unread_rows.saturating_add(msg.rows);
+            self.oldest_unread.get_or_insert_with(Instant::now);
         }
-        let (ack, done) = oneshot::channel();
-        self.pending.push(Delivery {
-            records: msg.records,
-            ack,
-        });
-        self.pending_rows += rows;
-        self.flush(ctx);
-        let destination = format!("shard {}", self.shard);
+        self.pump(ctx);
+    }
+}
+
+/// Stop starting writes; answered once the running ones have finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for Writer {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        let (done, drained) = tokio::sync::oneshot::channel();
+        self.drained.push(done);
+        self.pump(ctx);
         Box::pin(async move {
-            done.await
-                .unwrap_or(Err(DeliverError::Stopped { destination }))
+            let _ = drained.await;
         })
     }
 }
@@ -292,39 +437,6 @@ struct WriteCtx {
     retry_max: Duration,
 }
 
-/// A failed attempt, with what to do about it.
-struct Attempt {
-    failure: Failure,
-    sqlstate: Option<String>,
-    message: String,
-}
-
-impl From<tokio_postgres::Error> for Attempt {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Attempt {
-            failure: classify(&e),
-            sqlstate: e.code().map(|c| c.code().to_owned()),
-            message: e
-                .as_db_error()
-                .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string()),
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Attempt {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => Attempt {
-                failure: classify_pool(&other),
-                sqlstate: None,
-                message: other.to_string(),
-            },
-        }
-    }
-}
-
 /// Backoff with ±25% jitter, so writers that failed together do not retry together.
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.75 + fastrand::f64() * 0.5)
@@ -337,10 +449,10 @@ impl WriteCtx {
             .await
             .map_err(|e| format!("migration failed: {}", db_message(&e)))?;
         drop(client);
-        self.partitions(storage).await
+        self.maintain(storage).await
     }
 
-    async fn partitions(&self, storage: &StorageConfig) -> Result<(), String> {
+    async fn maintain(&self, storage: &StorageConfig) -> Result<(), String> {
         let mut client = self.pool.get().await.map_err(|e| e.to_string())?;
         let created = schema::ensure_partitions(
             &mut client,
@@ -354,150 +466,79 @@ impl WriteCtx {
             .partitions_created
             .with_label_values(&[&self.label])
             .inc_by(created as u64);
+        schema::prune_batches(&client, storage.batch_id_retention_hours)
+            .await
+            .map_err(|e| format!("pruning batch ids failed: {}", db_message(&e)))?;
         Ok(())
     }
 
-    /// Writes `records`: commits every row PostgreSQL accepts, sets aside the rows it
-    /// refuses for their content, and retries transient failures until they pass.
-    async fn write(&self, records: Vec<Record>) {
+    /// Stores `batches`, retrying transient failures until it succeeds.
+    async fn write(&self, batches: &[Batch]) {
         let started = Instant::now();
-        let n = records.len();
+        let rows: usize = batches.iter().map(|b| b.rows.len()).sum();
         self.metrics
             .batch_rows
             .with_label_values(&[&self.label])
-            .observe(n as f64);
-        let encoded = match EncodedRows::encode(&records) {
-            Ok(e) => e,
-            Err(e) => {
-                // Ingest validation makes this unreachable; if it happens, fall back
-                // to one row at a time so only the bad row is set aside.
-                tracing::error!(shard = self.shard, error = %e, "batch encoding failed; writing row by row");
-                for r in records {
-                    Box::pin(self.write(vec![r])).await;
-                }
-                return;
-            }
-        };
-        // Ranges still to write; the left half of a split is written first.
-        let mut todo: Vec<Range<usize>> = Vec::with_capacity(32);
-        todo.push(0..n);
-        while let Some(range) = todo.pop() {
-            match self.copy_with_retry(&encoded, range.clone()).await {
-                Ok(()) => {
-                    self.metrics
-                        .rows_written
-                        .with_label_values(&[&self.label])
-                        .inc_by(range.len() as u64);
-                }
-                Err(attempt) if range.len() == 1 => {
-                    self.quarantine(&records[range.start], &attempt).await;
-                }
-                Err(_) => {
-                    let mid = range.start + range.len() / 2;
-                    todo.push(mid..range.end);
-                    todo.push(range.start..mid);
-                }
-            }
-        }
-        self.metrics
-            .flush_duration
-            .with_label_values(&[&self.label])
-            .observe(started.elapsed().as_secs_f64());
-    }
-
-    /// One COPY of `range`, retried until it commits or PostgreSQL refuses the content.
-    async fn copy_with_retry(
-        &self,
-        rows: &EncodedRows,
-        range: Range<usize>,
-    ) -> Result<(), Attempt> {
-        self.retry(|| self.copy(rows, range.clone())).await
-    }
-
-    /// Runs `op` until it succeeds or fails for its content; transient failures are
-    /// counted, logged and retried with backoff.
-    async fn retry<F, Fut>(&self, mut op: F) -> Result<(), Attempt>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(), Attempt>>,
-    {
+            .observe(rows as f64);
         let mut backoff = self.retry_initial;
-        loop {
-            match op().await {
-                Ok(()) => {
-                    self.status.set_up(true);
+        let outcome = loop {
+            let attempt = async {
+                let mut client = self.pool.get().await?;
+                write_batches(&mut client, self.shard as i32, batches).await
+            };
+            match attempt.await {
+                Ok(outcome) => break outcome,
+                Err(WriteError {
+                    failure, message, ..
+                }) => {
+                    let reason = match failure {
+                        Failure::Transient(r) | Failure::Content(r) => r,
+                    };
+                    self.status.set_error(&message);
                     self.metrics
                         .shard_up
                         .with_label_values(&[&self.label])
-                        .set(1);
-                    return Ok(());
+                        .set(0);
+                    self.metrics
+                        .write_retries
+                        .with_label_values(&[&self.label, reason])
+                        .inc();
+                    tracing::warn!(shard = self.shard, reason, error = %message, retry_in_ms = backoff.as_millis() as u64, "write failed; retrying");
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(self.retry_max);
                 }
-                Err(a) => match a.failure {
-                    Failure::Content(_) => return Err(a),
-                    Failure::Transient(reason) => {
-                        self.status.set_up(false);
-                        self.status.set_error(&a.message);
-                        self.metrics
-                            .shard_up
-                            .with_label_values(&[&self.label])
-                            .set(0);
-                        self.metrics
-                            .write_retries
-                            .with_label_values(&[&self.label, reason])
-                            .inc();
-                        tracing::warn!(shard = self.shard, reason, error = %a.message, retry_in_ms = backoff.as_millis() as u64, "write failed; retrying");
-                        tokio::time::sleep(jitter(backoff)).await;
-                        backoff = (backoff * 2).min(self.retry_max);
-                    }
-                },
             }
-        }
-    }
-
-    async fn copy(&self, rows: &EncodedRows, range: Range<usize>) -> Result<(), Attempt> {
-        let client = self.pool.get().await?;
-        let sink = client.copy_in::<_, bytes::Bytes>(COPY_LOGS).await?;
-        futures_util::pin_mut!(sink);
-        for chunk in rows.stream(range) {
-            sink.feed(chunk).await?;
-        }
-        sink.finish().await?;
-        Ok(())
-    }
-
-    /// Stores one refused row in `chute.rejected` with PostgreSQL's reason.
-    async fn quarantine(&self, record: &Record, refused: &Attempt) {
-        let reason = match refused.failure {
-            Failure::Content(r) | Failure::Transient(r) => r,
         };
-        tracing::warn!(shard = self.shard, reason, sqlstate = ?refused.sqlstate, error = %refused.message, "PostgreSQL refused a row; storing it in chute.rejected");
-        let shard = self.shard as i32;
-        let result = self
-            .retry(|| async {
-                let client = self.pool.get().await?;
-                client
-                    .execute(
-                        "INSERT INTO chute.rejected (shard, sqlstate, error, record) VALUES ($1, $2, $3, $4)",
-                        &[&shard, &refused.sqlstate, &refused.message, &Json(record)],
-                    )
-                    .await?;
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(()) => self
-                .metrics
-                .rows_quarantined
+        self.status.set_up(true);
+        let m = &self.metrics;
+        m.shard_up.with_label_values(&[&self.label]).set(1);
+        m.rows_written
+            .with_label_values(&[&self.label])
+            .inc_by(outcome.written as u64);
+        for reason in &outcome.quarantined {
+            m.rows_quarantined
                 .with_label_values(&[&self.label, reason])
-                .inc(),
-            Err(e) => {
-                tracing::error!(shard = self.shard, error = %e.message, record = ?record, "chute.rejected refused a row too; the row is lost");
-                self.metrics
-                    .rows_dropped
-                    .with_label_values(&[&self.label, "quarantine_refused"])
-                    .inc();
-            }
+                .inc();
         }
+        if outcome.dropped > 0 {
+            m.rows_dropped
+                .with_label_values(&[&self.label, "quarantine_refused"])
+                .inc_by(outcome.dropped as u64);
+        }
+        if outcome.duplicate_batches > 0 {
+            tracing::info!(
+                shard = self.shard,
+                batches = outcome.duplicate_batches,
+                rows = outcome.duplicate_rows,
+                "skipped batches stored before"
+            );
+            m.duplicate_batches
+                .with_label_values(&[&self.label])
+                .inc_by(outcome.duplicate_batches as u64);
+        }
+        m.flush_duration
+            .with_label_values(&[&self.label])
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 

@@ -91,7 +91,9 @@ impl From<DeliverError> for ApiError {
     fn from(e: DeliverError) -> Self {
         let retry_after = match &e {
             DeliverError::Full { retry_after, .. } => *retry_after,
-            DeliverError::Stopped { .. } => Duration::from_secs(5),
+            DeliverError::Stopped { .. } | DeliverError::Unavailable { .. } => {
+                Duration::from_secs(5)
+            }
         };
         ApiError::unavailable(e.reason(), e.to_string(), retry_after)
     }

@@ -40,7 +40,8 @@ const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The field count -1 that ends a binary COPY stream.
 const TRAILER: &[u8] = &[0xff, 0xff];
 
-/// A batch encoded as binary COPY rows.
+/// A batch encoded as binary COPY rows. Cloning is cheap (shared bytes).
+#[derive(Clone)]
 pub struct EncodedRows {
     rows: Bytes,
     /// `ends[i]` is the offset just past row `i` in `rows`.
@@ -222,10 +223,10 @@ impl EncodedRows {
     }
 
     /// Joins several batches into one, so they can go to PostgreSQL in one COPY.
-    pub fn concat(parts: &[EncodedRows]) -> EncodedRows {
+    pub fn concat(parts: &[&EncodedRows]) -> EncodedRows {
         let len = parts.iter().map(|p| p.rows.len()).sum();
         let mut rows = BytesMut::with_capacity(len);
-        let mut ends = Vec::with_capacity(parts.iter().map(EncodedRows::len).sum());
+        let mut ends = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
         for p in parts {
             let base = rows.len();
             ends.extend(p.ends.iter().map(|e| base + e));
@@ -347,7 +348,7 @@ mod tests {
     fn concatenated_batches_keep_every_row() {
         let a = EncodedRows::encode(&[record("a"), record("b")]).unwrap();
         let b = EncodedRows::encode(&[record("c")]).unwrap();
-        let all = EncodedRows::concat(&[a, b]);
+        let all = EncodedRows::concat(&[&a, &b]);
         assert_eq!(all.len(), 3);
         assert_eq!(all.decode(2).unwrap().message, "c");
         assert_eq!(all.decode(1).unwrap().message, "b");

@@ -4,6 +4,7 @@
 pub mod copy;
 pub mod embedded;
 pub mod schema;
+pub mod write;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;

@@ -18,9 +18,10 @@ use tokio_postgres::{Client, GenericClient};
 const SCHEMA_LOCK: i64 = 0x63_68_75_74_65;
 
 /// The migrations, in order. Each runs once, recorded in `chute.schema_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE chute.logs (
         ts          timestamptz NOT NULL,
         received_at timestamptz NOT NULL,
@@ -49,7 +50,21 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         record      jsonb       NOT NULL
     );
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    -- Ids of committed batches: a batch delivered again (after a lost COMMIT reply,
+    -- or a crash before the queue learnt of the commit) is recognised and skipped.
+    -- Pruned after storage.batch_id_retention_hours.
+    CREATE TABLE chute.batches (
+        id           text        PRIMARY KEY,
+        committed_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX batches_committed_at ON chute.batches USING brin (committed_at);
+    "#,
+    ),
+];
 
 /// Brings the schema up to date. Safe to run concurrently from several nodes.
 ///
@@ -169,4 +184,19 @@ async fn create_partition(
     ))
     .await?;
     Ok(true)
+}
+
+/// Forgets the ids of batches committed more than `hours` ago. A batch can only
+/// come back while it still sits in some queue, so the retention must be longer
+/// than any backlog is expected to last.
+///
+/// # Errors
+/// Any error from PostgreSQL.
+pub async fn prune_batches(client: &Client, hours: u32) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM chute.batches WHERE committed_at < now() - make_interval(hours => $1)",
+            &[&(hours as i32)],
+        )
+        .await
 }

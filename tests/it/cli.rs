@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::helpers::{alive, Daemon};
+
 fn chute(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chute"))
         .args(args)
@@ -49,60 +51,6 @@ fn a_missing_config_file_is_a_clear_error() {
     let (code, _, err) = chute(&["serve", "--config", "/nonexistent/chute.toml"]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot read /nonexistent/chute.toml"), "{err}");
-}
-
-/// `chute serve` as a child process, its log in a file.
-struct Daemon {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &std::path::Path, log: std::path::PathBuf) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_chute"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, log };
-        d.wait_for("shard ready");
-        d
-    }
-
-    fn wait_for(&self, text: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .contains(text)
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {text:?} in:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still has a /proc entry; only count processes that can run.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.split_whitespace()
-                .nth(2)
-                .is_some_and(|state| state == "Z")
-        })
-        .unwrap_or(false)
 }
 
 #[test]

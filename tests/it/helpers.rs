@@ -72,10 +72,17 @@ pub async fn fresh_database() -> String {
     pg.dsn(&name)
 }
 
-/// A configuration for tests: a free port, quick flushes, one shard at `dsn`.
+/// A data directory for one chute; it outlives the test (queues are small).
+pub fn data_dir() -> std::path::PathBuf {
+    temp_dir().keep()
+}
+
+/// A configuration for tests: a free port, quick flushes, one shard at `dsn`, a
+/// data directory of its own.
 pub fn test_config(dsn: &str) -> Config {
     let mut c = Config::default();
     c.http.listen = "127.0.0.1:0".parse().expect("address");
+    c.node.data_dir = data_dir();
     c.writer.flush_interval_ms = 20;
     c.writer.retry_initial_ms = 50;
     c.writer.retry_max_ms = 500;
@@ -210,8 +217,18 @@ impl TestApp {
         )
     }
 
-    /// A single number from SQL.
+    /// Waits until every queue is empty: all acknowledged records are committed.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.metric("chute_queue_entries", &[]) > 0.0 {
+            assert!(Instant::now() < deadline, "the queues did not drain");
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A single number from SQL, once everything acknowledged is committed.
     pub async fn scalar(&self, sql: &str) -> i64 {
+        self.settle().await;
         self.db.query_one(sql, &[]).await.expect(sql).get(0)
     }
 
@@ -222,14 +239,7 @@ impl TestApp {
 
     /// The sum of a metric's samples whose line contains every `labels` fragment.
     pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        self.metrics
-            .render()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.split(['{', ' ']).next() == Some(name))
-            .filter(|l| labels.iter().all(|f| l.contains(f)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_in(&self.metrics.render(), name, labels)
     }
 
     /// Stops chute gracefully and waits until it has.
@@ -239,4 +249,116 @@ impl TestApp {
         self.handle.stop(true).await;
         self.done.await.expect("join").expect("clean stop");
     }
+}
+
+/// `chute serve` as a child process, its log in a file.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Starts `chute serve --config config` and waits until its shards are ready.
+    pub fn start(config: &Path, log: std::path::PathBuf) -> Daemon {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("chute starts");
+        let d = Daemon { child, log };
+        d.wait_for("shard ready");
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.log_text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The HTTP base URL, from the "chute is listening" log line.
+    pub fn base(&self) -> String {
+        self.wait_for("chute is listening");
+        let text = self.log_text();
+        let addr = text
+            .lines()
+            .find(|l| l.contains("chute is listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .expect("address in the log");
+        format!("http://{addr}")
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
+            .expect("signal");
+    }
+
+    /// Resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a process runs (a zombie does not count).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.split_whitespace()
+                .nth(2)
+                .is_some_and(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Writes a TOML config for a chute child process: a free port, `data_dir`, one shard.
+pub fn write_config(dir: &Path, data_dir: &Path, dsn: &str, extra: &str) -> std::path::PathBuf {
+    let file = dir.join("chute.toml");
+    let dsn = dsn.replace('\\', "\\\\").replace('"', "\\\"");
+    std::fs::write(
+        &file,
+        format!(
+            "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[writer]\nflush_interval_ms = 20\nretry_initial_ms = 50\nretry_max_ms = 500\n{extra}\n[[shards]]\nid = 0\ndsn = \"{dsn}\"\n",
+            data_dir.display()
+        ),
+    )
+    .expect("write config");
+    file
+}
+
+/// The sum of the samples of `name` whose labels contain every fragment, in a
+/// Prometheus text exposition.
+pub fn metric_in(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| labels.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

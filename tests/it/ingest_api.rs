@@ -22,6 +22,7 @@ async fn a_json_array_is_stored_with_every_column() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["accepted"], 1);
     assert_eq!(a.body["rejected"], json!([]));
+    app.settle().await;
     let row = app
         .db
         .query_one(
@@ -259,6 +260,7 @@ async fn nul_bytes_and_invalid_utf8_are_replaced_and_counted() {
         "{}",
         a.body
     );
+    app.settle().await;
 
     let row = app
         .db

@@ -1,7 +1,9 @@
 //! chute's integration tests: one binary, a real PostgreSQL started by chute's own
 //! embedded-PostgreSQL code, a fresh database and a fresh chute per test.
 
+mod chaos;
 mod cli;
+mod durability;
 mod helpers;
 mod ingest_api;
 mod storage;

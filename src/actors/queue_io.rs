@@ -1,0 +1,156 @@
+//! QueueIo: owns one destination's on-disk queue and does its blocking I/O on a
+//! thread of its own (a `SyncArbiter` of one), so an fsync never stalls an async
+//! actor. The spool appends through it, the consumer reads and acknowledges.
+//! After every operation it refreshes the destination's queue gauges.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::metrics::Metrics;
+use crate::queue::{Entry, Queue, QueueError};
+
+/// Appends every payload, then makes them durable with one fsync (group commit).
+/// Each payload gets its sequence number, or its own refusal (a full queue).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Result<u64, QueueError>>, QueueError>")]
+pub struct AppendSync {
+    pub payloads: Vec<Vec<u8>>,
+}
+
+/// Reads durable entries after `after`, up to `max_bytes` of payload.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Entry>, QueueError>")]
+pub struct ReadAfter {
+    pub after: u64,
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+/// Everything up to `upto` is stored; the queue may forget it.
+#[derive(Message)]
+#[rtype(result = "Result<(), QueueError>")]
+pub struct Acknowledge {
+    pub upto: u64,
+}
+
+/// Closes the queue (releasing its directory lock) and stops the thread.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// One queue, one thread.
+pub struct QueueIo {
+    /// `None` once closed.
+    queue: Option<Queue>,
+    /// Destination name, the `destination` label of the queue metrics.
+    label: String,
+    metrics: Arc<Metrics>,
+}
+
+impl QueueIo {
+    pub fn new(queue: Queue, label: String, metrics: Arc<Metrics>) -> QueueIo {
+        let io = QueueIo {
+            queue: Some(queue),
+            label,
+            metrics,
+        };
+        io.refresh_gauges();
+        io
+    }
+
+    /// The queue; after [`Close`] every operation fails as if poisoned (nothing
+    /// should still be talking to a closed queue).
+    fn queue(&mut self) -> Result<&mut Queue, QueueError> {
+        self.queue.as_mut().ok_or(QueueError::Poisoned)
+    }
+
+    fn refresh_gauges(&self) {
+        let Some(queue) = &self.queue else { return };
+        let s = queue.stats();
+        let m = &self.metrics;
+        let l = [self.label.as_str()];
+        m.queue_bytes
+            .with_label_values(&l)
+            .set(s.unacked_bytes as i64);
+        m.queue_records
+            .with_label_values(&l)
+            .set(s.unacked_entries as i64);
+        let age = s
+            .oldest_unacked_append
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        m.queue_oldest_age.with_label_values(&l).set(age);
+    }
+
+    fn count_error(&self, e: &QueueError) {
+        self.metrics
+            .queue_errors
+            .with_label_values(&[&self.label, e.reason()])
+            .inc();
+    }
+}
+
+impl Actor for QueueIo {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<AppendSync> for QueueIo {
+    type Result = Result<Vec<Result<u64, QueueError>>, QueueError>;
+
+    fn handle(&mut self, msg: AppendSync, _: &mut Self::Context) -> Self::Result {
+        let queue = self.queue()?;
+        let results: Vec<_> = msg.payloads.iter().map(|p| queue.append(p)).collect();
+        if results.iter().any(Result::is_ok) {
+            let started = Instant::now();
+            let synced = queue.sync();
+            self.metrics
+                .fsync_duration
+                .with_label_values(&[&self.label])
+                .observe(started.elapsed().as_secs_f64());
+            if let Err(e) = synced {
+                self.count_error(&e);
+                tracing::error!(destination = %self.label, error = %e, "fsync of the queue failed: acknowledgements stop until chute is restarted");
+                return Err(e);
+            }
+        }
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            self.count_error(e);
+        }
+        self.refresh_gauges();
+        Ok(results)
+    }
+}
+
+impl Handler<ReadAfter> for QueueIo {
+    type Result = Result<Vec<Entry>, QueueError>;
+
+    fn handle(&mut self, msg: ReadAfter, _: &mut Self::Context) -> Self::Result {
+        let read = self
+            .queue()
+            .and_then(|q| q.read(msg.after, msg.max_entries, msg.max_bytes));
+        read.inspect_err(|e| self.count_error(e))
+    }
+}
+
+impl Handler<Acknowledge> for QueueIo {
+    type Result = Result<(), QueueError>;
+
+    fn handle(&mut self, msg: Acknowledge, _: &mut Self::Context) -> Self::Result {
+        let r = self.queue().and_then(|q| q.ack(msg.upto));
+        let r = r.inspect_err(|e| self.count_error(e));
+        self.refresh_gauges();
+        r
+    }
+}
+
+impl Handler<Close> for QueueIo {
+    type Result = ();
+
+    /// The thread itself ends once every address is dropped (stopping the actor
+    /// would make the `SyncArbiter` start a fresh one).
+    fn handle(&mut self, _: Close, _: &mut Self::Context) {
+        self.queue = None;
+    }
+}

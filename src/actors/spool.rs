@@ -1,0 +1,176 @@
+//! Spool: the front door of one destination. Makes each delivered batch durable in
+//! the destination's on-disk queue and only then answers the sender, so an HTTP 2xx
+//! means "fsynced on this node's disk".
+//!
+//! Group commit: while one append+fsync is running, new batches gather; when it
+//! returns they are all appended and made durable by a single fsync. Under load the
+//! groups grow by themselves, and an idle spool adds no delay.
+//!
+//! A full queue refuses the batch ([`DeliverError::Full`]: 503 + Retry-After); an
+//! fsync failure refuses everything from then on, since the kernel may have dropped
+//! the pages it could not write (the queue stays poisoned until a restart).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::queue_io::{AppendSync, QueueIo};
+use super::{Available, Deliver, DeliverError};
+use crate::metrics::Metrics;
+use crate::pg::copy::EncodedRows;
+use crate::queue::QueueError;
+use crate::status::ShardStatus;
+
+/// A batch waiting for its fsync.
+struct Pending {
+    payload: Vec<u8>,
+    rows: usize,
+    ack: oneshot::Sender<Result<(), DeliverError>>,
+}
+
+/// Makes one destination's batches durable.
+pub struct Spool {
+    /// Destination name (`shard-0`), for answers and logs.
+    name: String,
+    io: Addr<QueueIo>,
+    /// Told after each group commit what became durable.
+    consumer: Recipient<Available>,
+    metrics: Arc<Metrics>,
+    status: Arc<ShardStatus>,
+    pending: Vec<Pending>,
+    /// An append+fsync is running.
+    committing: bool,
+    /// An fsync failed: nothing more is acknowledged.
+    poisoned: bool,
+}
+
+impl Spool {
+    pub fn new(
+        name: String,
+        io: Addr<QueueIo>,
+        consumer: Recipient<Available>,
+        metrics: Arc<Metrics>,
+        status: Arc<ShardStatus>,
+    ) -> Spool {
+        Spool {
+            name,
+            io,
+            consumer,
+            metrics,
+            status,
+            pending: Vec::new(),
+            committing: false,
+            poisoned: false,
+        }
+    }
+
+    fn unavailable(&self, why: &str) -> DeliverError {
+        DeliverError::Unavailable {
+            destination: self.name.clone(),
+            why: why.to_owned(),
+        }
+    }
+
+    /// Appends and fsyncs everything pending, as one group.
+    fn commit(&mut self, ctx: &mut Context<Self>) {
+        if self.committing || self.pending.is_empty() {
+            return;
+        }
+        self.committing = true;
+        let group = std::mem::take(&mut self.pending);
+        let (payloads, waiting): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|p| (p.payload, (p.rows, p.ack)))
+            .unzip();
+        let commit = self.io.send(AppendSync { payloads }).into_actor(self).map(
+            move |result, spool, ctx| {
+                spool.committing = false;
+                let results = match result {
+                    Ok(Ok(results)) => results,
+                    Ok(Err(e)) => {
+                        spool.poisoned = true;
+                        spool.status.set_error(&format!("queue failed: {e}"));
+                        let err = spool.unavailable("the queue failed to fsync; restart chute");
+                        for (_, ack) in waiting {
+                            let _ = ack.send(Err(err.clone()));
+                        }
+                        return;
+                    }
+                    Err(_mailbox) => {
+                        let err = spool.unavailable("the queue stopped");
+                        for (_, ack) in waiting {
+                            let _ = ack.send(Err(err.clone()));
+                        }
+                        return;
+                    }
+                };
+                let mut durable = Available { upto: 0, rows: 0 };
+                for ((rows, ack), result) in waiting.into_iter().zip(results) {
+                    let answer = match result {
+                        Ok(seq) => {
+                            durable.upto = durable.upto.max(seq);
+                            durable.rows += rows;
+                            Ok(())
+                        }
+                        Err(QueueError::Full { .. }) => Err(DeliverError::Full {
+                            destination: spool.name.clone(),
+                            retry_after: Duration::from_secs(1),
+                        }),
+                        Err(e) => Err(spool.unavailable(&e.to_string())),
+                    };
+                    // A sender that gave up waiting still has its records stored.
+                    let _ = ack.send(answer);
+                }
+                if durable.rows > 0 {
+                    // A notification, not data: the consumer reads the data from disk.
+                    spool.consumer.do_send(durable);
+                }
+                spool.commit(ctx);
+            },
+        );
+        // spawn, not wait: new batches must keep arriving while this group syncs.
+        ctx.spawn(commit);
+    }
+}
+
+impl Actor for Spool {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Deliver> for Spool {
+    type Result = ResponseFuture<Result<(), DeliverError>>;
+
+    /// Encodes the batch and queues it for the next group commit; answers once it is
+    /// fsynced (or refused).
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) -> Self::Result {
+        if self.poisoned {
+            let err = self.unavailable("the queue failed to fsync; restart chute");
+            return Box::pin(async move { Err(err) });
+        }
+        let rows = msg.records.len();
+        let payload = match EncodedRows::encode(&msg.records) {
+            Ok(encoded) => encoded.to_payload(msg.origin.as_deref()),
+            Err(e) => {
+                // Validation at ingest rules this out; refuse rather than store garbage.
+                tracing::error!(destination = %self.name, error = %e, "cannot encode a batch");
+                let err = self.unavailable("a record could not be encoded");
+                return Box::pin(async move { Err(err) });
+            }
+        };
+        self.metrics
+            .queue_appended_bytes
+            .with_label_values(&[&self.name])
+            .inc_by(payload.len() as u64);
+        let (ack, done) = oneshot::channel();
+        self.pending.push(Pending { payload, rows, ack });
+        self.commit(ctx);
+        let err = self.unavailable("the spool stopped");
+        Box::pin(async move { done.await.unwrap_or(Err(err)) })
+    }
+}

@@ -1,0 +1,331 @@
+//! The guarantees, proven on real processes and a real PostgreSQL: what chute
+//! acknowledged survives kill -9, PostgreSQL outages, lost COMMIT replies and
+//! SIGTERM, and is stored exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::chaos::ChaosProxy;
+use crate::helpers::*;
+
+/// Senders that keep posting batches of records with unique ids to whatever
+/// address `target` holds, and remember which ids were acknowledged (200).
+struct Load {
+    target: Arc<Mutex<String>>,
+    acked: Arc<Mutex<Vec<String>>>,
+    refused: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(base: String, senders: usize, batch: usize) -> Load {
+        let target = Arc::new(Mutex::new(base));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..senders)
+            .map(|s| {
+                let (target, acked, refused, stop) =
+                    (target.clone(), acked.clone(), refused.clone(), stop.clone());
+                actix_web::rt::spawn(async move {
+                    let http = awc::Client::builder()
+                        .timeout(Duration::from_secs(30))
+                        .finish();
+                    let mut n = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let ids: Vec<String> =
+                            (0..batch).map(|i| format!("id-{s}-{n}-{i}")).collect();
+                        n += 1;
+                        let body = ids
+                            .iter()
+                            .map(|id| json!({"message": id, "host": format!("h{s}")}).to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n");
+                        let url = format!("{}/api/v1/logs", target.lock().unwrap());
+                        match http
+                            .post(url)
+                            .content_type("application/x-ndjson")
+                            .send_body(body)
+                            .await
+                        {
+                            Ok(r) if r.status() == 200 => acked.lock().unwrap().extend(ids),
+                            Ok(_) => {
+                                refused.fetch_add(1, Ordering::SeqCst);
+                                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            // chute is down (killed, restarting): try again shortly
+                            Err(_) => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            target,
+            acked,
+            refused,
+            stop,
+            tasks,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    async fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
+    }
+}
+
+/// Waits until a running chute (at `base`) has written everything it queued.
+async fn settle(base: &str) {
+    let http = awc::Client::default();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(mut r) = http.get(format!("{base}/metrics")).send().await {
+            let text = String::from_utf8_lossy(&r.body().limit(16 << 20).await.unwrap_or_default())
+                .into_owned();
+            if text.contains("chute_queue_entries")
+                && metric_in(&text, "chute_queue_entries", &[]) == 0.0
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "chute did not drain its queues");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every acknowledged id is stored, and nothing is stored twice.
+async fn assert_exactly_once(dsn: &str, acked: &[String]) {
+    let db = connect(dsn).await;
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for row in db
+        .query(
+            "SELECT message, count(*) FROM chute.logs GROUP BY message",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        counts.insert(row.get(0), row.get(1));
+    }
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        twice.is_empty(),
+        "{} records stored more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    let unique: HashSet<_> = acked.iter().collect();
+    assert_eq!(unique.len(), acked.len(), "ids are unique");
+}
+
+#[actix_web::test]
+async fn acknowledged_records_survive_repeated_kill_9_exactly_once() {
+    let dir = temp_dir();
+    let dsn = fresh_database().await;
+    let config = write_config(dir.path(), &dir.path().join("data"), &dsn, "");
+    let mut daemon = Daemon::start(&config, dir.path().join("chute-0.log"));
+    let load = Load::start(daemon.base(), 4, 50);
+
+    for round in 1..=10 {
+        // A random moment: somewhere in the next 100-600 ms of load.
+        actix_web::rt::time::sleep(Duration::from_millis(100 + fastrand::u64(..500))).await;
+        daemon.signal(Signal::SIGKILL);
+        let _ = daemon.child.wait();
+        daemon = Daemon::start(&config, dir.path().join(format!("chute-{round}.log")));
+        *load.target.lock().unwrap() = daemon.base();
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let acked = load.finish().await;
+    assert!(
+        acked.len() >= 1000,
+        "the load got through between the kills: {}",
+        acked.len()
+    );
+    settle(&daemon.base()).await;
+    assert_exactly_once(&dsn, &acked).await;
+}
+
+#[actix_web::test]
+async fn a_30_second_postgres_outage_loses_nothing_and_refuses_nothing_while_the_queue_has_room() {
+    let dir = temp_dir();
+    let proxy = ChaosProxy::start(
+        cluster()
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", cluster().port())),
+    );
+    let name = fresh_database().await;
+    let dbname = name
+        .rsplit("dbname=")
+        .next()
+        .unwrap()
+        .trim_matches('\'')
+        .to_owned();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("data"),
+        &proxy.dsn(&dbname),
+        "",
+    );
+    let daemon = Daemon::start(&config, dir.path().join("chute.log"));
+    let load = Load::start(daemon.base(), 2, 100);
+
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    proxy.set_up(false);
+    let before = load.acked();
+    actix_web::rt::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        load.acked() > before + 1000,
+        "records were acknowledged during the outage"
+    );
+    proxy.set_up(true);
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    let refused = load.refused.load(Ordering::SeqCst);
+    let acked = load.finish().await;
+    assert_eq!(refused, 0, "no 503 while the queue had room");
+    settle(&daemon.base()).await;
+    assert_exactly_once(&name, &acked).await;
+}
+
+#[actix_web::test]
+async fn a_commit_whose_reply_is_lost_is_not_stored_twice() {
+    let dir = temp_dir();
+    let proxy = ChaosProxy::start(
+        cluster()
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", cluster().port())),
+    );
+    let name = fresh_database().await;
+    let dbname = name
+        .rsplit("dbname=")
+        .next()
+        .unwrap()
+        .trim_matches('\'')
+        .to_owned();
+    let mut config = test_config(&proxy.dsn(&dbname));
+    config.node.data_dir = dir.path().join("data");
+    let app = spawn_config(config).await;
+
+    proxy.swallow_next_commit_reply();
+    let ids: Vec<String> = (0..100).map(|i| format!("once-{i}")).collect();
+    let a = app
+        .post_json(&json!(ids
+            .iter()
+            .map(|id| json!({"message": id}))
+            .collect::<Vec<_>>()))
+        .await;
+    assert_eq!(a.status, 200);
+    app.settle().await;
+    assert_eq!(
+        proxy.swallowed.load(Ordering::SeqCst),
+        1,
+        "a COMMIT reply was swallowed"
+    );
+    assert!(
+        app.metric("chute_write_retries_total", &[]) >= 1.0,
+        "chute retried the batch"
+    );
+    assert_eq!(
+        app.metric("chute_duplicate_batches_total", &[]),
+        1.0,
+        "and recognised it as stored"
+    );
+    assert_exactly_once(&name, &ids).await;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn sigterm_under_load_exits_0_and_loses_nothing_acknowledged() {
+    let dir = temp_dir();
+    let dsn = fresh_database().await;
+    let config = write_config(dir.path(), &dir.path().join("data"), &dsn, "");
+    let mut daemon = Daemon::start(&config, dir.path().join("first.log"));
+    let load = Load::start(daemon.base(), 4, 50);
+    actix_web::rt::time::sleep(Duration::from_millis(800)).await;
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
+    let acked = load.finish().await;
+    assert!(!acked.is_empty());
+
+    let daemon = Daemon::start(&config, dir.path().join("second.log"));
+    settle(&daemon.base()).await;
+    assert_exactly_once(&dsn, &acked).await;
+}
+
+#[actix_web::test]
+async fn a_full_queue_refuses_cleanly_without_growing_and_delivers_once_postgres_is_back() {
+    let dir = temp_dir();
+    let proxy = ChaosProxy::start(
+        cluster()
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", cluster().port())),
+    );
+    let name = fresh_database().await;
+    let dbname = name
+        .rsplit("dbname=")
+        .next()
+        .unwrap()
+        .trim_matches('\'')
+        .to_owned();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("data"),
+        &proxy.dsn(&dbname),
+        "[queue]\nmax_bytes = 4194304\nsegment_bytes = 1048576\n",
+    );
+    let daemon = Daemon::start(&config, dir.path().join("chute.log"));
+    proxy.set_up(false);
+    let load = Load::start(daemon.base(), 4, 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while load.refused.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the queue never filled");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_full = daemon.rss_kib();
+    let refused_then = load.refused.load(Ordering::SeqCst);
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        load.refused.load(Ordering::SeqCst) > refused_then + 50,
+        "refusals go on while full"
+    );
+    let rss_later = daemon.rss_kib();
+    assert!(
+        rss_later < rss_full + 16 * 1024,
+        "RSS grew from {rss_full} KiB to {rss_later} KiB while refusing"
+    );
+
+    proxy.set_up(true);
+    let acked_before = load.acked();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while load.acked() <= acked_before {
+        assert!(Instant::now() < deadline, "ingest did not resume");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acked = load.finish().await;
+    settle(&daemon.base()).await;
+    assert_exactly_once(&name, &acked).await;
+}
