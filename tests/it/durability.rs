@@ -329,3 +329,92 @@ async fn a_full_queue_refuses_cleanly_without_growing_and_delivers_once_postgres
     settle(&daemon.base()).await;
     assert_exactly_once(&name, &acked).await;
 }
+
+/// Offsets and lengths of the records in a queue segment (see docs/queue-format.md:
+/// a 32-byte header whose bytes 4..8 hold the payload length, little-endian).
+fn records_in(segment: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 32 <= segment.len() {
+        let len = u32::from_le_bytes(segment[at + 4..at + 8].try_into().unwrap()) as usize;
+        out.push((at, 32 + len));
+        at += 32 + len;
+    }
+    out
+}
+
+#[actix_web::test]
+async fn damaged_queue_records_are_set_aside_counted_and_the_rest_delivered() {
+    let dsn = fresh_database().await;
+    let mut config = test_config(&dsn);
+    config.node.shutdown_timeout_ms = 500;
+    let app = spawn_config(config.clone()).await;
+    // Keep everything in the queue: no write can commit while the table is locked.
+    let locker = connect(&dsn).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    for e in 1..=6 {
+        let batch: Vec<_> = (0..10)
+            .map(|i| json!({"message": format!("e{e}-{i}")}))
+            .collect();
+        assert_eq!(app.post_json(&json!(batch)).await.status, 200);
+    }
+    app.stop().await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+
+    let queue = config.node.data_dir.join("queues/shard-0");
+    let segment = std::fs::read_dir(&queue)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let records = records_in(&bytes);
+    assert_eq!(records.len(), 6, "one record per request");
+    let (second, fourth, sixth) = (records[1], records[3], records[5]);
+    bytes[second.0 + 32 + 10] ^= 0x01; // a flipped bit in entry 2's payload
+    bytes[fourth.0 + 4..fourth.0 + 8].fill(0); // entry 4's length prefix zeroed
+    bytes.truncate(sixth.0 + sixth.1 / 2); // entry 6 torn in the middle
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let app = spawn_config(config).await;
+    let stored: HashSet<String> = {
+        app.settle().await;
+        app.db
+            .query("SELECT message FROM chute.logs", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    for e in [1, 3, 5] {
+        for i in 0..10 {
+            assert!(
+                stored.contains(&format!("e{e}-{i}")),
+                "entry {e} was delivered"
+            );
+        }
+    }
+    assert_eq!(
+        stored.len(),
+        30,
+        "entries 2, 4 and 6 were damaged: {stored:?}"
+    );
+    assert_eq!(
+        app.metric("chute_queue_corrupt_total", &["reason=\"corrupt\""]),
+        2.0
+    );
+    assert_eq!(
+        app.metric("chute_queue_corrupt_total", &["reason=\"torn\""]),
+        1.0
+    );
+    let quarantined = std::fs::read_dir(queue.join("quarantine")).unwrap().count();
+    assert!(
+        quarantined >= 1,
+        "the damaged bytes were kept for inspection"
+    );
+    app.stop().await;
+}
