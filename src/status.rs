@@ -19,6 +19,8 @@ pub struct ShardState {
     pub prepared: bool,
     /// The last write (or preparation) succeeded.
     pub up: bool,
+    /// The queue failed to fsync: nothing more is acknowledged until a restart.
+    pub queue_failed: bool,
     /// The last error, for operators reading `/readyz`.
     pub last_error: Option<String>,
 }
@@ -72,6 +74,14 @@ impl ShardStatus {
             }
         });
     }
+    /// The destination's queue can no longer make records durable.
+    pub fn set_queue_failed(&self, error: &str) {
+        self.update(|s| {
+            s.queue_failed = true;
+            s.last_error = Some(error.to_owned());
+        });
+    }
+
     pub fn set_error(&self, error: &str) {
         self.update(|s| {
             s.up = false;

@@ -91,7 +91,7 @@ impl Spool {
                     Ok(Ok(results)) => results,
                     Ok(Err(e)) => {
                         spool.poisoned = true;
-                        spool.status.set_error(&format!("queue failed: {e}"));
+                        spool.status.set_queue_failed(&format!("queue failed: {e}"));
                         let err = spool.unavailable("the queue failed to fsync; restart chute");
                         for (_, ack) in waiting {
                             let _ = ack.send(Err(err.clone()));

@@ -37,12 +37,13 @@ struct ShardReadiness {
     state: ShardState,
 }
 
-/// Readiness: every local shard is prepared and answers a query right now.
+/// Readiness: every local shard's queue is healthy, its schema is in place, and it
+/// answers a query right now.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.health.snapshot();
     let mut shards = Vec::with_capacity(snapshot.len());
     for (id, mut shard) in snapshot {
-        let mut ready = shard.prepared;
+        let mut ready = shard.prepared && !shard.queue_failed;
         if ready {
             if let Some((_, pool)) = state.probes.iter().find(|(p, _)| *p == id) {
                 let probe = async {

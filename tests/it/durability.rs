@@ -379,7 +379,28 @@ async fn damaged_queue_records_are_set_aside_counted_and_the_rest_delivered() {
     bytes.truncate(sixth.0 + sixth.1 / 2); // entry 6 torn in the middle
     std::fs::write(&segment, &bytes).unwrap();
 
-    let app = spawn_config(config).await;
+    // `chute validate --data-dir` sees the damage, read-only.
+    let empty = config.node.data_dir.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let validate = |data_dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+            .args(["validate", "--config"])
+            .arg(&empty)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .output()
+            .unwrap()
+    };
+    let out = validate(&config.node.data_dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DAMAGED"));
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        bytes,
+        "validate changed nothing"
+    );
+
+    let app = spawn_config(config.clone()).await;
     let stored: HashSet<String> = {
         app.settle().await;
         app.db
