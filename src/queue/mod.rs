@@ -379,22 +379,23 @@ impl Queue {
         .max()
         .unwrap_or(1);
 
-        if !last_kept {
-            let path = dir.join(segment_name(next_seq));
-            File::options()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(io_err("create", &path))?;
-            kept.push(Segment {
-                base: next_seq,
-                path,
-                len: 0,
-            });
-        }
-        let Some(last) = kept.last() else {
-            // Cannot happen: a segment was pushed just above if none was kept.
-            return Err(QueueError::InvalidOptions("no segment after recovery"));
+        // The segment to write to: the last one if it survived, else a new one.
+        let last = match kept.pop() {
+            Some(seg) if last_kept => seg,
+            popped => {
+                kept.extend(popped);
+                let path = dir.join(segment_name(next_seq));
+                File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(io_err("create", &path))?;
+                Segment {
+                    base: next_seq,
+                    path,
+                    len: 0,
+                }
+            }
         };
         let active = OpenOptions::new()
             .read(true)
@@ -411,6 +412,7 @@ impl Queue {
             base: last.base,
             offset: last.len,
         };
+        kept.push(last);
 
         let (head, head_entry) = match st.head {
             Some((base, offset, seq, ms)) => (Pos { base, offset }, Some((seq, ms))),

@@ -75,6 +75,18 @@ fn payload(n: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A scratch directory, on tmpfs where there is one: these tests simulate crashes
+/// themselves, and real fsyncs on a busy shared disk would only make them slow.
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
 fn segment_lens(dir: &Path) -> BTreeMap<String, u64> {
     fs::read_dir(dir)
         .unwrap()
@@ -91,7 +103,7 @@ fn segment_lens(dir: &Path) -> BTreeMap<String, u64> {
 
 impl Harness {
     fn new(opts: QueueOptions) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch_dir();
         let (q, rec) = Queue::open(dir.path(), opts).unwrap();
         assert_eq!(rec, Recovery::default());
         let durable_len = segment_lens(dir.path());
@@ -415,7 +427,7 @@ proptest! {
         segment_bytes in 100u64..3000,
         damages in proptest::collection::vec(damage(), 1..6),
     ) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch_dir();
         let opts = QueueOptions { max_bytes: 1 << 20, segment_bytes };
         let mut originals = BTreeMap::new();
         {
