@@ -337,7 +337,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(
             &config,
             format!(
-                "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
+                "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[syslog]\nlisteners = []\n[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
                 dir.path().join("data").display(),
                 pg.dsn("bench").replace('\\', "\\\\").replace('"', "\\\"")
             ),

@@ -23,10 +23,16 @@ use crate::metrics::Metrics;
 use crate::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
 use crate::queue::{Queue, QueueOptions};
 use crate::status::Health;
+use crate::syslog::listener::Bound;
 
 /// A running chute: its listener, actors, and (on the embedded default) PostgreSQL.
 pub struct Application {
     addr: SocketAddr,
+    /// Where the syslog listeners listen.
+    syslog: Vec<Bound>,
+    /// Tells the syslog listeners to deliver what they hold and stop.
+    syslog_stop: tokio::sync::watch::Sender<bool>,
+    syslog_tasks: Vec<tokio::task::JoinHandle<()>>,
     server: Server,
     /// One thread per local shard (its spool and writer); stopped once drained.
     arbiters: Vec<Arbiter>,
@@ -103,6 +109,15 @@ impl Application {
         });
 
         let router = Router::new(destinations).start();
+        let (syslog_stop, stop) = tokio::sync::watch::channel(false);
+        let (syslog, syslog_tasks) = crate::syslog::listener::start(
+            &config.syslog.effective_listeners(),
+            Duration::from_millis(config.syslog.group_commit_ms),
+            router.clone(),
+            metrics.clone(),
+            stop,
+        )
+        .await?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let ingest = {
             let metrics = metrics.clone();
@@ -133,6 +148,9 @@ impl Application {
         tracing::info!(%addr, shards = shards.len(), embedded = embedded.is_some(), "chute is listening");
         Ok(Application {
             addr,
+            syslog,
+            syslog_stop,
+            syslog_tasks,
             server,
             writers,
             queues,
@@ -146,6 +164,11 @@ impl Application {
     /// The address the HTTP listener got.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the syslog listeners listen (ports resolved).
+    pub fn syslog(&self) -> &[Bound] {
+        &self.syslog
     }
 
     /// A handle that stops the server (graceful: in-flight requests finish first).
@@ -171,6 +194,14 @@ impl Application {
     /// The server failed, or the embedded PostgreSQL did not stop cleanly.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
+        self.syslog_stop.send_replace(true);
+        let listeners = join_all(self.syslog_tasks);
+        if tokio::time::timeout(self.shutdown_timeout, listeners)
+            .await
+            .is_err()
+        {
+            tracing::warn!("syslog listeners still delivering at the shutdown timeout");
+        }
         let drains = self.writers.iter().map(|w| w.send(Drain));
         if tokio::time::timeout(self.shutdown_timeout, join_all(drains))
             .await

@@ -28,7 +28,122 @@ pub struct Config {
     pub shards: Vec<ShardConfig>,
     pub embedded: EmbeddedConfig,
     pub queue: QueueConfig,
+    pub syslog: SyslogConfig,
     pub log: LogConfig,
+}
+
+/// `[syslog]`: syslog listeners.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// Syslog records are made durable in groups, at most this long after arrival
+    /// (syslog has no acknowledgement, so this only bounds what a crash can lose).
+    #[serde(default = "default_group_commit_ms")]
+    pub group_commit_ms: u64,
+    /// The listeners. Absent: UDP and TCP on 127.0.0.1:5514. `listeners = []`: none.
+    #[serde(default)]
+    pub listeners: Option<Vec<ListenerConfig>>,
+}
+
+/// Transport of a syslog listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Udp,
+    Tcp,
+    Tls,
+    Unix,
+}
+
+/// `[[syslog.listeners]]`: one socket.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `udp`, `tcp`, `tls` or `unix` (a datagram socket like /dev/log).
+    pub protocol: Protocol,
+    /// Address to listen on (`udp`, `tcp`, `tls`); port 0 picks a free one.
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
+    /// Socket file (`unix`); a stale file there is replaced.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Name in metrics (`listener` label) and logs. Default: `<protocol>:<address or path>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `auto` (RFC 5424 when VERSION 1 follows the PRI, else RFC 3164), `rfc5424`, `rfc3164`.
+    #[serde(default)]
+    pub format: crate::syslog::Format,
+    /// Zone of RFC 3164 stamps that carry none: `UTC`, `local`, `+02:00`, `Europe/Berlin`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Tenant of every record from this listener.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// Longer messages are truncated (marked `fields.truncated`, counted).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Most connections at once (`tcp`, `tls`); more are closed at once, counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (`tcp`, `tls`).
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// PEM certificate chain (`tls`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (`tls`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate it signed.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ListenerConfig {
+    /// The `listener` label.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let proto = format!("{:?}", self.protocol).to_lowercase();
+        match (&self.address, &self.path) {
+            (Some(a), _) => format!("{proto}:{a}"),
+            (None, Some(p)) => format!("{proto}:{}", p.display()),
+            (None, None) => proto,
+        }
+    }
+
+    /// A plain listener with the defaults (what chute runs without `[syslog]`).
+    pub fn plain(protocol: Protocol, address: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            protocol,
+            address: Some(address),
+            path: None,
+            name: None,
+            format: Default::default(),
+            timezone: default_timezone(),
+            tenant: default_tenant(),
+            max_message_bytes: default_max_message_bytes(),
+            max_connections: default_max_connections(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+        }
+    }
+}
+
+impl SyslogConfig {
+    /// The listeners to start: the configured ones, or UDP and TCP on 127.0.0.1:5514.
+    pub fn effective_listeners(&self) -> Vec<ListenerConfig> {
+        self.listeners.clone().unwrap_or_else(|| {
+            let at = SocketAddr::from(([127, 0, 0, 1], 5514));
+            vec![
+                ListenerConfig::plain(Protocol::Udp, at),
+                ListenerConfig::plain(Protocol::Tcp, at),
+            ]
+        })
+    }
 }
 
 /// `[queue]`: the durable queue in front of each destination.
@@ -188,6 +303,24 @@ fn default_node_id() -> String {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./chute-data")
 }
+fn default_group_commit_ms() -> u64 {
+    10
+}
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+fn default_tenant() -> String {
+    "default".to_owned()
+}
+fn default_max_message_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_idle_timeout_ms() -> u64 {
+    300_000
+}
 fn default_shutdown_timeout_ms() -> u64 {
     30_000
 }
@@ -252,6 +385,7 @@ default_from_empty!(
     StorageConfig,
     EmbeddedConfig,
     QueueConfig,
+    SyslogConfig,
     LogConfig
 );
 
@@ -323,11 +457,12 @@ impl Config {
                 "shards" => section(&key, value, &mut errors, &mut config.shards),
                 "embedded" => section(&key, value, &mut errors, &mut config.embedded),
                 "queue" => section(&key, value, &mut errors, &mut config.queue),
+                "syslog" => section(&key, value, &mut errors, &mut config.syslog),
                 "log" => section(&key, value, &mut errors, &mut config.log),
                 _ => errors.push(ConfigError {
                     path: key.clone(),
                     message: "unknown section (expected node, http, writer, storage, \
-                              shards, embedded, queue or log)"
+                              shards, embedded, queue, syslog or log)"
                         .to_owned(),
                 }),
             }
@@ -380,6 +515,42 @@ impl Config {
                 "queue.max_bytes".into(),
                 "must be at least queue.segment_bytes",
             );
+        }
+        if self.syslog.group_commit_ms == 0 {
+            err("syslog.group_commit_ms".into(), "must be at least 1");
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, l) in self.syslog.listeners.iter().flatten().enumerate() {
+            let at = |key: &str| format!("syslog.listeners[{i}].{key}");
+            let network = l.protocol != Protocol::Unix;
+            if network && l.address.is_none() {
+                err(at("address"), "required for udp, tcp and tls");
+            }
+            if !network && l.path.is_none() {
+                err(at("path"), "required for unix");
+            }
+            if l.protocol == Protocol::Tls && (l.cert_file.is_none() || l.key_file.is_none()) {
+                err(at("cert_file"), "tls needs cert_file and key_file");
+            }
+            if l.protocol != Protocol::Tls && (l.cert_file.is_some() || l.client_ca_file.is_some())
+            {
+                err(at("cert_file"), "only tls listeners take certificates");
+            }
+            if let Err(e) = l.timezone.parse::<crate::syslog::Timezone>() {
+                err(at("timezone"), &e.to_string());
+            }
+            if l.max_message_bytes < 480 {
+                err(
+                    at("max_message_bytes"),
+                    "must be at least 480 (RFC 5424 §6.1)",
+                );
+            }
+            if l.max_connections == 0 {
+                err(at("max_connections"), "must be at least 1");
+            }
+            if !names.insert(l.label()) {
+                err(at("name"), "two listeners have the same name");
+            }
         }
         if self.storage.batch_id_retention_hours == 0 {
             err(

@@ -15,4 +15,5 @@ pub mod pg;
 pub mod queue;
 pub mod record;
 pub mod status;
+pub mod syslog;
 pub mod telemetry;

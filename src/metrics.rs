@@ -74,6 +74,24 @@ pub struct Metrics {
     pub queue_corrupt: IntCounterVec,
     /// Batches delivered again and skipped because they were stored before (`shard`).
     pub duplicate_batches: IntCounterVec,
+    /// Syslog messages received (`listener`).
+    pub syslog_messages: IntCounterVec,
+    /// Syslog messages that parsed in their format (`listener`).
+    pub syslog_parsed: IntCounterVec,
+    /// Syslog messages stored whole because they parsed as neither format (`listener`).
+    pub syslog_malformed: IntCounterVec,
+    /// Syslog messages cut to `max_message_bytes` (`listener`).
+    pub syslog_truncated: IntCounterVec,
+    /// Bytes read by a syslog listener (`listener`).
+    pub syslog_bytes: IntCounterVec,
+    /// Open syslog connections (`listener`).
+    pub syslog_connections: IntGaugeVec,
+    /// Syslog connections refused (`listener`, `reason`: max_connections, tls_handshake).
+    pub syslog_refused: IntCounterVec,
+    /// Syslog connections closed by chute (`listener`, `reason`: idle, or a framing error).
+    pub syslog_closed: IntCounterVec,
+    /// Times a syslog connection paused reading because a queue was full (`listener`).
+    pub syslog_paused: IntCounterVec,
     /// Version of the running binary (`version`), always 1.
     pub build_info: IntGaugeVec,
     /// Times the metrics were scraped; a cheap liveness signal for dashboards.
@@ -280,6 +298,60 @@ impl Metrics {
                 "chute_duplicate_batches_total",
                 "Batches delivered again and skipped as already stored.",
                 &["shard"],
+            ),
+            syslog_messages: counter(
+                &r,
+                "chute_syslog_messages_total",
+                "Syslog messages received.",
+                &["listener"],
+            ),
+            syslog_parsed: counter(
+                &r,
+                "chute_syslog_parsed_total",
+                "Syslog messages that parsed in their format.",
+                &["listener"],
+            ),
+            syslog_malformed: counter(
+                &r,
+                "chute_syslog_malformed_total",
+                "Syslog messages stored whole because they parsed as neither format.",
+                &["listener"],
+            ),
+            syslog_truncated: counter(
+                &r,
+                "chute_syslog_truncated_total",
+                "Syslog messages cut to max_message_bytes.",
+                &["listener"],
+            ),
+            syslog_bytes: counter(
+                &r,
+                "chute_syslog_bytes_total",
+                "Bytes read by a syslog listener.",
+                &["listener"],
+            ),
+            syslog_connections: gauge(
+                &r,
+                "chute_syslog_connections",
+                "Open syslog connections.",
+                &["listener"],
+            ),
+            syslog_refused: counter(
+                &r,
+                "chute_syslog_connections_refused_total",
+                "Syslog connections refused.",
+                &["listener", "reason"],
+            ),
+            syslog_closed: counter(
+                &r,
+                "chute_syslog_connections_closed_total",
+                "Syslog connections closed by chute.",
+                &["listener", "reason"],
+            ),
+            syslog_paused: counter(
+                &r,
+                "chute_syslog_paused_total",
+                "Times a syslog connection paused reading because a queue was full.",
+                &["listener"],
             ),
             build_info: gauge(
                 &r,

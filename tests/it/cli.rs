@@ -60,7 +60,7 @@ fn kill_9_of_chute_takes_its_postgres_down_and_the_next_start_recovers() {
     std::fs::write(
         &config,
         format!(
-            "[node]\ndata_dir = \"{}/data\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            "[node]\ndata_dir = \"{}/data\"\n[http]\nlisten = \"127.0.0.1:0\"\n[syslog]\nlisteners = []\n",
             dir.path().display()
         ),
     )

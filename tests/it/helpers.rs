@@ -83,6 +83,7 @@ pub fn test_config(dsn: &str) -> Config {
     let mut c = Config::default();
     c.http.listen = "127.0.0.1:0".parse().expect("address");
     c.node.data_dir = data_dir();
+    c.syslog.listeners = Some(Vec::new());
     c.writer.flush_interval_ms = 20;
     c.writer.retry_initial_ms = 50;
     c.writer.retry_max_ms = 500;
@@ -101,6 +102,8 @@ pub struct TestApp {
     pub db: tokio_postgres::Client,
     pub metrics: Arc<Metrics>,
     pub app_embedded: Option<Arc<EmbeddedPostgres>>,
+    /// Where the syslog listeners listen.
+    pub syslog: Vec<chute::syslog::listener::Bound>,
     handle: ServerHandle,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -127,6 +130,7 @@ pub async fn spawn_config(config: Config) -> TestApp {
     let handle = app.handle();
     let metrics = app.metrics();
     let app_embedded = app.embedded();
+    let syslog = app.syslog().to_vec();
     let dsn = dsn.unwrap_or_else(|| app_embedded.as_ref().expect("embedded").dsn("chute"));
     let done = actix_web::rt::spawn(app.run_until_stopped());
     let http = awc::Client::builder()
@@ -140,6 +144,7 @@ pub async fn spawn_config(config: Config) -> TestApp {
         db,
         metrics,
         app_embedded,
+        syslog,
         handle,
         done,
     };
@@ -344,7 +349,7 @@ pub fn write_config(dir: &Path, data_dir: &Path, dsn: &str, extra: &str) -> std:
     std::fs::write(
         &file,
         format!(
-            "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[writer]\nflush_interval_ms = 20\nretry_initial_ms = 50\nretry_max_ms = 500\n{extra}\n[[shards]]\nid = 0\ndsn = \"{dsn}\"\n",
+            "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[syslog]\nlisteners = []\n[writer]\nflush_interval_ms = 20\nretry_initial_ms = 50\nretry_max_ms = 500\n{extra}\n[[shards]]\nid = 0\ndsn = \"{dsn}\"\n",
             data_dir.display()
         ),
     )

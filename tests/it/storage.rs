@@ -242,6 +242,7 @@ async fn the_embedded_default_runs_its_own_postgres_and_keeps_data_across_restar
         c.http.listen = "127.0.0.1:0".parse().unwrap();
         c.node.data_dir = dir.path().join("data");
         c.writer.flush_interval_ms = 20;
+        c.syslog.listeners = Some(Vec::new());
         c
     };
     let app = spawn_config(config()).await;

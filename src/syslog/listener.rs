@@ -1,0 +1,515 @@
+//! The syslog sockets: UDP, TCP, TLS and Unix datagram listeners.
+//!
+//! Every listener parses what arrives ([`parse`], with [`Framer`] for streams) and
+//! hands records to the shard-router in groups: a group goes once it holds
+//! [`GROUP_RECORDS`] records or its first record has waited `syslog.group_commit_ms`,
+//! and its records are durable (fsynced in their shard's queue) when the router
+//! answers. Syslog has no acknowledgement, so the counts tell the story:
+//! `chute_records_received_total{source="syslog"}` (parsed into records),
+//! `chute_records_accepted_total{source="syslog"}` (durable) and
+//! `chute_records_rejected_total{source="syslog"}` (dropped, with the reason).
+//!
+//! Backpressure: a stream connection waits (its reads pause, so the sender's TCP
+//! window fills) until its group is taken; a full queue is retried, never dropped.
+//! UDP and Unix datagrams cannot wait: a group refused by a full queue is dropped
+//! and counted (`reason="backpressure"`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use anyhow::Context as _;
+use chrono::Utc;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
+use tokio::sync::{watch, Semaphore};
+
+use super::framing::Framer;
+use super::{parse, Format, Origin, Parsed, Timezone};
+use crate::actors::router::Router;
+use crate::actors::{DeliverError, Route};
+use crate::config::{ListenerConfig, Protocol};
+use crate::metrics::Metrics;
+use crate::record::Record;
+
+/// A group goes to the router once it holds this many records.
+pub const GROUP_RECORDS: usize = 1000;
+/// Largest datagram read (UDP's own limit).
+const DATAGRAM_BYTES: usize = 65_536;
+/// Stream read size.
+const READ_BYTES: usize = 64 * 1024;
+/// Datagram groups in flight at once per listener; past it reading waits.
+const DATAGRAM_GROUPS_IN_FLIGHT: usize = 4;
+
+/// Where a listener ended up listening.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub label: String,
+    pub protocol: Protocol,
+    /// The bound address (port 0 resolved), for network listeners.
+    pub addr: Option<SocketAddr>,
+    pub path: Option<PathBuf>,
+}
+
+/// What every task of one listener shares.
+struct Shared {
+    label: String,
+    format: Format,
+    timezone: Timezone,
+    tenant: String,
+    max_message_bytes: usize,
+    idle_timeout: Duration,
+    group_commit: Duration,
+    router: Addr<Router>,
+    metrics: Arc<Metrics>,
+}
+
+/// Binds every listener and starts serving it until `stop` turns true.
+///
+/// # Errors
+/// A socket cannot be bound, or a TLS certificate or key cannot be read.
+pub async fn start(
+    listeners: &[ListenerConfig],
+    group_commit: Duration,
+    router: Addr<Router>,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Vec<Bound>, Vec<tokio::task::JoinHandle<()>>)> {
+    let mut bound = Vec::new();
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let label = l.label();
+        let shared = Arc::new(Shared {
+            label: label.clone(),
+            format: l.format,
+            timezone: l.timezone.parse().context("invalid timezone")?,
+            tenant: l.tenant.clone(),
+            max_message_bytes: l.max_message_bytes,
+            idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+            group_commit,
+            router: router.clone(),
+            metrics: metrics.clone(),
+        });
+        metrics
+            .syslog_connections
+            .with_label_values(&[&label])
+            .set(0);
+        let stop = stop.clone();
+        let (addr, path) = match l.protocol {
+            Protocol::Udp => {
+                let at = l.address.context("udp needs an address")?;
+                let socket = UdpSocket::bind(at)
+                    .await
+                    .with_context(|| format!("cannot bind udp {at}"))?;
+                let addr = socket.local_addr()?;
+                tasks.push(actix_web::rt::spawn(serve_datagrams(
+                    Datagrams::Udp(socket),
+                    shared,
+                    stop,
+                )));
+                (Some(addr), None)
+            }
+            Protocol::Unix => {
+                let path = l.path.clone().context("unix needs a path")?;
+                let socket = bind_unix(&path)?;
+                tasks.push(actix_web::rt::spawn(serve_datagrams(
+                    Datagrams::Unix(socket),
+                    shared,
+                    stop,
+                )));
+                (None, Some(path))
+            }
+            Protocol::Tcp | Protocol::Tls => {
+                let at = l.address.context("tcp and tls need an address")?;
+                let tls = match l.protocol {
+                    Protocol::Tls => Some(tokio_rustls::TlsAcceptor::from(tls_config(l)?)),
+                    _ => None,
+                };
+                let listener = TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot bind tcp {at}"))?;
+                let addr = listener.local_addr()?;
+                let limit = Arc::new(Semaphore::new(l.max_connections));
+                tasks.push(actix_web::rt::spawn(serve_streams(
+                    listener, tls, limit, shared, stop,
+                )));
+                (Some(addr), None)
+            }
+        };
+        tracing::info!(listener = %label, addr = ?addr, path = ?path, "syslog listener ready");
+        bound.push(Bound {
+            label,
+            protocol: l.protocol,
+            addr,
+            path,
+        });
+    }
+    Ok((bound, tasks))
+}
+
+/// Binds a Unix datagram socket, replacing a stale socket file (never another kind of file).
+fn bind_unix(path: &Path) -> anyhow::Result<UnixDatagram> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        } else {
+            anyhow::bail!("{} exists and is not a socket", path.display());
+        }
+    }
+    UnixDatagram::bind(path).with_context(|| format!("cannot bind unix {}", path.display()))
+}
+
+/// The server side of TLS, from the listener's PEM files.
+fn tls_config(l: &ListenerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_file = l.cert_file.as_ref().context("tls needs cert_file")?;
+    let key_file = l.key_file.as_ref().context("tls needs key_file")?;
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            anyhow::anyhow!("cannot read certificates from {}: {e}", cert_file.display())
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the private key from {}: {e}",
+            key_file.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &l.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let cas = CertificateDer::pem_file_iter(ca)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot read CA certificates from {}: {e}", ca.display())
+                })?;
+            for c in cas {
+                roots.add(c).context("invalid CA certificate")?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    Ok(Arc::new(
+        builder
+            .with_single_cert(certs, key)
+            .context("certificate and key do not match")?,
+    ))
+}
+
+/// Records gathered for the router, with the listener's counters.
+struct Group {
+    shared: Arc<Shared>,
+    records: Vec<Record>,
+    since: Option<Instant>,
+}
+
+impl Group {
+    fn new(shared: Arc<Shared>) -> Group {
+        Group {
+            shared,
+            records: Vec::new(),
+            since: None,
+        }
+    }
+
+    /// Parses one message into the group and counts what was wrong with it.
+    fn add(&mut self, msg: &[u8], truncated: bool, peer: Option<&str>) {
+        let s = &self.shared;
+        let origin = Origin {
+            received_at: Utc::now(),
+            tenant: &s.tenant,
+            format: s.format,
+            timezone: &s.timezone,
+            max_message_bytes: s.max_message_bytes,
+            peer_host: peer,
+        };
+        let mut parsed: Parsed = parse(msg, &origin);
+        if truncated {
+            parsed.mark_truncated();
+        }
+        let m = &s.metrics;
+        let l = [s.label.as_str()];
+        m.syslog_messages.with_label_values(&l).inc();
+        let f = parsed.flags;
+        if f.malformed {
+            m.syslog_malformed.with_label_values(&l).inc();
+        } else {
+            m.syslog_parsed.with_label_values(&l).inc();
+        }
+        if f.truncated {
+            m.syslog_truncated.with_label_values(&l).inc();
+        }
+        if f.invalid_utf8 {
+            m.records_sanitized
+                .with_label_values(&["syslog", "invalid_utf8"])
+                .inc();
+        }
+        if f.nul_replaced {
+            m.records_sanitized
+                .with_label_values(&["syslog", "nul"])
+                .inc();
+        }
+        self.since.get_or_insert_with(Instant::now);
+        self.records.push(parsed.record);
+    }
+
+    /// When the group must go at the latest.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.since
+            .map(|t| tokio::time::Instant::from_std(t + self.shared.group_commit))
+    }
+
+    fn due(&self) -> bool {
+        self.records.len() >= GROUP_RECORDS
+            || self
+                .since
+                .is_some_and(|t| t.elapsed() >= self.shared.group_commit)
+    }
+
+    fn take(&mut self) -> Vec<Record> {
+        self.since = None;
+        std::mem::take(&mut self.records)
+    }
+}
+
+/// Hands records to the router and counts the outcome. With `wait`, a full queue
+/// is retried (the caller's reads stay paused meanwhile); without, it is dropped.
+async fn deliver(shared: &Shared, records: Vec<Record>, wait: bool) {
+    if records.is_empty() {
+        return;
+    }
+    let n = records.len() as u64;
+    let m = &shared.metrics;
+    m.records_received.with_label_values(&["syslog"]).inc_by(n);
+    let mut records = Some(records);
+    loop {
+        let Some(batch) = records.take() else { return };
+        let keep = wait.then(|| batch.clone());
+        let outcome = match shared.router.send(Route { records: batch }).await {
+            Ok(r) => r,
+            Err(_) => Err(DeliverError::Stopped {
+                destination: "router".into(),
+            }),
+        };
+        match outcome {
+            Ok(()) => {
+                m.records_accepted.with_label_values(&["syslog"]).inc_by(n);
+                return;
+            }
+            Err(DeliverError::Full { retry_after, .. }) if wait => {
+                m.syslog_paused.with_label_values(&[&shared.label]).inc();
+                tokio::time::sleep(retry_after).await;
+                records = keep;
+            }
+            Err(e) => {
+                m.records_rejected
+                    .with_label_values(&["syslog", e.reason()])
+                    .inc_by(n);
+                tracing::warn!(listener = %shared.label, records = n, error = %e, "syslog records dropped");
+                return;
+            }
+        }
+    }
+}
+
+enum Datagrams {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl Datagrams {
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<(usize, Option<String>)> {
+        match self {
+            Datagrams::Udp(s) => s
+                .recv_from(buf)
+                .await
+                .map(|(n, from)| (n, Some(from.ip().to_string()))),
+            Datagrams::Unix(s) => s.recv_from(buf).await.map(|(n, _)| (n, None)),
+        }
+    }
+}
+
+/// One datagram is one message. Groups go to the router in the background (a few at
+/// a time) so reading goes on while they are made durable.
+async fn serve_datagrams(socket: Datagrams, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; DATAGRAM_BYTES];
+    let mut group = Group::new(shared.clone());
+    let in_flight = Arc::new(Semaphore::new(DATAGRAM_GROUPS_IN_FLIGHT));
+    loop {
+        let deadline = group.deadline();
+        tokio::select! {
+            r = socket.recv(&mut buf) => match r {
+                Ok((n, peer)) => {
+                    shared.metrics.syslog_bytes.with_label_values(&[&shared.label]).inc_by(n as u64);
+                    // A datagram at the buffer's size may have been cut by the kernel.
+                    group.add(&buf[..n], n == DATAGRAM_BYTES, peer.as_deref());
+                }
+                Err(e) => {
+                    tracing::warn!(listener = %shared.label, error = %e, "syslog receive failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = sleep_until(deadline) => {}
+            _ = stop.changed() => break,
+        }
+        if group.due() {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let (records, shared) = (group.take(), shared.clone());
+            actix_web::rt::spawn(async move {
+                deliver(&shared, records, false).await;
+                drop(permit);
+            });
+        }
+    }
+    deliver(&shared, group.take(), false).await;
+    // Wait for the groups still in flight.
+    let _ = in_flight
+        .acquire_many(DATAGRAM_GROUPS_IN_FLIGHT as u32)
+        .await;
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Accepts connections up to the listener's limit; each is served by its own task.
+async fn serve_streams(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limit: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (socket, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(listener = %shared.label, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            shared
+                .metrics
+                .syslog_refused
+                .with_label_values(&[&shared.label, "max_connections"])
+                .inc();
+            tracing::warn!(listener = %shared.label, "connection refused: max_connections reached");
+            continue; // dropping the socket closes it
+        };
+        let (shared, tls, stop) = (shared.clone(), tls.clone(), stop.clone());
+        actix_web::rt::spawn(async move {
+            let gauge = shared
+                .metrics
+                .syslog_connections
+                .with_label_values(&[&shared.label]);
+            gauge.inc();
+            let peer = peer.ip().to_string();
+            match tls {
+                None => serve_stream(socket, &peer, &shared, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(shared.idle_timeout, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => serve_stream(stream, &peer, &shared, stop).await,
+                        Ok(Err(e)) => {
+                            shared
+                                .metrics
+                                .syslog_refused
+                                .with_label_values(&[&shared.label, "tls_handshake"])
+                                .inc();
+                            tracing::warn!(listener = %shared.label, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            shared
+                                .metrics
+                                .syslog_refused
+                                .with_label_values(&[&shared.label, "tls_handshake"])
+                                .inc();
+                        }
+                    }
+                }
+            }
+            gauge.dec();
+            drop(permit);
+        });
+    }
+}
+
+/// Reads one connection until it closes, idles out, breaks its framing, or chute
+/// stops; whatever was read before is kept.
+async fn serve_stream<S: AsyncRead + Unpin>(
+    mut stream: S,
+    peer: &str,
+    shared: &Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut framer = Framer::new(shared.max_message_bytes);
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut group = Group::new(shared.clone());
+    let l = [shared.label.as_str()];
+    loop {
+        let deadline = group.deadline();
+        let mut done = false;
+        tokio::select! {
+            r = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)) => {
+                let framed = match r {
+                    Err(_) => {
+                        shared.metrics.syslog_closed.with_label_values(&[&shared.label, "idle"]).inc();
+                        done = true;
+                        framer.finish(&mut frames)
+                    }
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        done = true;
+                        framer.finish(&mut frames)
+                    }
+                    Ok(Ok(n)) => {
+                        shared.metrics.syslog_bytes.with_label_values(&l).inc_by(n as u64);
+                        framer.push(&buf[..n], &mut frames)
+                    }
+                };
+                for f in frames.drain(..) {
+                    group.add(&f.bytes, f.truncated, Some(peer));
+                }
+                if let Err(e) = framed {
+                    shared.metrics.syslog_closed.with_label_values(&[&shared.label, e.reason()]).inc();
+                    tracing::warn!(listener = %shared.label, error = %e, "closing a syslog connection: its framing broke; the messages before are kept");
+                    done = true;
+                }
+            }
+            _ = sleep_until(deadline) => {}
+            _ = stop.changed() => done = true,
+        }
+        if done {
+            break;
+        }
+        if group.due() {
+            deliver(shared, group.take(), true).await;
+        }
+    }
+    deliver(shared, group.take(), true).await;
+}

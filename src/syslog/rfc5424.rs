@@ -1,0 +1,821 @@
+//! RFC 5424 messages:
+//! `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]`.
+//!
+//! # Header
+//!
+//! - TIMESTAMP: RFC 3339 (`2003-10-11T22:14:15.003Z`,
+//!   `2003-08-24T05:14:15.000003-07:00`), stored in UTC. Up to 9 fraction
+//!   digits are kept (RFC 5424 allows 6); `t`/`z` in lower case and offsets
+//!   without the colon (`+0200`) are accepted too. `-` means the message has
+//!   no time, and the time of receipt is used.
+//! - HOSTNAME, APP-NAME, PROCID, MSGID: any run of characters up to the next
+//!   space. `-` means none (for HOSTNAME: the sender's host name, when the
+//!   listener knows it). Longer values than RFC 5424 allows are kept.
+//!
+//! # STRUCTURED-DATA
+//!
+//! Stored in `fields.sd` as one object per SD-ID, holding the values of its
+//! parameters by name:
+//!
+//! ```text
+//! [exampleSDID@32473 iut="3" eventSource="Application"][meta tag="a" tag="b"]
+//! ```
+//!
+//! becomes
+//!
+//! ```json
+//! {"sd": {"exampleSDID@32473": {"iut": "3", "eventSource": "Application"},
+//!         "meta": {"tag": ["a", "b"]}}}
+//! ```
+//!
+//! - Values are always strings; the escapes `\"`, `\\` and `\]` are undone,
+//!   and a backslash before any other character is kept as it is.
+//! - A parameter given more than once in an element becomes an array of its
+//!   values, in order. An SD-ID given more than once in a message (RFC 5424
+//!   forbids it, some senders do it) has its parameters merged, the same way.
+//! - An element without parameters (`[id]`) is an empty object.
+//! - `-` (no STRUCTURED-DATA) means no `sd` key at all.
+//!
+//! # MSG
+//!
+//! Everything after the space that follows STRUCTURED-DATA. A UTF-8 byte
+//! order mark at its start is removed.
+//!
+//! # Broken messages
+//!
+//! The header is read field by field. At the first field that is empty (two
+//! spaces in a row), missing (the message ends), or unreadable (a TIMESTAMP
+//! that is not RFC 3339, STRUCTURED-DATA that is neither `-` nor well-formed
+//! elements followed by a space or the end), reading stops: the fields before
+//! it are stored, the text from that field on becomes the message, and
+//! `fields.parse_error` names the field, for example
+//! `rfc5424: invalid STRUCTURED-DATA` (a sender that leaves STRUCTURED-DATA
+//! out, writing its message right after MSGID, gets exactly that, and keeps
+//! its whole message). Nothing is lost.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Timelike, Utc};
+use serde_json::{Map, Value};
+
+use super::{two_digits, with_offset, Parts};
+use crate::record::Record;
+
+/// The UTF-8 byte order mark that may start MSG.
+const BOM: char = '\u{FEFF}';
+
+/// The header fields after VERSION, in order, as named in `parse_error`.
+const HEADER: [(&str, &str); 5] = [
+    ("rfc5424: invalid TIMESTAMP", "rfc5424: no TIMESTAMP"),
+    ("rfc5424: empty HOSTNAME", "rfc5424: no HOSTNAME"),
+    ("rfc5424: empty APP-NAME", "rfc5424: no APP-NAME"),
+    ("rfc5424: empty PROCID", "rfc5424: no PROCID"),
+    ("rfc5424: empty MSGID", "rfc5424: no MSGID"),
+];
+
+/// Parses what follows `<PRI>1 `.
+pub(crate) fn parse_after_pri(text: &str) -> Parts<'_> {
+    let mut parts = Parts::default();
+    let mut rest = text;
+    for (i, &(bad, missing)) in HEADER.iter().enumerate() {
+        if rest.is_empty() {
+            parts.error = Some(missing);
+            return parts;
+        }
+        let (token, after) = match rest.find(' ') {
+            Some(sp) => (&rest[..sp], Some(&rest[sp + 1..])),
+            None => (rest, None),
+        };
+        if token.is_empty() {
+            return stop(parts, bad, rest);
+        }
+        let value = (token != "-").then_some(token);
+        match i {
+            0 => match value {
+                None => {}
+                Some(t) => match parse_rfc3339(t.as_bytes()) {
+                    Some((stamp, len)) if len == t.len() && stamp.offset.is_some() => {
+                        parts.ts = stamp.to_utc();
+                        if parts.ts.is_none() {
+                            return stop(parts, bad, rest);
+                        }
+                    }
+                    _ => return stop(parts, bad, rest),
+                },
+            },
+            1 => parts.host = value,
+            2 => parts.app = value,
+            3 => parts.procid = value,
+            _ => parts.msgid = value,
+        }
+        match after {
+            Some(a) => rest = a,
+            None => {
+                // The message ends after this field: the next one is missing.
+                parts.error = Some(match HEADER.get(i + 1) {
+                    Some((_, missing)) => missing,
+                    None => "rfc5424: no STRUCTURED-DATA",
+                });
+                return parts;
+            }
+        }
+    }
+    match structured_data(rest) {
+        Some((sd, msg)) => {
+            parts.sd = sd;
+            parts.message = msg.strip_prefix(BOM).unwrap_or(msg);
+            parts
+        }
+        None => stop(parts, "rfc5424: invalid STRUCTURED-DATA", rest),
+    }
+}
+
+/// Stops reading at a bad field: the text from it on is the message.
+fn stop<'t>(mut parts: Parts<'t>, reason: &'static str, rest: &'t str) -> Parts<'t> {
+    parts.error = Some(reason);
+    parts.message = rest;
+    parts
+}
+
+/// STRUCTURED-DATA at the start of `s` and the MSG after it; `None` when it
+/// is not well-formed. The object is `None` for `-`.
+fn structured_data(s: &str) -> Option<(Option<Map<String, Value>>, &str)> {
+    let b = s.as_bytes();
+    let (sd, end) = if b.first() == Some(&b'-') {
+        (None, 1)
+    } else if b.first() == Some(&b'[') {
+        let mut sd = Map::new();
+        let mut at = 0;
+        while b.get(at) == Some(&b'[') {
+            at = element(s, at + 1, &mut sd)?;
+        }
+        (Some(sd), at)
+    } else {
+        return None;
+    };
+    match b.get(end) {
+        None => Some((sd, "")),
+        Some(b' ') => Some((sd, &s[end + 1..])),
+        Some(_) => None,
+    }
+}
+
+/// Characters that end an SD-NAME.
+fn ends_name(c: u8) -> bool {
+    matches!(c, b'=' | b' ' | b']' | b'"')
+}
+
+/// One SD-ELEMENT whose `[` is just before `at`, merged into `sd`. Returns
+/// the position after its `]`.
+fn element(s: &str, mut at: usize, sd: &mut Map<String, Value>) -> Option<usize> {
+    let b = s.as_bytes();
+    let id_len = b[at..].iter().position(|&c| ends_name(c))?;
+    if id_len == 0 {
+        return None;
+    }
+    let id = &s[at..at + id_len];
+    at += id_len;
+    let params = match sd.entry(id).or_insert_with(|| Value::Object(Map::new())) {
+        Value::Object(m) => m,
+        // Only objects are ever inserted under an SD-ID.
+        _ => return None,
+    };
+    loop {
+        match b.get(at)? {
+            b']' => return Some(at + 1),
+            b' ' => at += 1,
+            _ => {
+                // A parameter must follow a space.
+                if b[at - 1] != b' ' {
+                    return None;
+                }
+                let name_len = b[at..].iter().position(|&c| ends_name(c))?;
+                if name_len == 0 || b.get(at + name_len) != Some(&b'=') {
+                    return None;
+                }
+                let name = &s[at..at + name_len];
+                at += name_len + 1;
+                if b.get(at) != Some(&b'"') {
+                    return None;
+                }
+                let (value, end) = param_value(s, at + 1)?;
+                at = end;
+                add_param(params, name, value);
+            }
+        }
+    }
+}
+
+/// A PARAM-VALUE starting at `at`, unescaped, and the position after its
+/// closing quote.
+fn param_value(s: &str, at: usize) -> Option<(String, usize)> {
+    let b = s.as_bytes();
+    let mut value = String::new();
+    let mut from = at;
+    let mut i = at;
+    loop {
+        let j = i + memchr::memchr2(b'"', b'\\', &b[i..])?;
+        if b[j] == b'"' {
+            value.push_str(&s[from..j]);
+            return Some((value, j + 1));
+        }
+        // A backslash: `\"`, `\\` and `\]` stand for the second character;
+        // before anything else the backslash is kept.
+        match b.get(j + 1) {
+            Some(b'"' | b'\\' | b']') => {
+                value.push_str(&s[from..j]);
+                from = j + 1;
+                i = j + 2;
+            }
+            _ => i = j + 1,
+        }
+    }
+}
+
+/// Adds a parameter value; a repeated name turns into an array of values.
+fn add_param(params: &mut Map<String, Value>, name: &str, value: String) {
+    match params.get_mut(name) {
+        None => {
+            params.insert(name.to_owned(), Value::String(value));
+        }
+        Some(Value::Array(values)) => values.push(Value::String(value)),
+        Some(old) => {
+            let first = std::mem::replace(old, Value::Null);
+            *old = Value::Array(vec![first, Value::String(value)]);
+        }
+    }
+}
+
+/// An RFC 3339 time stamp: the date and time as written, and the offset in
+/// seconds (`None` when the stamp has none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stamp {
+    pub(crate) local: chrono::NaiveDateTime,
+    pub(crate) offset: Option<i32>,
+}
+
+impl Stamp {
+    /// The instant, when the stamp has an offset and the instant is within
+    /// what [`DateTime`] holds.
+    pub(crate) fn to_utc(self) -> Option<DateTime<Utc>> {
+        with_offset(self.local, self.offset?)
+    }
+}
+
+/// Reads `YYYY-MM-DDThh:mm:ss[.frac][Z|±hh:mm|±hhmm]` at the start of `b`;
+/// returns the stamp and its length. Fractions beyond 9 digits are read and
+/// dropped; `t`, `z` and a missing offset are accepted (callers that need
+/// an offset check [`Stamp::offset`]).
+pub(crate) fn parse_rfc3339(b: &[u8]) -> Option<(Stamp, usize)> {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    let year = two_digits(b[0], b[1])? * 100 + two_digits(b[2], b[3])?;
+    let month = two_digits(b[5], b[6])?;
+    let day = two_digits(b[8], b[9])?;
+    let hour = two_digits(b[11], b[12])?;
+    let minute = two_digits(b[14], b[15])?;
+    let second = two_digits(b[17], b[18])?;
+    let mut at = 19;
+    let mut nanos = 0u32;
+    if b.get(at) == Some(&b'.') {
+        let digits = b[at + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        for (k, d) in b[at + 1..at + 1 + digits].iter().take(9).enumerate() {
+            nanos += u32::from(d - b'0') * 10u32.pow(8 - k as u32);
+        }
+        at += 1 + digits;
+    }
+    let offset = match b.get(at) {
+        Some(b'Z' | b'z') => {
+            at += 1;
+            Some(0)
+        }
+        Some(&sign @ (b'+' | b'-')) => {
+            let h = two_digits(*b.get(at + 1)?, *b.get(at + 2)?)?;
+            let (m, len) = if b.get(at + 3) == Some(&b':') {
+                (two_digits(*b.get(at + 4)?, *b.get(at + 5)?)?, 6)
+            } else {
+                match (b.get(at + 3), b.get(at + 4)) {
+                    (Some(&m1), Some(&m2)) if m1.is_ascii_digit() => (two_digits(m1, m2)?, 5),
+                    _ => (0, 3),
+                }
+            };
+            if h > 23 || m > 59 {
+                return None;
+            }
+            at += len;
+            let secs = (h * 3600 + m * 60) as i32;
+            Some(if sign == b'-' { -secs } else { secs })
+        }
+        _ => None,
+    };
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    // Seconds must be 0-59: no leap second (`:60`), as RFC 5424 says.
+    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    Some((
+        Stamp {
+            local: date.and_time(time),
+            offset,
+        },
+        at,
+    ))
+}
+
+/// Writes a record as an RFC 5424 message: the inverse of parsing, for tests
+/// and for forwarding.
+///
+/// `ts` is written in UTC with as many fraction digits as it needs (0, 3, 6
+/// or 9); missing facility and severity are written as `user.notice`; a
+/// missing or empty header value is `-`, and spaces in header values become
+/// `_`. `fields.sd`, when it is an object of objects, is the
+/// STRUCTURED-DATA (arrays become repeated parameters, other non-string
+/// values their JSON text); other fields are not written. A byte order mark
+/// starts MSG when it is not plain ASCII.
+pub fn format(record: &Record) -> String {
+    let facility = record.facility.filter(|f| (0..24).contains(f)).unwrap_or(1);
+    let severity = record.severity.filter(|s| (0..8).contains(s)).unwrap_or(5);
+    let mut out = String::with_capacity(64 + record.message.len());
+    let _ = write!(out, "<{}>1 ", facility * 8 + severity);
+    let digits = match record.ts.nanosecond() % 1_000_000_000 {
+        0 => SecondsFormat::Secs,
+        n if n % 1_000_000 == 0 => SecondsFormat::Millis,
+        n if n % 1_000 == 0 => SecondsFormat::Micros,
+        _ => SecondsFormat::Nanos,
+    };
+    out.push_str(&record.ts.to_rfc3339_opts(digits, true));
+    for value in [&record.host, &record.app, &record.procid, &record.msgid] {
+        out.push(' ');
+        match value.as_deref() {
+            None | Some("") => out.push('-'),
+            Some(v) => out.extend(v.chars().map(|c| if c == ' ' { '_' } else { c })),
+        }
+    }
+    out.push(' ');
+    match record.fields.get("sd") {
+        Some(Value::Object(sd)) if !sd.is_empty() => {
+            for (id, params) in sd {
+                out.push('[');
+                out.push_str(id);
+                if let Value::Object(params) = params {
+                    for (name, value) in params {
+                        match value {
+                            Value::Array(values) => {
+                                for v in values {
+                                    write_param(&mut out, name, v);
+                                }
+                            }
+                            v => write_param(&mut out, name, v),
+                        }
+                    }
+                }
+                out.push(']');
+            }
+        }
+        _ => out.push('-'),
+    }
+    if !record.message.is_empty() {
+        out.push(' ');
+        if !record.message.is_ascii() {
+            out.push(BOM);
+        }
+        out.push_str(&record.message);
+    }
+    out
+}
+
+/// Writes ` name="value"`, escaping `"`, `\` and `]`.
+fn write_param(out: &mut String, name: &str, value: &Value) {
+    let text = match value {
+        Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+        other => std::borrow::Cow::Owned(other.to_string()),
+    };
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    for c in text.chars() {
+        if matches!(c, '"' | '\\' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syslog::tests::{at, origin};
+    use crate::syslog::{parse, Format, Parsed};
+    use serde_json::json;
+
+    fn p(msg: &str) -> Parsed {
+        parse(
+            msg.as_bytes(),
+            &origin("2026-11-26T12:00:00Z", Format::Auto),
+        )
+    }
+
+    #[test]
+    fn rfc_example_1_without_structured_data() {
+        let r = p("<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \u{FEFF}'su root' failed for lonvick on /dev/pts/8");
+        assert!(!r.flags.malformed);
+        let r = r.record;
+        assert_eq!((r.facility, r.severity), (Some(4), Some(2)));
+        assert_eq!(r.ts, at("2003-10-11T22:14:15.003Z"));
+        assert_eq!(r.host.as_deref(), Some("mymachine.example.com"));
+        assert_eq!(r.app.as_deref(), Some("su"));
+        assert_eq!(r.procid, None);
+        assert_eq!(r.msgid.as_deref(), Some("ID47"));
+        assert_eq!(r.message, "'su root' failed for lonvick on /dev/pts/8");
+        assert!(r.fields.is_empty());
+    }
+
+    #[test]
+    fn rfc_example_2_with_an_offset_and_microseconds() {
+        let r = p("<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - %% It's time to make the do-nuts.").record;
+        assert_eq!((r.facility, r.severity), (Some(20), Some(5)));
+        assert_eq!(r.ts, at("2003-08-24T12:14:15.000003Z"));
+        assert_eq!(r.host.as_deref(), Some("192.0.2.1"));
+        assert_eq!(r.app.as_deref(), Some("myproc"));
+        assert_eq!(r.procid.as_deref(), Some("8710"));
+        assert_eq!(r.msgid, None);
+        assert_eq!(r.message, "%% It's time to make the do-nuts.");
+    }
+
+    #[test]
+    fn rfc_example_3_with_structured_data() {
+        let r = p("<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"Application\" eventID=\"1011\"] \u{FEFF}An application event log entry...").record;
+        assert_eq!(r.app.as_deref(), Some("evntslog"));
+        assert_eq!(r.message, "An application event log entry...");
+        assert_eq!(
+            r.fields["sd"],
+            json!({"exampleSDID@32473": {"iut": "3", "eventSource": "Application", "eventID": "1011"}})
+        );
+    }
+
+    #[test]
+    fn rfc_example_4_with_structured_data_only() {
+        let r = p("<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"Application\" eventID=\"1011\"][examplePriority@32473 class=\"high\"]");
+        assert!(!r.flags.malformed);
+        assert_eq!(r.record.message, "");
+        assert_eq!(
+            r.record.fields["sd"],
+            json!({
+                "exampleSDID@32473": {"iut": "3", "eventSource": "Application", "eventID": "1011"},
+                "examplePriority@32473": {"class": "high"}
+            })
+        );
+    }
+
+    #[test]
+    fn rfc_time_stamp_examples_are_read() {
+        for (stamp, utc) in [
+            ("1985-04-12T23:20:50.52Z", "1985-04-12T23:20:50.52Z"),
+            ("1985-04-12T19:20:50.52-04:00", "1985-04-12T23:20:50.52Z"),
+            ("2003-10-11T22:14:15.003Z", "2003-10-11T22:14:15.003Z"),
+            (
+                "2003-08-24T05:14:15.000003-07:00",
+                "2003-08-24T12:14:15.000003Z",
+            ),
+            ("2026-11-26T10:00:00+0100", "2026-11-26T09:00:00Z"),
+            (
+                "2026-11-26t10:00:00.123456789z",
+                "2026-11-26T10:00:00.123456789Z",
+            ),
+            (
+                "2026-11-26T10:00:00.1234567891234Z",
+                "2026-11-26T10:00:00.123456789Z",
+            ),
+        ] {
+            let r = p(&format!("<14>1 {stamp} h a - - - m"));
+            assert!(!r.flags.malformed, "{stamp}");
+            assert_eq!(r.record.ts, at(utc), "{stamp}");
+        }
+    }
+
+    #[test]
+    fn rfc_invalid_time_stamp_examples_make_the_rest_the_message() {
+        for stamp in [
+            "1990-12-31T23:59:60Z",
+            "2003-08-24T05:14:15.000000003",
+            "2003-10-11T22:14:15",
+            "2003-13-11T22:14:15Z",
+            "2003-02-29T22:14:15Z",
+            "Oct 11 22:14:15",
+            "2003-10-11T22:14:15.Z",
+            "2003-10-11T22:14:15+24:00",
+        ] {
+            let text = format!("{stamp} h a - - - m");
+            let r = p(&format!("<14>1 {text}"));
+            assert!(r.flags.malformed, "{stamp}");
+            assert_eq!(r.record.fields["parse_error"], "rfc5424: invalid TIMESTAMP");
+            assert_eq!(r.record.message, text);
+            assert_eq!(r.record.ts, at("2026-11-26T12:00:00Z"));
+            assert_eq!(r.record.host, None);
+        }
+    }
+
+    #[test]
+    fn nil_values_are_none_and_nil_time_is_the_time_of_receipt() {
+        let r = p("<14>1 - - - - - - hello").record;
+        assert_eq!(r.ts, at("2026-11-26T12:00:00Z"));
+        assert_eq!((r.host, r.app, r.procid, r.msgid), (None, None, None, None));
+        assert_eq!(r.message, "hello");
+    }
+
+    #[test]
+    fn nil_hostname_is_the_peer_host() {
+        let mut o = origin("2026-11-26T12:00:00Z", Format::Auto);
+        o.peer_host = Some("192.0.2.7");
+        let r = parse(b"<14>1 - - app - - - hi", &o).record;
+        assert_eq!(r.host.as_deref(), Some("192.0.2.7"));
+        let r = parse(b"<14>1 - web1 app - - - hi", &o).record;
+        assert_eq!(r.host.as_deref(), Some("web1"));
+    }
+
+    #[test]
+    fn escapes_in_param_values_are_undone() {
+        let r = p(r#"<14>1 - h a - - [x@1 a="q\"b\\s\]e" b="\n\x" c="]" d=""] m"#);
+        assert!(!r.flags.malformed);
+        assert_eq!(
+            r.record.fields["sd"],
+            json!({"x@1": {"a": "q\"b\\s]e", "b": "\\n\\x", "c": "]", "d": ""}})
+        );
+        assert_eq!(r.record.message, "m");
+    }
+
+    #[test]
+    fn repeated_param_becomes_an_array_and_repeated_sd_id_is_merged() {
+        let r = p(r#"<14>1 - h a - - [m t="1" t="2" u="x"][m t="3"][e] msg"#);
+        assert!(!r.flags.malformed);
+        assert_eq!(
+            r.record.fields["sd"],
+            json!({"m": {"t": ["1", "2", "3"], "u": "x"}, "e": {}})
+        );
+    }
+
+    #[test]
+    fn bom_is_stripped_only_at_the_start_of_msg() {
+        let r = p("<14>1 - h a - - - \u{FEFF}\u{FEFF}x\u{FEFF}").record;
+        assert_eq!(r.message, "\u{FEFF}x\u{FEFF}");
+    }
+
+    #[test]
+    fn missing_structured_data_keeps_the_whole_message() {
+        let r = p("<14>1 2026-11-26T10:00:00Z host app 123 - the message");
+        assert!(r.flags.malformed);
+        assert_eq!(
+            r.record.fields["parse_error"],
+            "rfc5424: invalid STRUCTURED-DATA"
+        );
+        assert_eq!(r.record.host.as_deref(), Some("host"));
+        assert_eq!(r.record.procid.as_deref(), Some("123"));
+        assert_eq!(r.record.ts, at("2026-11-26T10:00:00Z"));
+        assert_eq!(r.record.message, "the message");
+    }
+
+    #[test]
+    fn broken_structured_data_becomes_part_of_the_message() {
+        for sd in [
+            "[ id]",
+            "[id a=1]",
+            "[id a=\"1\"",
+            "[id a=\"1]",
+            "[id a]",
+            "[id =\"1\"]",
+            "[id a=\"1\"b=\"2\"]",
+            "[]",
+            "[id]x",
+            "-x",
+        ] {
+            let text = format!("{sd} tail");
+            let r = p(&format!("<14>1 - h a - - {text}"));
+            assert!(r.flags.malformed, "{sd}");
+            assert_eq!(r.record.message, text, "{sd}");
+            assert!(!r.record.fields.contains_key("sd"), "{sd}");
+        }
+    }
+
+    #[test]
+    fn element_after_a_space_is_part_of_msg() {
+        // RFC 5424 §6.3.5 example 3: invalid as STRUCTURED-DATA, fine as MSG.
+        let r = p(r#"<14>1 - h a - - [id a="1"] [b c="2"]"#);
+        assert!(!r.flags.malformed);
+        assert_eq!(r.record.fields["sd"], json!({"id": {"a": "1"}}));
+        assert_eq!(r.record.message, r#"[b c="2"]"#);
+    }
+
+    #[test]
+    fn extra_spaces_inside_an_element_are_accepted() {
+        let r = p(r#"<14>1 - h a - - [id  a="1"  b="2" ] m"#);
+        assert!(!r.flags.malformed);
+        assert_eq!(r.record.fields["sd"], json!({"id": {"a": "1", "b": "2"}}));
+    }
+
+    #[test]
+    fn header_that_ends_early_keeps_what_it_has() {
+        let r = p("<14>1 2026-11-26T10:00:00Z host");
+        assert!(r.flags.malformed);
+        assert_eq!(r.record.fields["parse_error"], "rfc5424: no APP-NAME");
+        assert_eq!(r.record.host.as_deref(), Some("host"));
+        assert_eq!(r.record.ts, at("2026-11-26T10:00:00Z"));
+        assert_eq!(r.record.message, "");
+        let r = p("<14>1 - host app 1 ID");
+        assert_eq!(
+            r.record.fields["parse_error"],
+            "rfc5424: no STRUCTURED-DATA"
+        );
+        assert_eq!(r.record.msgid.as_deref(), Some("ID"));
+        let r = p("<14>1 ");
+        assert_eq!(r.record.fields["parse_error"], "rfc5424: no TIMESTAMP");
+    }
+
+    #[test]
+    fn empty_header_field_stops_reading_there() {
+        let r = p("<14>1 - host  app - - - m");
+        assert!(r.flags.malformed);
+        assert_eq!(r.record.fields["parse_error"], "rfc5424: empty APP-NAME");
+        assert_eq!(r.record.host.as_deref(), Some("host"));
+        assert_eq!(r.record.message, " app - - - m");
+    }
+
+    #[test]
+    fn forced_rfc5424_with_only_a_version_is_marked() {
+        let o = origin("2026-11-26T12:00:00Z", Format::Rfc5424);
+        let r = parse(b"<14>1", &o);
+        assert!(r.flags.malformed);
+        assert_eq!(r.record.fields["parse_error"], "rfc5424: no TIMESTAMP");
+    }
+
+    #[test]
+    fn logger_rfc5424_output_is_read() {
+        // util-linux `logger --rfc5424 hello`, and with `--sd-id zoo@123 --sd-param tiger="hungry"`.
+        let r = p("<13>1 2026-11-26T10:00:00.123456+01:00 myhost root 4242 - [timeQuality tzKnown=\"1\" isSynced=\"1\" syncAccuracy=\"123456\"] hello");
+        assert!(!r.flags.malformed);
+        assert_eq!(r.record.app.as_deref(), Some("root"));
+        assert_eq!(r.record.procid.as_deref(), Some("4242"));
+        assert_eq!(r.record.ts, at("2026-11-26T09:00:00.123456Z"));
+        assert_eq!(
+            r.record.fields["sd"]["timeQuality"],
+            json!({"tzKnown": "1", "isSynced": "1", "syncAccuracy": "123456"})
+        );
+        assert_eq!(r.record.message, "hello");
+        let r = p("<13>1 2026-11-26T10:00:00.123456+01:00 myhost root - - [timeQuality tzKnown=\"1\" isSynced=\"0\"][zoo@123 tiger=\"hungry\"] hello");
+        assert!(!r.flags.malformed);
+        assert_eq!(r.record.fields["sd"]["zoo@123"], json!({"tiger": "hungry"}));
+        assert_eq!(r.record.procid, None);
+    }
+
+    #[test]
+    fn format_writes_what_parse_reads() {
+        let r = p(r#"<165>1 2003-10-11T22:14:15.003Z mymachine evntslog - ID47 [a@1 x="q\"\\\]" y="1" y="2"] héllo"#).record;
+        let text = format(&r);
+        assert_eq!(
+            text,
+            "<165>1 2003-10-11T22:14:15.003Z mymachine evntslog - ID47 [a@1 x=\"q\\\"\\\\\\]\" y=\"1\" y=\"2\"] \u{FEFF}héllo"
+        );
+        assert_eq!(p(&text).record, r);
+    }
+
+    #[test]
+    fn format_replaces_what_a_header_cannot_hold() {
+        let mut r = p("<14>1 - h a - - - m").record;
+        r.host = Some(String::new());
+        r.app = Some("my app".to_owned());
+        r.facility = None;
+        r.severity = Some(99);
+        r.fields
+            .insert("sd".to_owned(), json!({"x": {"n": 1, "b": [true, "s"]}}));
+        assert_eq!(
+            format(&r),
+            "<13>1 2026-11-26T12:00:00Z - my_app - - [x b=\"true\" b=\"s\" n=\"1\"] m"
+        );
+    }
+
+    mod roundtrip {
+        use super::*;
+        use chrono::{DateTime, Utc};
+        use proptest::prelude::*;
+
+        /// Characters allowed in header fields: PRINTUSASCII.
+        fn printusascii(max: usize) -> impl Strategy<Value = String> {
+            prop::collection::vec(33u8..=126, 1..=max)
+                .prop_map(|v| String::from_utf8(v).unwrap_or_default())
+                .prop_filter("NILVALUE", |s| s != "-")
+        }
+
+        /// SD-NAME: PRINTUSASCII except `=`, `]`, `"`.
+        fn sd_name() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                (33u8..=126).prop_filter("SD-NAME", |c| !matches!(c, b'=' | b']' | b'"')),
+                1..=32,
+            )
+            .prop_map(|v| String::from_utf8(v).unwrap_or_default())
+        }
+
+        /// Any text without NUL (replaced on parsing), biased towards the
+        /// characters that need escaping.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof!["[a-z\"\\\\\\] ]{0,12}", "[^\u{0}]{0,24}",]
+        }
+
+        fn param() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                3 => value().prop_map(Value::String),
+                1 => prop::collection::vec(value().prop_map(Value::String), 2..4)
+                    .prop_map(Value::Array),
+            ]
+        }
+
+        fn sd() -> impl Strategy<Value = Option<Map<String, Value>>> {
+            prop::option::of(prop::collection::btree_map(
+                sd_name(),
+                prop::collection::btree_map(sd_name(), param(), 0..4),
+                1..4,
+            ))
+            .prop_map(|sd| {
+                sd.map(|elements| {
+                    elements
+                        .into_iter()
+                        .map(|(id, params)| (id, Value::Object(params.into_iter().collect())))
+                        .collect()
+                })
+            })
+        }
+
+        /// MSG: anything without NUL that does not end in a line break.
+        fn message() -> impl Strategy<Value = String> {
+            prop_oneof!["[^\u{0}]{0,80}", "\u{FEFF}?[ -~]{0,40}", "\\PC{0,40}"]
+                .prop_map(|m: String| m.trim_end_matches(['\r', '\n']).to_owned())
+        }
+
+        fn ts() -> impl Strategy<Value = DateTime<Utc>> {
+            // 0001-01-01 to 9999-12-31, to the nanosecond.
+            (
+                -62_135_596_800i64..253_402_300_799,
+                0u32..1_000_000_000,
+                0..3,
+            )
+                .prop_map(|(secs, nanos, precision)| {
+                    let nanos = match precision {
+                        0 => 0,
+                        1 => nanos / 1000 * 1000,
+                        _ => nanos,
+                    };
+                    DateTime::from_timestamp(secs, nanos).unwrap_or_default()
+                })
+        }
+
+        prop_compose! {
+            fn record()(
+                pri in 0i16..192,
+                ts in ts(),
+                host in prop::option::of(printusascii(255)),
+                app in prop::option::of(printusascii(48)),
+                procid in prop::option::of(printusascii(128)),
+                msgid in prop::option::of(printusascii(32)),
+                sd in sd(),
+                message in message(),
+            ) -> Record {
+                let mut fields = Map::new();
+                if let Some(sd) = sd {
+                    fields.insert("sd".to_owned(), Value::Object(sd));
+                }
+                Record {
+                    ts,
+                    received_at: at("2026-11-26T12:00:00Z"),
+                    tenant: "t1".to_owned(),
+                    host,
+                    app,
+                    procid,
+                    msgid,
+                    severity: Some(pri % 8),
+                    facility: Some(pri / 8),
+                    message,
+                    fields,
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn parse_of_format_gives_back_the_record(r in record()) {
+                let text = format(&r);
+                let parsed = p(&text);
+                prop_assert_eq!(parsed.flags, crate::syslog::Flags::default(), "{}", text);
+                prop_assert_eq!(parsed.record, r, "{}", text);
+            }
+        }
+    }
+}
