@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use anyhow::Context as _;
 use chrono::Utc;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
 use tokio::sync::{watch, Semaphore};
 
@@ -461,7 +461,7 @@ async fn serve_streams(
 
 /// Reads one connection until it closes, idles out, breaks its framing, or chute
 /// stops; whatever was read before is kept.
-async fn serve_stream<S: AsyncRead + Unpin>(
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: &str,
     shared: &Arc<Shared>,
@@ -512,4 +512,6 @@ async fn serve_stream<S: AsyncRead + Unpin>(
         }
     }
     deliver(shared, group.take(), true).await;
+    // A clean close (for TLS: close_notify, so the sender knows nothing was cut).
+    let _ = stream.shutdown().await;
 }

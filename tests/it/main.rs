@@ -7,3 +7,4 @@ mod durability;
 mod helpers;
 mod ingest_api;
 mod storage;
+mod syslog;
