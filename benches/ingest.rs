@@ -199,6 +199,31 @@ fn ndjson_bodies(records: &[Gen], batch: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The records as octet-counted RFC 5424 messages, dealt round-robin over
+/// `connections` byte streams.
+fn syslog_streams(records: &[Gen], connections: usize) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new(); connections.max(1)];
+    let n = out.len();
+    for (i, r) in records.iter().enumerate() {
+        let msg = format!(
+            "<{}>1 {} {} {} {} {} [meta request_id=\"{}\" latency_ms=\"{}\"] {}",
+            u16::from(r.facility) * 8 + u16::from(r.severity),
+            r.ts,
+            r.host,
+            r.app,
+            r.procid,
+            r.msgid.unwrap_or("-"),
+            r.request_id,
+            r.latency_ms,
+            r.message
+        );
+        let stream = &mut out[i % n];
+        stream.extend_from_slice(format!("{} ", msg.len()).as_bytes());
+        stream.extend_from_slice(msg.as_bytes());
+    }
+    out
+}
+
 fn psql() -> PathBuf {
     if Command::new("psql").arg("--version").output().is_ok() {
         return PathBuf::from("psql");
@@ -300,6 +325,7 @@ fn main() -> anyhow::Result<()> {
     let csv = dir.path().join("records.csv");
     write_csv(&records, &csv)?;
     let bodies = ndjson_bodies(&records, args.batch);
+    let streams = syslog_streams(&records, args.connections.min(4));
     let body_bytes: usize = bodies.iter().map(Vec::len).sum();
     drop(records);
     println!(
@@ -420,6 +446,68 @@ fn main() -> anyhow::Result<()> {
         println!("ratio chute / raw         {:>10.2}", rate / raw_rate);
         println!("request latency           p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99));
         println!("chute peak RSS            {:.1} MiB", rss as f64 / 1024.0);
+        drop(child);
+
+        // The same records as RFC 5424 over TCP, octet-counted, several connections.
+        prepare_db(&pg, "bench_syslog").await?;
+        sql(&pg, "bench_syslog", "CHECKPOINT")?;
+        let syslog_dir = dir.path().join("syslog");
+        std::fs::create_dir_all(&syslog_dir)?;
+        let config = syslog_dir.join("chute.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[syslog.listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
+                syslog_dir.join("data").display(),
+                pg.dsn("bench_syslog").replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+        )?;
+        let (child, _) = spawn_chute(&config, &syslog_dir)?;
+        let text = std::fs::read_to_string(syslog_dir.join("chute.log"))?;
+        let port: u16 = text
+            .lines()
+            .find(|l| l.contains("syslog listener ready"))
+            .and_then(|l| l.split("addr=Some(").nth(1))
+            .and_then(|s| s.split(')').next())
+            .and_then(|a| a.rsplit(':').next()?.parse().ok())
+            .context("syslog port in chute's log")?;
+        let started = Instant::now();
+        let senders: Vec<_> = streams
+            .into_iter()
+            .map(|stream| {
+                actix_web::rt::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                    s.write_all(&stream).await?;
+                    s.shutdown().await
+                })
+            })
+            .collect();
+        for s in senders {
+            s.await??;
+        }
+        let sent_after = started.elapsed();
+        let (db, conn) = tokio_postgres::connect(&pg.dsn("bench_syslog"), tokio_postgres::NoTls).await?;
+        actix_web::rt::spawn(conn);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let stored: i64 = db.query_one("SELECT count(*) FROM chute.logs", &[]).await?.get(0);
+            if stored == args.records as i64 {
+                break;
+            }
+            if stored > args.records as i64 || Instant::now() > deadline {
+                bail!("chute stored {stored} syslog rows, expected {}", args.records);
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        let syslog_rate = args.records as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "chute syslog TCP (5424)   {syslog_rate:>10.0} rows/s  ({:.1} s; sent in {:.1} s; committed in PostgreSQL)",
+            started.elapsed().as_secs_f64(),
+            sent_after.as_secs_f64()
+        );
+        println!("syslog / HTTP             {:>10.2}", syslog_rate / rate);
+        println!("chute peak RSS (syslog)   {:.1} MiB", peak_rss_kib(child.0.id()) as f64 / 1024.0);
         drop(child);
         Ok::<_, anyhow::Error>(())
     })?;
