@@ -88,6 +88,23 @@ impl Load {
     }
 }
 
+/// A fresh database and a chaos proxy in front of the shared cluster: the proxy,
+/// the direct DSN (for the test's own checks) and the database name.
+async fn proxied_database() -> (ChaosProxy, String, String) {
+    let socket = cluster()
+        .socket_dir()
+        .join(format!(".s.PGSQL.{}", cluster().port()));
+    let proxy = ChaosProxy::start(socket);
+    let dsn = fresh_database().await;
+    let name = dsn
+        .rsplit("dbname=")
+        .next()
+        .unwrap_or_default()
+        .trim_matches('\'')
+        .to_owned();
+    (proxy, dsn, name)
+}
+
 /// Waits until a running chute (at `base`) has written everything it queued.
 async fn settle(base: &str) {
     let http = awc::Client::default();
@@ -172,18 +189,7 @@ async fn acknowledged_records_survive_repeated_kill_9_exactly_once() {
 #[actix_web::test]
 async fn a_30_second_postgres_outage_loses_nothing_and_refuses_nothing_while_the_queue_has_room() {
     let dir = temp_dir();
-    let proxy = ChaosProxy::start(
-        cluster()
-            .socket_dir()
-            .join(format!(".s.PGSQL.{}", cluster().port())),
-    );
-    let name = fresh_database().await;
-    let dbname = name
-        .rsplit("dbname=")
-        .next()
-        .unwrap()
-        .trim_matches('\'')
-        .to_owned();
+    let (proxy, name, dbname) = proxied_database().await;
     let config = write_config(
         dir.path(),
         &dir.path().join("data"),
@@ -213,18 +219,7 @@ async fn a_30_second_postgres_outage_loses_nothing_and_refuses_nothing_while_the
 #[actix_web::test]
 async fn a_commit_whose_reply_is_lost_is_not_stored_twice() {
     let dir = temp_dir();
-    let proxy = ChaosProxy::start(
-        cluster()
-            .socket_dir()
-            .join(format!(".s.PGSQL.{}", cluster().port())),
-    );
-    let name = fresh_database().await;
-    let dbname = name
-        .rsplit("dbname=")
-        .next()
-        .unwrap()
-        .trim_matches('\'')
-        .to_owned();
+    let (proxy, name, dbname) = proxied_database().await;
     let mut config = test_config(&proxy.dsn(&dbname));
     config.node.data_dir = dir.path().join("data");
     let app = spawn_config(config).await;
@@ -279,18 +274,7 @@ async fn sigterm_under_load_exits_0_and_loses_nothing_acknowledged() {
 #[actix_web::test]
 async fn a_full_queue_refuses_cleanly_without_growing_and_delivers_once_postgres_is_back() {
     let dir = temp_dir();
-    let proxy = ChaosProxy::start(
-        cluster()
-            .socket_dir()
-            .join(format!(".s.PGSQL.{}", cluster().port())),
-    );
-    let name = fresh_database().await;
-    let dbname = name
-        .rsplit("dbname=")
-        .next()
-        .unwrap()
-        .trim_matches('\'')
-        .to_owned();
+    let (proxy, name, dbname) = proxied_database().await;
     let config = write_config(
         dir.path(),
         &dir.path().join("data"),
