@@ -33,6 +33,8 @@ pub struct Application {
     /// Tells the syslog listeners to deliver what they hold and stop.
     syslog_stop: tokio::sync::watch::Sender<bool>,
     syslog_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Actors the systemd watchdog pings.
+    heartbeat: Vec<Recipient<crate::actors::Ping>>,
     server: Server,
     /// One thread per local shard (its spool and writer); stopped once drained.
     arbiters: Vec<Arbiter>,
@@ -81,15 +83,18 @@ impl Application {
         let mut pools = Vec::new();
         let mut probes = Vec::new();
         let mut writers = Vec::new();
+        let mut heartbeat = Vec::new();
         let mut queues = Vec::new();
         for shard in &shards {
             let local = LocalShard::start(shard, &config, &metrics, &health).await?;
             destinations.push(Destination {
                 shard: shard.id,
-                recipient: local.spool.recipient(),
+                recipient: local.spool.clone().recipient(),
             });
             pools.push((shard.id, local.pool));
             probes.push((shard.id, local.probe));
+            heartbeat.push(local.writer.clone().recipient());
+            heartbeat.push(local.spool.clone().recipient());
             writers.push(local.writer);
             queues.push(local.io);
             arbiters.push(local.arbiter);
@@ -109,6 +114,7 @@ impl Application {
         });
 
         let router = Router::new(destinations).start();
+        heartbeat.push(router.clone().recipient());
         let (syslog_stop, stop) = tokio::sync::watch::channel(false);
         let (syslog, syslog_tasks) = crate::syslog::listener::start(
             &config.syslog.effective_listeners(),
@@ -144,6 +150,8 @@ impl Application {
             .workers(workers)
             .shutdown_timeout(shutdown_timeout.as_secs().max(1))
             .listen(listener)?
+            // chute handles SIGTERM/SIGINT itself (see `run_until_stopped`).
+            .disable_signals()
             .run();
         tracing::info!(%addr, shards = shards.len(), embedded = embedded.is_some(), "chute is listening");
         Ok(Application {
@@ -151,6 +159,7 @@ impl Application {
             syslog,
             syslog_stop,
             syslog_tasks,
+            heartbeat,
             server,
             writers,
             queues,
@@ -193,7 +202,24 @@ impl Application {
     /// # Errors
     /// The server failed, or the embedded PostgreSQL did not stop cleanly.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        let handle = self.server.handle();
+        let mut server = actix_web::rt::spawn(self.server);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        crate::systemd::ready();
+        crate::systemd::start_watchdog(self.heartbeat);
+        tokio::select! {
+            r = &mut server => {
+                r??;
+            }
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        crate::systemd::stopping();
+        if !server.is_finished() {
+            handle.stop(true).await;
+            server.await??;
+        }
         self.syslog_stop.send_replace(true);
         let listeners = join_all(self.syslog_tasks);
         if tokio::time::timeout(self.shutdown_timeout, listeners)

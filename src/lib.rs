@@ -16,4 +16,5 @@ pub mod queue;
 pub mod record;
 pub mod status;
 pub mod syslog;
+pub mod systemd;
 pub mod telemetry;

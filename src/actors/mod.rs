@@ -46,6 +46,11 @@ pub struct Route {
     pub records: Vec<Record>,
 }
 
+/// Liveness probe: an actor that answers is not stuck (the systemd watchdog).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping;
+
 /// Why a destination did not take (or did not confirm) a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliverError {

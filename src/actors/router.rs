@@ -150,3 +150,10 @@ mod tests {
         assert_eq!(jump_hash(12345, 8), jump_hash(12345, 8));
     }
 }
+
+impl Handler<super::Ping> for Router {
+    type Result = ();
+
+    /// Answered as soon as the actor's thread gets to it.
+    fn handle(&mut self, _: super::Ping, _: &mut Self::Context) {}
+}

@@ -174,3 +174,10 @@ impl Handler<Deliver> for Spool {
         Box::pin(async move { done.await.unwrap_or(Err(err)) })
     }
 }
+
+impl Handler<super::Ping> for Spool {
+    type Result = ();
+
+    /// Answered as soon as the actor's thread gets to it.
+    fn handle(&mut self, _: super::Ping, _: &mut Self::Context) {}
+}

@@ -548,3 +548,10 @@ fn db_message(e: &tokio_postgres::Error) -> String {
         .map(|d| d.message().to_owned())
         .unwrap_or_else(|| e.to_string())
 }
+
+impl Handler<super::Ping> for Writer {
+    type Result = ();
+
+    /// Answered as soon as the actor's thread gets to it.
+    fn handle(&mut self, _: super::Ping, _: &mut Self::Context) {}
+}

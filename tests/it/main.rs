@@ -6,5 +6,6 @@ mod cli;
 mod durability;
 mod helpers;
 mod ingest_api;
+mod ops;
 mod storage;
 mod syslog;
