@@ -132,6 +132,13 @@ impl Handler<Route> for Router {
     }
 }
 
+impl Handler<super::Ping> for Router {
+    type Result = ();
+
+    /// Answered as soon as the actor's thread gets to it.
+    fn handle(&mut self, _: super::Ping, _: &mut Self::Context) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,11 +156,4 @@ mod tests {
         assert_eq!(jump_hash(42, 1), 0);
         assert_eq!(jump_hash(12345, 8), jump_hash(12345, 8));
     }
-}
-
-impl Handler<super::Ping> for Router {
-    type Result = ();
-
-    /// Answered as soon as the actor's thread gets to it.
-    fn handle(&mut self, _: super::Ping, _: &mut Self::Context) {}
 }
