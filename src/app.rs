@@ -33,6 +33,9 @@ pub struct Application {
     /// Tells the syslog listeners to deliver what they hold and stop.
     syslog_stop: tokio::sync::watch::Sender<bool>,
     syslog_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The running configuration and the file it came from (SIGHUP re-reads it).
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
     /// Actors the systemd watchdog pings.
     heartbeat: Vec<Recipient<crate::actors::Ping>>,
     server: Server,
@@ -137,6 +140,7 @@ impl Application {
         let listener = std::net::TcpListener::bind(config.http.listen)
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
+        let running_config = config.clone();
         let state = web::Data::new(AppState {
             config: Arc::new(config),
             metrics: metrics.clone(),
@@ -160,6 +164,8 @@ impl Application {
             syslog_stop,
             syslog_tasks,
             heartbeat,
+            config: running_config,
+            config_path: None,
             server,
             writers,
             queues,
@@ -168,6 +174,12 @@ impl Application {
             embedded,
             metrics,
         })
+    }
+
+    /// The file SIGHUP re-reads.
+    pub fn with_config_path(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.config_path = path;
+        self
     }
 
     /// The address the HTTP listener got.
@@ -206,14 +218,25 @@ impl Application {
         let mut server = actix_web::rt::spawn(self.server);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         crate::systemd::ready();
         crate::systemd::start_watchdog(self.heartbeat);
-        tokio::select! {
-            r = &mut server => {
-                r??;
+        loop {
+            tokio::select! {
+                r = &mut server => {
+                    r??;
+                    break;
+                }
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: shutting down");
+                    break;
+                }
+                _ = hup.recv() => check_reload(self.config_path.as_deref(), &self.config, &self.metrics),
             }
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
         crate::systemd::stopping();
         if !server.is_finished() {
@@ -423,4 +446,52 @@ fn queue_id(dir: &Path) -> anyhow::Result<String> {
     };
     write().with_context(|| format!("cannot write {}", file.display()))?;
     Ok(id)
+}
+
+/// SIGHUP: reads and validates the configuration file again. An invalid file
+/// leaves the running configuration untouched. This version applies no setting
+/// live: it reports which keys changed and need a restart to take effect.
+fn check_reload(path: Option<&Path>, running: &Config, metrics: &Metrics) {
+    let result = match path {
+        None => {
+            tracing::warn!("SIGHUP: chute runs without a configuration file; nothing to reload");
+            "no_file"
+        }
+        Some(path) => match Config::load(path) {
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "SIGHUP: the new configuration is invalid; keeping the running one");
+                "invalid"
+            }
+            Ok(new) if &new == running => {
+                tracing::info!(file = %path.display(), "SIGHUP: configuration unchanged");
+                "unchanged"
+            }
+            Ok(new) => {
+                let changed = changed_sections(running, &new);
+                tracing::warn!(file = %path.display(), changed = ?changed, "SIGHUP: the configuration changed; restart chute to apply it");
+                "restart_needed"
+            }
+        },
+    };
+    metrics.config_reloads.with_label_values(&[result]).inc();
+}
+
+/// The top-level sections that differ between two configurations.
+fn changed_sections(a: &Config, b: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |name, differs: bool| {
+        if differs {
+            out.push(name);
+        }
+    };
+    check("node", a.node != b.node);
+    check("http", a.http != b.http);
+    check("writer", a.writer != b.writer);
+    check("storage", a.storage != b.storage);
+    check("shards", a.shards != b.shards);
+    check("embedded", a.embedded != b.embedded);
+    check("queue", a.queue != b.queue);
+    check("syslog", a.syslog != b.syslog);
+    check("log", a.log != b.log);
+    out
 }

@@ -67,12 +67,13 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Serve { config, log_format } => {
+            let config_path = config.clone();
             let config = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             chute::telemetry::init(&config.log.level, log_format.unwrap_or(config.log.format));
-            match actix::System::new().block_on(serve(config)) {
+            match actix::System::new().block_on(serve(config, config_path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -131,7 +132,10 @@ fn check_queues(data_dir: &std::path::Path) -> bool {
     clean
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await.context("cannot start")?;
+async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let app = Application::build(config)
+        .await
+        .context("cannot start")?
+        .with_config_path(path);
     app.run_until_stopped().await
 }

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub syslog_closed: IntCounterVec,
     /// Times a syslog connection paused reading because a queue was full (`listener`).
     pub syslog_paused: IntCounterVec,
+    /// SIGHUP reloads (`result`: invalid, unchanged, restart_needed, no_file).
+    pub config_reloads: IntCounterVec,
     /// Version of the running binary (`version`), always 1.
     pub build_info: IntGaugeVec,
     /// Times the metrics were scraped; a cheap liveness signal for dashboards.
@@ -352,6 +354,12 @@ impl Metrics {
                 "chute_syslog_paused_total",
                 "Times a syslog connection paused reading because a queue was full.",
                 &["listener"],
+            ),
+            config_reloads: counter(
+                &r,
+                "chute_config_reloads_total",
+                "SIGHUP reloads, by result.",
+                &["result"],
             ),
             build_info: gauge(
                 &r,

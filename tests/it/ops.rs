@@ -76,3 +76,100 @@ async fn systemd_hears_ready_then_watchdog_heartbeats_then_stopping() {
     wait_for_state(&sock, "STOPPING=1", &mut seen);
     assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let dir = temp_dir();
+    // The unit names /usr/bin/chute; point it at the binary under test.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/chute.service"
+    ))
+    .unwrap()
+    .replace("/usr/bin/chute", env!("CARGO_BIN_EXE_chute"));
+    let path = dir.path().join("chute.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+}
+
+#[test]
+fn the_production_example_config_is_valid() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+        .args([
+            "validate",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/chute.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[actix_web::test]
+async fn sighup_with_a_broken_file_keeps_running_and_counts_it() {
+    let dir = temp_dir();
+    let dsn = fresh_database().await;
+    let config = write_config(dir.path(), &dir.path().join("data"), &dsn, "");
+    let daemon = Daemon::start(&config, dir.path().join("chute.log"));
+    let base = daemon.base();
+    let metric = |name: &'static str, label: &'static str| {
+        let base = base.clone();
+        async move {
+            let mut r = awc::Client::default()
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&r.body().await.unwrap()).into_owned();
+            metric_in(&text, name, &[label])
+        }
+    };
+
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{good}\n[writer]\nbatch_rows = 0\n")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric("chute_config_reloads_total", "result=\"invalid\"").await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the broken reload was not counted"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        alive(daemon.child.id() as i32),
+        "still running on the old configuration"
+    );
+
+    std::fs::write(
+        &config,
+        good.replace("flush_interval_ms = 20", "flush_interval_ms = 30"),
+    )
+    .unwrap();
+    daemon.signal(Signal::SIGHUP);
+    while metric("chute_config_reloads_total", "result=\"restart_needed\"").await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the changed file was not reported"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(daemon.log_text().contains("restart chute to apply it"));
+    let mut health = awc::Client::default()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let _ = health.body().await;
+}
