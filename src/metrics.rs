@@ -15,9 +15,30 @@ use prometheus::{
 
 type ScrapeHook = Box<dyn Fn(&Metrics) + Send + Sync>;
 
+/// A registry that remembers the name of everything registered, so the catalogue
+/// (docs/metrics.md) can be checked against what chute really exports, including
+/// metrics that have no samples yet.
+#[derive(Default)]
+pub struct NamedRegistry {
+    inner: Registry,
+    names: Mutex<Vec<String>>,
+}
+
+impl NamedRegistry {
+    fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        let names: Vec<String> = c.desc().iter().map(|d| d.fq_name.clone()).collect();
+        self.inner.register(c)?;
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(names);
+        Ok(())
+    }
+}
+
 /// Every metric chute exports. Field docs are the help texts.
 pub struct Metrics {
-    registry: Registry,
+    registry: NamedRegistry,
     hooks: Mutex<Vec<ScrapeHook>>,
     /// Records received, before validation (`source`).
     pub records_received: IntCounterVec,
@@ -100,14 +121,14 @@ pub struct Metrics {
     pub scrapes: IntCounter,
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+fn counter(r: &NamedRegistry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     r.register(Box::new(c.clone()))
         .expect("metric names are unique");
     c
 }
 
-fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+fn gauge(r: &NamedRegistry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     r.register(Box::new(g.clone()))
         .expect("metric names are unique");
@@ -115,7 +136,7 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 }
 
 fn histogram(
-    r: &Registry,
+    r: &NamedRegistry,
     name: &str,
     help: &str,
     labels: &[&str],
@@ -131,7 +152,7 @@ fn histogram(
 impl Metrics {
     /// Builds the registry. The definitions are constants, so registration cannot fail.
     pub fn new() -> Arc<Metrics> {
-        let r = Registry::new();
+        let r = NamedRegistry::default();
         let embedded_postgres_restarts = IntGauge::new(
             "chute_embedded_postgres_restarts_total",
             "Times the supervisor restarted an embedded PostgreSQL that died on its own.",
@@ -143,6 +164,11 @@ impl Metrics {
             .expect("valid metric definition");
         r.register(Box::new(scrapes.clone()))
             .expect("metric names are unique");
+        // process_resident_memory_bytes, process_cpu_seconds_total, open fds, ...
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("metric names are unique");
         let m = Metrics {
             records_received: counter(
                 &r,
@@ -377,6 +403,18 @@ impl Metrics {
         Arc::new(m)
     }
 
+    /// The name of every metric family chute exports.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = self
+            .registry
+            .names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        names.sort();
+        names
+    }
+
     /// Registers a function that refreshes state-mirroring gauges before each scrape.
     pub fn on_scrape(&self, hook: impl Fn(&Metrics) + Send + Sync + 'static) {
         self.hooks
@@ -393,7 +431,45 @@ impl Metrics {
         }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let _ = TextEncoder::new().encode(&self.registry.inner.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/metrics.md and the registry name exactly the same metrics.
+    #[test]
+    fn the_catalogue_lists_exactly_the_exported_metrics() {
+        let doc = include_str!("../docs/metrics.md");
+        let mut documented: Vec<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter(|n| n.starts_with("chute_") || n.starts_with("process_"))
+            .map(str::to_owned)
+            .collect();
+        documented.sort();
+        assert_eq!(documented, Metrics::new().names());
+    }
+
+    /// Every family in a scrape is one the registry knows (histograms add suffixes).
+    #[test]
+    fn a_scrape_holds_only_registered_families() {
+        let m = Metrics::new();
+        m.batch_rows.with_label_values(&["0"]).observe(1.0);
+        m.rows_written.with_label_values(&["0"]).inc();
+        let names = m.names();
+        for line in m.render().lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| names.iter().any(|n| n == b))
+                .unwrap_or(name);
+            assert!(names.iter().any(|n| n == base), "{name} is not registered");
+        }
     }
 }
