@@ -102,6 +102,16 @@ impl Application {
             queues.push(local.io);
             arbiters.push(local.arbiter);
         }
+        {
+            let health = health.clone();
+            metrics.on_scrape(move |m| {
+                let ready = health
+                    .snapshot()
+                    .iter()
+                    .all(|(_, s)| s.prepared && s.up && !s.queue_failed);
+                m.ready.set(i64::from(ready));
+            });
+        }
         metrics.on_scrape(move |m| {
             for (id, pool) in &pools {
                 let s = pool.status();
@@ -338,6 +348,10 @@ impl LocalShard {
             .await??
         };
         report_recovery(&name, &recovery, metrics);
+        metrics
+            .queue_max_bytes
+            .with_label_values(&[&name])
+            .set(config.queue.max_bytes as i64);
         let stats = queue.stats();
         let position = QueuePosition {
             acked: stats.acked_seq,

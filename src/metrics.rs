@@ -113,6 +113,11 @@ pub struct Metrics {
     pub syslog_closed: IntCounterVec,
     /// Times a syslog connection paused reading because a queue was full (`listener`).
     pub syslog_paused: IntCounterVec,
+    /// 1 when `/readyz` would answer 200 (every shard prepared, up, queue healthy).
+    pub ready: IntGauge,
+    /// A destination queue's byte limit (`destination`): `chute_queue_bytes` over it
+    /// is how full the queue is.
+    pub queue_max_bytes: IntGaugeVec,
     /// SIGHUP reloads (`result`: invalid, unchanged, restart_needed, no_file).
     pub config_reloads: IntCounterVec,
     /// Version of the running binary (`version`), always 1.
@@ -169,7 +174,21 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("metric names are unique");
+        let ready = IntGauge::new(
+            "chute_ready",
+            "1 when every shard is prepared, up, and its queue healthy.",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(ready.clone()))
+            .expect("metric names are unique");
         let m = Metrics {
+            ready,
+            queue_max_bytes: gauge(
+                &r,
+                "chute_queue_max_bytes",
+                "A destination queue's byte limit.",
+                &["destination"],
+            ),
             records_received: counter(
                 &r,
                 "chute_records_received_total",

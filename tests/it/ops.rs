@@ -173,3 +173,180 @@ async fn sighup_with_a_broken_file_keeps_running_and_counts_it() {
     assert_eq!(health.status(), 200);
     let _ = health.body().await;
 }
+
+/// Metric names used in a PromQL expression (chute's and the process collector's).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    for c in expr.chars().chain([' ']) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            if word.starts_with("chute_") || word.starts_with("process_") {
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .unwrap_or(&word);
+                out.push(base.to_owned());
+            }
+            word.clear();
+        }
+    }
+    out
+}
+
+fn dashboard_exprs() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/dashboards/chute.json"
+    ))
+    .unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_name_only_metrics_chute_exports() {
+    let exported = chute::metrics::Metrics::new().names();
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/alerts/chute-rules.yml"
+    ))
+    .unwrap();
+    let rule_exprs: Vec<String> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr:"))
+        .map(str::to_owned)
+        .collect();
+    let exprs: Vec<String> = dashboard_exprs().into_iter().chain(rule_exprs).collect();
+    assert!(exprs.len() > 20, "{} expressions", exprs.len());
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(
+            !names.is_empty() || expr.contains("up{"),
+            "no metric in {expr}"
+        );
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "{name} (in {expr}) is not exported"
+            );
+        }
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/dashboards/chute.json"
+    ))
+    .unwrap();
+    assert!(
+        !text.contains("job=") && !text.contains("instance=\\\""),
+        "no hard-coded job or instance"
+    );
+}
+
+#[test]
+fn promtool_checks_and_unit_tests_the_alert_rules() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/alerts");
+    for args in [
+        ["check", "rules", "chute-rules.yml"],
+        ["test", "rules", "chute-rules.test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_real_prometheus_scrapes_chute_and_answers_a_dashboard_query() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_json(&serde_json::json!([{"message": "scrape me"}]))
+            .await
+            .status,
+        200
+    );
+    app.settle().await;
+    let dir = temp_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = app.base.trim_start_matches("http://").to_owned();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: chute\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .unwrap();
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("prometheus runs");
+    let http = awc::Client::default();
+    let query = |q: String| {
+        let http = http.clone();
+        async move {
+            let url = format!("http://127.0.0.1:{port}/api/v1/query");
+            let mut r = http
+                .get(url)
+                .query(&[("query", q.as_str())])
+                .ok()?
+                .send()
+                .await
+                .ok()?;
+            let body: serde_json::Value = r.json().await.ok()?;
+            body["data"]["result"].as_array().cloned()
+        }
+    };
+    // The dashboard's "rows written per shard", with Grafana's variables filled in.
+    let panel = dashboard_exprs()
+        .into_iter()
+        .find(|e| e.contains("chute_rows_written_total"))
+        .unwrap()
+        .replace("$__rate_interval", "1m")
+        .replace("$instance", ".*");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut answered = false;
+    while std::time::Instant::now() < deadline {
+        let up = query("up{job=\"chute\"}".to_owned())
+            .await
+            .unwrap_or_default();
+        let rows = query(panel.clone()).await.unwrap_or_default();
+        if up.first().and_then(|r| r["value"][1].as_str()) == Some("1") && !rows.is_empty() {
+            assert_eq!(rows[0]["metric"]["shard"], "0");
+            answered = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert!(
+        answered,
+        "Prometheus never saw chute up with data: {}",
+        std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+    );
+    app.stop().await;
+}
