@@ -16,7 +16,7 @@ use crate::actors::ingest::Ingest;
 use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
 use crate::actors::spool::Spool;
-use crate::actors::writer::{Drain, QueuePosition, Writer};
+use crate::actors::writer::{Drain, QueuePosition, Reconfigure, Writer};
 use crate::config::{Config, Secret, ShardConfig};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -36,6 +36,8 @@ pub struct Application {
     /// The running configuration and the file it came from (SIGHUP re-reads it).
     config: Config,
     config_path: Option<std::path::PathBuf>,
+    /// Where SIGHUP applies the settings that change live.
+    live: Live,
     /// Actors the systemd watchdog pings.
     heartbeat: Vec<Recipient<crate::actors::Ping>>,
     server: Server,
@@ -129,7 +131,7 @@ impl Application {
         let router = Router::new(destinations).start();
         heartbeat.push(router.clone().recipient());
         let (syslog_stop, stop) = tokio::sync::watch::channel(false);
-        let (syslog, syslog_tasks) = crate::syslog::listener::start(
+        let (syslog, live_listeners, syslog_tasks) = crate::syslog::listener::start(
             &config.syslog.effective_listeners(),
             Duration::from_millis(config.syslog.group_commit_ms),
             router.clone(),
@@ -150,16 +152,17 @@ impl Application {
         let listener = std::net::TcpListener::bind(config.http.listen)
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
-        let running_config = config.clone();
+        let http_live = Arc::new(std::sync::RwLock::new(config.http.clone()));
+        let shutdown_timeout = Duration::from_millis(config.node.shutdown_timeout_ms);
+        let running_config = config;
         let state = web::Data::new(AppState {
-            config: Arc::new(config),
+            http: http_live.clone(),
             metrics: metrics.clone(),
             ingest,
             router,
             health,
             probes,
         });
-        let shutdown_timeout = Duration::from_millis(state.config.node.shutdown_timeout_ms);
         let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
             .workers(workers)
             .shutdown_timeout(shutdown_timeout.as_secs().max(1))
@@ -175,6 +178,10 @@ impl Application {
             syslog_tasks,
             heartbeat,
             config: running_config,
+            live: Live {
+                http: http_live,
+                listeners: live_listeners,
+            },
             config_path: None,
             server,
             writers,
@@ -223,14 +230,15 @@ impl Application {
     ///
     /// # Errors
     /// The server failed, or the embedded PostgreSQL did not stop cleanly.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
+        let heartbeat = std::mem::take(&mut self.heartbeat);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         crate::systemd::ready();
-        crate::systemd::start_watchdog(self.heartbeat);
+        crate::systemd::start_watchdog(heartbeat);
         loop {
             tokio::select! {
                 r = &mut server => {
@@ -245,7 +253,10 @@ impl Application {
                     tracing::info!("SIGINT: shutting down");
                     break;
                 }
-                _ = hup.recv() => check_reload(self.config_path.as_deref(), &self.config, &self.metrics),
+                _ = hup.recv() => {
+                    let result = reload(self.config_path.as_deref(), &mut self.config, &self.live, &self.writers);
+                    self.metrics.config_reloads.with_label_values(&[result]).inc();
+                }
             }
         }
         crate::systemd::stopping();
@@ -462,32 +473,79 @@ fn queue_id(dir: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// SIGHUP: reads and validates the configuration file again. An invalid file
-/// leaves the running configuration untouched. This version applies no setting
-/// live: it reports which keys changed and need a restart to take effect.
-fn check_reload(path: Option<&Path>, running: &Config, metrics: &Metrics) {
-    let result = match path {
-        None => {
-            tracing::warn!("SIGHUP: chute runs without a configuration file; nothing to reload");
-            "no_file"
-        }
-        Some(path) => match Config::load(path) {
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "SIGHUP: the new configuration is invalid; keeping the running one");
-                "invalid"
-            }
-            Ok(new) if &new == running => {
-                tracing::info!(file = %path.display(), "SIGHUP: configuration unchanged");
-                "unchanged"
-            }
-            Ok(new) => {
-                let changed = changed_sections(running, &new);
-                tracing::warn!(file = %path.display(), changed = ?changed, "SIGHUP: the configuration changed; restart chute to apply it");
-                "restart_needed"
-            }
-        },
+/// The parts of a running chute whose settings SIGHUP can change.
+struct Live {
+    http: Arc<std::sync::RwLock<crate::config::HttpConfig>>,
+    listeners: Vec<crate::syslog::listener::Live>,
+}
+
+/// SIGHUP: reads and validates the configuration file again. An invalid file leaves
+/// everything as it is. Of a valid one, the settings that can change live are
+/// applied (log level, HTTP body limit and ack timeout, writer batching and
+/// retries, syslog listeners' message size and idle timeout); the sections whose
+/// other settings changed are reported as needing a restart. Returns the metric
+/// result.
+fn reload(
+    path: Option<&Path>,
+    running: &mut Config,
+    live: &Live,
+    writers: &[Addr<Writer>],
+) -> &'static str {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: chute runs without a configuration file; nothing to reload");
+        return "no_file";
     };
-    metrics.config_reloads.with_label_values(&[result]).inc();
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "SIGHUP: the new configuration is invalid; keeping the running one");
+            return "invalid";
+        }
+    };
+    if &new == running {
+        tracing::info!(file = %path.display(), "SIGHUP: configuration unchanged");
+        return "unchanged";
+    }
+    // Take over what can change live; what still differs needs a restart.
+    let mut applied = running.clone();
+    if new.log.level != running.log.level {
+        match crate::telemetry::set_level(&new.log.level) {
+            Ok(()) => applied.log.level = new.log.level.clone(),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: cannot change the log level"),
+        }
+    }
+    applied.http.max_body_bytes = new.http.max_body_bytes;
+    applied.http.ack_timeout_ms = new.http.ack_timeout_ms;
+    *live.http.write().unwrap_or_else(|p| p.into_inner()) = applied.http.clone();
+    if new.writer != running.writer {
+        applied.writer = new.writer.clone();
+        for w in writers {
+            w.do_send(Reconfigure(new.writer.clone()));
+        }
+    }
+    if let (Some(old), Some(fresh)) = (
+        applied.syslog.listeners.as_mut(),
+        new.syslog.listeners.as_ref(),
+    ) {
+        for (o, f) in old.iter_mut().zip(fresh) {
+            if o.label() == f.label() {
+                o.max_message_bytes = f.max_message_bytes;
+                o.idle_timeout_ms = f.idle_timeout_ms;
+                if let Some(l) = live.listeners.iter().find(|l| l.label() == f.label()) {
+                    l.update(f);
+                }
+            }
+        }
+    }
+    let restart = changed_sections(&applied, &new);
+    *running = applied;
+    if restart.is_empty() {
+        tracing::info!(file = %path.display(), "SIGHUP: configuration applied");
+        "applied"
+    } else {
+        tracing::warn!(file = %path.display(), sections = ?restart, "SIGHUP: live settings applied; these sections changed in ways that need a restart: restart chute to apply it");
+        "restart_needed"
+    }
 }
 
 /// The top-level sections that differ between two configurations.

@@ -118,7 +118,7 @@ pub struct Metrics {
     /// A destination queue's byte limit (`destination`): `chute_queue_bytes` over it
     /// is how full the queue is.
     pub queue_max_bytes: IntGaugeVec,
-    /// SIGHUP reloads (`result`: invalid, unchanged, restart_needed, no_file).
+    /// SIGHUP reloads (`result`: invalid, unchanged, applied, restart_needed, no_file).
     pub config_reloads: IntCounterVec,
     /// Version of the running binary (`version`), always 1.
     pub build_info: IntGaugeVec,

@@ -407,6 +407,20 @@ impl Handler<Available> for Writer {
     }
 }
 
+/// New batching and retry settings (SIGHUP); running writes finish with the old ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub WriterConfig);
+
+impl Handler<Reconfigure> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        self.config = msg.0;
+        self.pump(ctx);
+    }
+}
+
 /// Stop starting writes; answered once the running ones have finished.
 #[derive(Message)]
 #[rtype(result = "()")]

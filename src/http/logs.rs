@@ -59,7 +59,10 @@ async fn ingest(
     let encoding = ContentEncoding::from_header(header_text(headers, header::CONTENT_ENCODING)?)?;
     let format = BodyFormat::from_content_type(header_text(headers, header::CONTENT_TYPE)?)?;
     let tenant = tenant(headers)?;
-    let limit = state.config.http.max_body_bytes;
+    let (limit, ack_timeout_ms) = {
+        let http = state.http.read().unwrap_or_else(|p| p.into_inner());
+        (http.max_body_bytes, http.ack_timeout_ms)
+    };
     let declared =
         header_text(headers, header::CONTENT_LENGTH)?.and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
@@ -106,7 +109,7 @@ async fn ingest(
         }));
     }
     if accepted > 0 {
-        let wait = Duration::from_millis(state.config.http.ack_timeout_ms);
+        let wait = Duration::from_millis(ack_timeout_ms);
         let routed = tokio::time::timeout(
             wait,
             state.router.send(Route {

@@ -14,13 +14,14 @@ use futures_util::FutureExt;
 
 use crate::actors::ingest::Ingest;
 use crate::actors::router::Router;
-use crate::config::Config;
+use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 use crate::status::Health;
 
 /// What every request handler can reach.
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// `[http]`, behind a lock so SIGHUP can change the limits of a running server.
+    pub http: Arc<std::sync::RwLock<HttpConfig>>,
     pub metrics: Arc<Metrics>,
     pub ingest: Addr<Ingest>,
     pub router: Addr<Router>,

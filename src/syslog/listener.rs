@@ -16,6 +16,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,11 +60,40 @@ struct Shared {
     format: Format,
     timezone: Timezone,
     tenant: String,
-    max_message_bytes: usize,
-    idle_timeout: Duration,
+    /// Live (SIGHUP): read when a connection starts or a message is parsed.
+    max_message_bytes: AtomicUsize,
+    idle_timeout_ms: AtomicU64,
     group_commit: Duration,
     router: Addr<Router>,
     metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A running listener's settings that can change without a restart.
+#[derive(Clone)]
+pub struct Live(Arc<Shared>);
+
+impl Live {
+    /// The listener's label.
+    pub fn label(&self) -> &str {
+        &self.0.label
+    }
+
+    /// Applies `max_message_bytes` (to messages and new connections) and
+    /// `idle_timeout_ms` (to the next read of every connection).
+    pub fn update(&self, l: &ListenerConfig) {
+        self.0
+            .max_message_bytes
+            .store(l.max_message_bytes, Ordering::Relaxed);
+        self.0
+            .idle_timeout_ms
+            .store(l.idle_timeout_ms, Ordering::Relaxed);
+    }
 }
 
 /// Binds every listener and starts serving it until `stop` turns true.
@@ -76,8 +106,9 @@ pub async fn start(
     router: Addr<Router>,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<(Vec<Bound>, Vec<tokio::task::JoinHandle<()>>)> {
+) -> anyhow::Result<(Vec<Bound>, Vec<Live>, Vec<tokio::task::JoinHandle<()>>)> {
     let mut bound = Vec::new();
+    let mut live = Vec::new();
     let mut tasks = Vec::new();
     for l in listeners {
         let label = l.label();
@@ -86,8 +117,8 @@ pub async fn start(
             format: l.format,
             timezone: l.timezone.parse().context("invalid timezone")?,
             tenant: l.tenant.clone(),
-            max_message_bytes: l.max_message_bytes,
-            idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+            max_message_bytes: AtomicUsize::new(l.max_message_bytes),
+            idle_timeout_ms: AtomicU64::new(l.idle_timeout_ms),
             group_commit,
             router: router.clone(),
             metrics: metrics.clone(),
@@ -96,6 +127,7 @@ pub async fn start(
             .syslog_connections
             .with_label_values(&[&label])
             .set(0);
+        live.push(Live(shared.clone()));
         let stop = stop.clone();
         let (addr, path) = match l.protocol {
             Protocol::Udp => {
@@ -146,7 +178,7 @@ pub async fn start(
             path,
         });
     }
-    Ok((bound, tasks))
+    Ok((bound, live, tasks))
 }
 
 /// Binds a Unix datagram socket, replacing a stale socket file (never another kind of file).
@@ -236,7 +268,7 @@ impl Group {
             tenant: &s.tenant,
             format: s.format,
             timezone: &s.timezone,
-            max_message_bytes: s.max_message_bytes,
+            max_message_bytes: s.max_message_bytes.load(Ordering::Relaxed),
             peer_host: peer,
         };
         let mut parsed: Parsed = parse(msg, &origin);
@@ -433,7 +465,8 @@ async fn serve_streams(
             match tls {
                 None => serve_stream(socket, &peer, &shared, stop).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(shared.idle_timeout, acceptor.accept(socket)).await {
+                    match tokio::time::timeout(shared.idle_timeout(), acceptor.accept(socket)).await
+                    {
                         Ok(Ok(stream)) => serve_stream(stream, &peer, &shared, stop).await,
                         Ok(Err(e)) => {
                             shared
@@ -467,7 +500,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut framer = Framer::new(shared.max_message_bytes);
+    let mut framer = Framer::new(shared.max_message_bytes.load(Ordering::Relaxed));
     let mut frames = Vec::new();
     let mut buf = vec![0u8; READ_BYTES];
     let mut group = Group::new(shared.clone());
@@ -476,7 +509,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         let deadline = group.deadline();
         let mut done = false;
         tokio::select! {
-            r = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)) => {
+            r = tokio::time::timeout(shared.idle_timeout(), stream.read(&mut buf)) => {
                 let framed = match r {
                     Err(_) => {
                         shared.metrics.syslog_closed.with_label_values(&[&shared.label, "idle"]).inc();

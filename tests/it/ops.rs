@@ -116,7 +116,7 @@ fn the_production_example_config_is_valid() {
 }
 
 #[actix_web::test]
-async fn sighup_with_a_broken_file_keeps_running_and_counts_it() {
+async fn sighup_keeps_a_broken_file_out_applies_live_settings_and_reports_the_rest() {
     let dir = temp_dir();
     let dsn = fresh_database().await;
     let config = write_config(dir.path(), &dir.path().join("data"), &dsn, "");
@@ -134,11 +134,24 @@ async fn sighup_with_a_broken_file_keeps_running_and_counts_it() {
             metric_in(&text, name, &[label])
         }
     };
-
+    let post = |body: String| {
+        let base = base.clone();
+        async move {
+            let r = awc::Client::default()
+                .post(format!("{base}/api/v1/logs"))
+                .content_type("application/json")
+                .send_body(body)
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
     let good = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{good}\n[writer]\nbatch_rows = 0\n")).unwrap();
+
+    // A broken file: counted, and the daemon runs on.
+    std::fs::write(&config, format!("{good}\n[bogus]\n")).unwrap();
     daemon.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
     while metric("chute_config_reloads_total", "result=\"invalid\"").await < 1.0 {
         assert!(
             Instant::now() < deadline,
@@ -151,9 +164,25 @@ async fn sighup_with_a_broken_file_keeps_running_and_counts_it() {
         "still running on the old configuration"
     );
 
+    // A live setting: the body limit takes effect without a restart.
+    let body = format!("[{{\"message\": \"{}\"}}]", "x".repeat(2000));
+    assert_eq!(post(body.clone()).await, 200);
     std::fs::write(
         &config,
-        good.replace("flush_interval_ms = 20", "flush_interval_ms = 30"),
+        good.replace("[http]\n", "[http]\nmax_body_bytes = 1024\n"),
+    )
+    .unwrap();
+    daemon.signal(Signal::SIGHUP);
+    while metric("chute_config_reloads_total", "result=\"applied\"").await < 1.0 {
+        assert!(Instant::now() < deadline, "the live change was not applied");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(post(body).await, 413, "the new limit is in force");
+
+    // A setting that cannot change live is reported, and the daemon carries on.
+    std::fs::write(
+        &config,
+        good.replace("[node]\n", "[node]\nshutdown_timeout_ms = 5000\n"),
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP);
@@ -165,13 +194,10 @@ async fn sighup_with_a_broken_file_keeps_running_and_counts_it() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(daemon.log_text().contains("restart chute to apply it"));
-    let mut health = awc::Client::default()
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let _ = health.body().await;
+    assert_eq!(
+        post("[{\"message\": \"still here\"}]".to_owned()).await,
+        200
+    );
 }
 
 /// Metric names used in a PromQL expression (chute's and the process collector's).
