@@ -9,8 +9,9 @@
 //! `chute_records_accepted_total{source="syslog"}` (durable) and
 //! `chute_records_rejected_total{source="syslog"}` (dropped, with the reason).
 //!
-//! Backpressure: a stream connection waits (its reads pause, so the sender's TCP
-//! window fills) until its group is taken; a full queue is retried, never dropped.
+//! Backpressure: a stream connection keeps at most two groups going (one being
+//! made durable while the next is read); past that its reads pause, so the
+//! sender's TCP window fills. A full queue is retried, never dropped.
 //! UDP and Unix datagrams cannot wait: a group refused by a full queue is dropped
 //! and counted (`reason="backpressure"`).
 
@@ -36,7 +37,7 @@ use crate::metrics::Metrics;
 use crate::record::Record;
 
 /// A group goes to the router once it holds this many records.
-pub const GROUP_RECORDS: usize = 1000;
+pub const GROUP_RECORDS: usize = 2000;
 /// Largest datagram read (UDP's own limit).
 const DATAGRAM_BYTES: usize = 65_536;
 /// Stream read size.
@@ -504,6 +505,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     let mut frames = Vec::new();
     let mut buf = vec![0u8; READ_BYTES];
     let mut group = Group::new(shared.clone());
+    let mut in_flight: Option<tokio::task::JoinHandle<()>> = None;
     let l = [shared.label.as_str()];
     loop {
         let deadline = group.deadline();
@@ -541,8 +543,19 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
         if group.due() {
-            deliver(shared, group.take(), true).await;
+            // One group may be on its way to disk while the next is read: wait for
+            // the one before, then send this one off. Memory stays at two groups.
+            if let Some(previous) = in_flight.take() {
+                let _ = previous.await;
+            }
+            let (shared, records) = (shared.clone(), group.take());
+            in_flight = Some(actix_web::rt::spawn(async move {
+                deliver(&shared, records, true).await;
+            }));
         }
+    }
+    if let Some(previous) = in_flight.take() {
+        let _ = previous.await;
     }
     deliver(shared, group.take(), true).await;
     // A clean close (for TLS: close_notify, so the sender knows nothing was cut).
