@@ -434,6 +434,10 @@ async fn serve_streams(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads: Vec<actix::Arbiter> = (0..cores).map(|_| actix::Arbiter::new()).collect();
+    let mut next = 0;
+    let capacity = limit.available_permits() as u32;
     loop {
         let (socket, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -444,7 +448,7 @@ async fn serve_streams(
                     continue;
                 }
             },
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             shared
@@ -456,7 +460,9 @@ async fn serve_streams(
             continue; // dropping the socket closes it
         };
         let (shared, tls, stop) = (shared.clone(), tls.clone(), stop.clone());
-        actix_web::rt::spawn(async move {
+        // Connections are spread over one thread per core: parsing is CPU work.
+        next = (next + 1) % threads.len();
+        threads[next].spawn(async move {
             let gauge = shared
                 .metrics
                 .syslog_connections
@@ -490,6 +496,12 @@ async fn serve_streams(
             gauge.dec();
             drop(permit);
         });
+    }
+    // Every connection delivers what it holds and returns its permit; then the
+    // threads can go.
+    let _ = limit.acquire_many(capacity).await;
+    for t in &threads {
+        t.stop();
     }
 }
 
