@@ -36,6 +36,8 @@ use crate::status::ShardStatus;
 
 /// How often partitions and batch ids are maintained.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+/// Shortest time between two acknowledgements to the queue.
+const ACK_EVERY: Duration = Duration::from_millis(200);
 /// Most payload bytes read from the queue at once.
 const READ_BYTES: usize = 8 << 20;
 
@@ -90,6 +92,10 @@ pub struct Writer {
     max_inflight: usize,
     /// Last sequence number acknowledged in the queue.
     acked_upto: u64,
+    /// Last sequence number sent to the queue as acknowledged, and when.
+    ack_sent: u64,
+    ack_sent_at: Instant,
+    ack_timer: Option<SpawnHandle>,
     /// Stored ranges waiting for earlier ones: the sequence number before the
     /// range's first entry → the range's last entry.
     stored: BTreeMap<u64, u64>,
@@ -137,6 +143,9 @@ impl Writer {
             inflight: 0,
             max_inflight: pool_size.max(1),
             acked_upto: position.acked,
+            ack_sent: position.acked,
+            ack_sent_at: Instant::now(),
+            ack_timer: None,
             stored: BTreeMap::new(),
             timer: None,
             prepared: false,
@@ -174,6 +183,7 @@ impl Writer {
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.draining {
             if self.inflight == 0 {
+                self.send_ack();
                 for done in self.drained.drain(..) {
                     let _ = done.send(());
                 }
@@ -295,21 +305,39 @@ impl Writer {
             .map(move |(), w, ctx| {
                 w.inflight -= 1;
                 w.stored.insert(after, last);
-                w.advance_acks();
+                w.advance_acks(ctx);
                 w.pump(ctx);
             }),
         );
     }
 
     /// Acknowledges in the queue everything stored without a gap before it.
-    fn advance_acks(&mut self) {
-        let before = self.acked_upto;
+    ///
+    /// Persisting the queue position costs two fsyncs, so acknowledgements go at
+    /// most every [`ACK_EVERY`]: a crash in between only re-delivers batches that
+    /// the database recognises as stored.
+    fn advance_acks(&mut self, ctx: &mut Context<Self>) {
         while let Some(last) = self.stored.remove(&self.acked_upto) {
             self.acked_upto = last;
         }
-        if self.acked_upto > before {
-            // The acknowledgement only lets the queue forget; if it is lost the
-            // batches come again and are recognised as stored.
+        if self.acked_upto <= self.ack_sent || self.ack_timer.is_some() {
+            return;
+        }
+        let wait = ACK_EVERY.saturating_sub(self.ack_sent_at.elapsed());
+        if wait.is_zero() || self.draining {
+            self.send_ack();
+        } else {
+            self.ack_timer = Some(ctx.run_later(wait, |w, _| {
+                w.ack_timer = None;
+                w.send_ack();
+            }));
+        }
+    }
+
+    fn send_ack(&mut self) {
+        if self.acked_upto > self.ack_sent {
+            self.ack_sent = self.acked_upto;
+            self.ack_sent_at = Instant::now();
             self.io.do_send(Acknowledge {
                 upto: self.acked_upto,
             });
