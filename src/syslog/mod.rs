@@ -77,6 +77,26 @@ pub mod rfc5424;
 
 pub mod listener;
 
+/// Reads an optional fraction of a second (`.` and 1 or more digits, at most 9
+/// kept) at the start of `b`: the nanoseconds and the bytes taken. `None` for a
+/// `.` without digits.
+pub(crate) fn fraction(b: &[u8]) -> Option<(u32, usize)> {
+    if b.first() != Some(&b'.') {
+        return Some((0, 0));
+    }
+    let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let nanos = b[1..1 + digits]
+        .iter()
+        .take(9)
+        .enumerate()
+        .map(|(k, d)| u32::from(d - b'0') * 10u32.pow(8 - k as u32))
+        .sum();
+    Some((nanos, 1 + digits))
+}
+
 /// The default for [`Origin::max_message_bytes`]: 64 KiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 

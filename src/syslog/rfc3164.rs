@@ -207,20 +207,8 @@ fn bsd_timestamp(b: &[u8], origin: &Origin) -> Option<(DateTime<Utc>, usize)> {
     let minute = two_digits(b[at + 3], b[at + 4])?;
     let second = two_digits(b[at + 6], b[at + 7])?;
     at += 8;
-    let mut nanos = 0;
-    if b.get(at) == Some(&b'.') {
-        let digits = b[at + 1..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if digits == 0 {
-            return None;
-        }
-        for (k, d) in b[at + 1..at + 1 + digits].iter().take(9).enumerate() {
-            nanos += u32::from(d - b'0') * 10u32.pow(8 - k as u32);
-        }
-        at += 1 + digits;
-    }
+    let (nanos, len) = super::fraction(&b[at..])?;
+    at += len;
     let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
     let ts = match year {
         Some(y) => origin

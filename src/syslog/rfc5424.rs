@@ -280,20 +280,8 @@ pub(crate) fn parse_rfc3339(b: &[u8]) -> Option<(Stamp, usize)> {
     let minute = two_digits(b[14], b[15])?;
     let second = two_digits(b[17], b[18])?;
     let mut at = 19;
-    let mut nanos = 0u32;
-    if b.get(at) == Some(&b'.') {
-        let digits = b[at + 1..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if digits == 0 {
-            return None;
-        }
-        for (k, d) in b[at + 1..at + 1 + digits].iter().take(9).enumerate() {
-            nanos += u32::from(d - b'0') * 10u32.pow(8 - k as u32);
-        }
-        at += 1 + digits;
-    }
+    let (nanos, len) = super::fraction(&b[at..])?;
+    at += len;
     let offset = match b.get(at) {
         Some(b'Z' | b'z') => {
             at += 1;
