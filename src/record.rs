@@ -97,11 +97,6 @@ impl Record {
     }
 }
 
-/// Syslog severity names, index = numeric value.
-pub const SEVERITIES: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
-
 /// Syslog facility names, index = numeric value (RFC 5424 §6.2.1).
 pub const FACILITIES: [&str; 24] = [
     "kern",

@@ -132,6 +132,16 @@ impl EncodedRows {
         ]
     }
 
+    /// A complete COPY stream of every row of several batches, one after another,
+    /// without copying their bytes.
+    pub fn stream_all(parts: &[&EncodedRows]) -> Vec<Bytes> {
+        let mut chunks = Vec::with_capacity(parts.len() + 2);
+        chunks.push(Bytes::from_static(HEADER));
+        chunks.extend(parts.iter().map(|p| p.rows.clone()));
+        chunks.push(Bytes::from_static(TRAILER));
+        chunks
+    }
+
     /// Encoded size of rows `range`, in bytes.
     pub fn bytes(&self, range: Range<usize>) -> usize {
         self.stream(range).iter().map(Bytes::len).sum()

@@ -123,31 +123,29 @@ async fn attempt(
             out.duplicate_rows += b.rows.len();
         }
     }
-    let rows = match parts.as_slice() {
-        [] => None,
-        [one] => Some(std::borrow::Cow::Borrowed(*one)),
-        many => Some(std::borrow::Cow::Owned(EncodedRows::concat(many))),
-    };
-    if let Some(rows) = rows {
+    if !parts.is_empty() {
         if isolate {
+            // Rare: only here are the batches joined, so rows can be addressed as one.
+            let rows = EncodedRows::concat(&parts);
             isolate_refused(&tx, shard, &rows, &mut out).await?;
         } else {
-            copy(&tx, &rows, 0..rows.len()).await?;
-            out.written = rows.len();
+            // The batches go one after another in a single COPY, without a copy.
+            copy(&tx, EncodedRows::stream_all(&parts)).await?;
+            out.written = parts.iter().map(|p| p.len()).sum();
         }
     }
     tx.commit().await?;
     Ok(out)
 }
 
+/// One COPY of the given chunks (a complete binary COPY stream).
 async fn copy(
     tx: &Transaction<'_>,
-    rows: &EncodedRows,
-    range: Range<usize>,
+    chunks: impl IntoIterator<Item = bytes::Bytes>,
 ) -> Result<(), WriteError> {
     let sink = tx.copy_in::<_, bytes::Bytes>(COPY_LOGS).await?;
     futures_util::pin_mut!(sink);
-    for chunk in rows.stream(range) {
+    for chunk in chunks {
         sink.feed(chunk).await?;
     }
     sink.finish().await?;
@@ -165,7 +163,7 @@ async fn isolate_refused(
     todo.push(0..rows.len());
     while let Some(range) = todo.pop() {
         tx.batch_execute("SAVEPOINT chute_part").await?;
-        match copy(tx, rows, range.clone()).await {
+        match copy(tx, rows.stream(range.clone())).await {
             Ok(()) => {
                 tx.batch_execute("RELEASE SAVEPOINT chute_part").await?;
                 out.written += range.len();

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use anyhow::Context as _;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
 use tokio::sync::{watch, Semaphore};
@@ -245,11 +245,22 @@ fn tls_config(l: &ListenerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     ))
 }
 
-/// Records gathered for the router, with the listener's counters.
+/// Records gathered for the router, with what was wrong with them: counted into
+/// the metrics once per group, not once per message.
 struct Group {
     shared: Arc<Shared>,
     records: Vec<Record>,
     since: Option<Instant>,
+    tally: Tally,
+}
+
+/// Per-group counts of the messages' flags.
+#[derive(Default)]
+struct Tally {
+    malformed: u64,
+    truncated: u64,
+    invalid_utf8: u64,
+    nul: u64,
 }
 
 impl Group {
@@ -258,14 +269,15 @@ impl Group {
             shared,
             records: Vec::new(),
             since: None,
+            tally: Tally::default(),
         }
     }
 
-    /// Parses one message into the group and counts what was wrong with it.
-    fn add(&mut self, msg: &[u8], truncated: bool, peer: Option<&str>) {
+    /// Parses one message, received at `received_at`, into the group.
+    fn add(&mut self, msg: &[u8], truncated: bool, peer: Option<&str>, received_at: DateTime<Utc>) {
         let s = &self.shared;
         let origin = Origin {
-            received_at: Utc::now(),
+            received_at,
             tenant: &s.tenant,
             format: s.format,
             timezone: &s.timezone,
@@ -276,28 +288,11 @@ impl Group {
         if truncated {
             parsed.mark_truncated();
         }
-        let m = &s.metrics;
-        let l = [s.label.as_str()];
-        m.syslog_messages.with_label_values(&l).inc();
-        let f = parsed.flags;
-        if f.malformed {
-            m.syslog_malformed.with_label_values(&l).inc();
-        } else {
-            m.syslog_parsed.with_label_values(&l).inc();
-        }
-        if f.truncated {
-            m.syslog_truncated.with_label_values(&l).inc();
-        }
-        if f.invalid_utf8 {
-            m.records_sanitized
-                .with_label_values(&["syslog", "invalid_utf8"])
-                .inc();
-        }
-        if f.nul_replaced {
-            m.records_sanitized
-                .with_label_values(&["syslog", "nul"])
-                .inc();
-        }
+        let (f, t) = (parsed.flags, &mut self.tally);
+        t.malformed += u64::from(f.malformed);
+        t.truncated += u64::from(f.truncated);
+        t.invalid_utf8 += u64::from(f.invalid_utf8);
+        t.nul += u64::from(f.nul_replaced);
         self.since.get_or_insert_with(Instant::now);
         self.records.push(parsed.record);
     }
@@ -315,7 +310,30 @@ impl Group {
                 .is_some_and(|t| t.elapsed() >= self.shared.group_commit)
     }
 
+    /// The group's records; counts them into the listener's metrics.
     fn take(&mut self) -> Vec<Record> {
+        let (m, l) = (&self.shared.metrics, [self.shared.label.as_str()]);
+        let t = std::mem::take(&mut self.tally);
+        let n = self.records.len() as u64;
+        m.syslog_messages.with_label_values(&l).inc_by(n);
+        m.syslog_parsed
+            .with_label_values(&l)
+            .inc_by(n - t.malformed);
+        for (counter, count) in [
+            (&m.syslog_malformed, t.malformed),
+            (&m.syslog_truncated, t.truncated),
+        ] {
+            if count > 0 {
+                counter.with_label_values(&l).inc_by(count);
+            }
+        }
+        for (reason, count) in [("invalid_utf8", t.invalid_utf8), ("nul", t.nul)] {
+            if count > 0 {
+                m.records_sanitized
+                    .with_label_values(&["syslog", reason])
+                    .inc_by(count);
+            }
+        }
         self.since = None;
         std::mem::take(&mut self.records)
     }
@@ -391,7 +409,7 @@ async fn serve_datagrams(socket: Datagrams, shared: Arc<Shared>, mut stop: watch
                 Ok((n, peer)) => {
                     shared.metrics.syslog_bytes.with_label_values(&[&shared.label]).inc_by(n as u64);
                     // A datagram at the buffer's size may have been cut by the kernel.
-                    group.add(&buf[..n], n == DATAGRAM_BYTES, peer.as_deref());
+                    group.add(&buf[..n], n == DATAGRAM_BYTES, peer.as_deref(), Utc::now());
                 }
                 Err(e) => {
                     tracing::warn!(listener = %shared.label, error = %e, "syslog receive failed");
@@ -539,8 +557,10 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                         framer.push(&buf[..n], &mut frames)
                     }
                 };
+                // One clock read per read, not per message.
+                let now = Utc::now();
                 for f in frames.drain(..) {
-                    group.add(&f.bytes, f.truncated, Some(peer));
+                    group.add(&f.bytes, f.truncated, Some(peer), now);
                 }
                 if let Err(e) = framed {
                     shared.metrics.syslog_closed.with_label_values(&[&shared.label, e.reason()]).inc();
