@@ -13,11 +13,13 @@ use deadpool_postgres::Pool;
 use futures_util::future::join_all;
 
 use crate::actors::ingest::Ingest;
+use crate::actors::peer::{Credentials, PeerLink};
 use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
 use crate::actors::spool::Spool;
 use crate::actors::writer::{Drain, QueuePosition, Reconfigure, Writer};
 use crate::config::{Config, Secret, ShardConfig};
+use crate::http::internal::ClusterView;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
@@ -45,6 +47,8 @@ pub struct Application {
     arbiters: Vec<Arbiter>,
     /// Drained on shutdown: running writes finish, the rest stays queued.
     writers: Vec<Addr<Writer>>,
+    /// Drained on shutdown: a running forward gets its answer, the rest stays queued.
+    links: Vec<Addr<PeerLink>>,
     /// Closed last, so the queue directories are unlocked when `run_until_stopped` returns.
     queues: Vec<Addr<QueueIo>>,
     shutdown_timeout: Duration,
@@ -66,6 +70,7 @@ impl Application {
             let pg = start_embedded(&config).await?;
             let shard = ShardConfig {
                 id: 0,
+                owner: None,
                 dsn: Secret::new(pg.dsn("chute")),
                 pool_size: config.embedded.pool_size,
             };
@@ -79,7 +84,9 @@ impl Application {
             embedded = Some(pg);
             vec![shard]
         } else {
-            config.shards.clone()
+            let mut shards = config.shards.clone();
+            shards.sort_by_key(|s| s.id);
+            shards
         };
 
         let health = Arc::new(Health::default());
@@ -90,12 +97,43 @@ impl Application {
         let mut writers = Vec::new();
         let mut heartbeat = Vec::new();
         let mut queues = Vec::new();
+        let mut links = std::collections::HashMap::new();
+        let mut local_spools = std::collections::HashMap::new();
+        let credentials = Credentials {
+            node: config.node.id.clone(),
+            authorization: format!(
+                "Bearer {}",
+                config
+                    .cluster
+                    .peer_token
+                    .as_ref()
+                    .map_or("", |t| t.expose())
+            ),
+            fingerprint: config.layout_fingerprint(),
+        };
+        for node in config.nodes.iter().filter(|n| n.id != config.node.id) {
+            let link = RemoteNode::start(node, &config, &credentials, &metrics, &health).await?;
+            heartbeat.push(link.link.clone().recipient());
+            heartbeat.push(link.spool.clone().recipient());
+            queues.push(link.io.clone());
+            arbiters.push(link.arbiter);
+            links.insert(node.id.clone(), (link.spool, link.link));
+        }
         for shard in &shards {
+            if !config.is_local(shard) {
+                let (spool, _) = &links[config.owner_of(shard)];
+                destinations.push(Destination {
+                    shard: shard.id,
+                    recipient: spool.clone().recipient(),
+                });
+                continue;
+            }
             let local = LocalShard::start(shard, &config, &metrics, &health).await?;
             destinations.push(Destination {
                 shard: shard.id,
                 recipient: local.spool.clone().recipient(),
             });
+            local_spools.insert(shard.id, local.spool.clone().recipient());
             pools.push((shard.id, local.pool));
             probes.push((shard.id, local.probe));
             heartbeat.push(local.writer.clone().recipient());
@@ -104,13 +142,16 @@ impl Application {
             queues.push(local.io);
             arbiters.push(local.arbiter);
         }
+        let links: Vec<Addr<PeerLink>> = links.into_values().map(|(_, link)| link).collect();
+        let cluster = Arc::new(ClusterView::new(&config, local_spools));
         {
             let health = health.clone();
             metrics.on_scrape(move |m| {
                 let ready = health
                     .snapshot()
                     .iter()
-                    .all(|(_, s)| s.prepared && s.up && !s.queue_failed);
+                    .all(|(_, s)| s.prepared && s.up && !s.queue_failed)
+                    && health.peers().iter().all(|(_, p)| !p.queue_failed);
                 m.ready.set(i64::from(ready));
             });
         }
@@ -128,7 +169,7 @@ impl Application {
             }
         });
 
-        let router = Router::new(destinations).start();
+        let router = Router::new(destinations, config.cluster.shard_key).start();
         heartbeat.push(router.clone().recipient());
         let (syslog_stop, stop) = tokio::sync::watch::channel(false);
         let (syslog, live_listeners, syslog_tasks) = crate::syslog::listener::start(
@@ -162,6 +203,7 @@ impl Application {
             router,
             health,
             probes,
+            cluster,
         });
         let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
             .workers(workers)
@@ -185,6 +227,7 @@ impl Application {
             config_path: None,
             server,
             writers,
+            links,
             queues,
             shutdown_timeout,
             arbiters,
@@ -272,7 +315,12 @@ impl Application {
         {
             tracing::warn!("syslog listeners still delivering at the shutdown timeout");
         }
-        let drains = self.writers.iter().map(|w| w.send(Drain));
+        let drains = self
+            .writers
+            .iter()
+            .map(|w| w.clone().recipient::<Drain>())
+            .chain(self.links.iter().map(|l| l.clone().recipient()))
+            .map(|r| r.send(Drain));
         if tokio::time::timeout(self.shutdown_timeout, join_all(drains))
             .await
             .is_err()
@@ -344,45 +392,11 @@ impl LocalShard {
         // COPYs never reads as "not ready".
         let probe = crate::pg::pool(shard.dsn.expose(), 1).with_context(invalid)?;
 
-        let dir = config.node.data_dir.join("queues").join(&name);
-        let options = QueueOptions {
-            max_bytes: config.queue.max_bytes,
-            segment_bytes: config.queue.segment_bytes,
-        };
-        let (queue, recovery, queue_id) = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let (queue, recovery) = Queue::open(&dir, options)
-                    .with_context(|| format!("cannot open the queue in {}", dir.display()))?;
-                Ok((queue, recovery, queue_id(&dir)?))
-            })
-            .await??
-        };
-        report_recovery(&name, &recovery, metrics);
-        metrics
-            .queue_max_bytes
-            .with_label_values(&[&name])
-            .set(config.queue.max_bytes as i64);
-        let stats = queue.stats();
-        let position = QueuePosition {
-            acked: stats.acked_seq,
-            durable: stats.synced_seq,
-        };
-        tracing::info!(destination = %name, backlog_entries = stats.unacked_entries, backlog_bytes = stats.unacked_bytes, "queue open");
-
-        // SyncArbiter wants a factory; there is exactly one thread and one queue.
-        let slot = Mutex::new(Some(queue));
-        let io = {
-            let (name, metrics) = (name.clone(), metrics.clone());
-            SyncArbiter::start(1, move || {
-                let queue = slot
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .expect("a single queue thread is started once");
-                QueueIo::new(queue, name.clone(), metrics.clone())
-            })
-        };
+        let OpenQueue {
+            io,
+            position,
+            queue_id,
+        } = OpenQueue::open(&name, config, metrics).await?;
         let arbiter = Arbiter::new();
         let status = health.register(shard.id);
         let writer = {
@@ -409,13 +423,15 @@ impl LocalShard {
                 )
             })
         };
-        let spool = {
-            let (consumer, metrics) = (writer.clone().recipient(), metrics.clone());
-            let io = io.clone();
-            Spool::start_in_arbiter(&arbiter.handle(), move |_| {
-                Spool::new(name, io, consumer, metrics, status)
-            })
-        };
+        let spool = start_spool(
+            &arbiter,
+            name,
+            &io,
+            writer.clone().recipient(),
+            metrics,
+            status,
+            false,
+        );
         Ok(LocalShard {
             spool,
             io,
@@ -425,6 +441,151 @@ impl LocalShard {
             probe,
         })
     }
+}
+
+/// A destination's queue, open, with its I/O thread.
+struct OpenQueue {
+    io: Addr<QueueIo>,
+    position: QueuePosition,
+    queue_id: String,
+}
+
+impl OpenQueue {
+    /// Opens (or creates) the queue `<data_dir>/queues/<name>`, recovering it.
+    async fn open(
+        name: &str,
+        config: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<OpenQueue> {
+        let dir = config.node.data_dir.join("queues").join(name);
+        let options = QueueOptions {
+            max_bytes: config.queue.max_bytes,
+            segment_bytes: config.queue.segment_bytes,
+        };
+        let (queue, recovery, queue_id) = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let (queue, recovery) = Queue::open(&dir, options)
+                    .with_context(|| format!("cannot open the queue in {}", dir.display()))?;
+                Ok((queue, recovery, queue_id(&dir)?))
+            })
+            .await??
+        };
+        report_recovery(name, &recovery, metrics);
+        metrics
+            .queue_max_bytes
+            .with_label_values(&[name])
+            .set(config.queue.max_bytes as i64);
+        let stats = queue.stats();
+        let position = QueuePosition {
+            acked: stats.acked_seq,
+            durable: stats.synced_seq,
+        };
+        tracing::info!(destination = %name, backlog_entries = stats.unacked_entries, backlog_bytes = stats.unacked_bytes, "queue open");
+
+        // SyncArbiter wants a factory; there is exactly one thread and one queue.
+        let slot = Mutex::new(Some(queue));
+        let io = {
+            let (name, metrics) = (name.to_owned(), metrics.clone());
+            SyncArbiter::start(1, move || {
+                let queue = slot
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .expect("a single queue thread is started once");
+                QueueIo::new(queue, name.clone(), metrics.clone())
+            })
+        };
+        Ok(OpenQueue {
+            io,
+            position,
+            queue_id,
+        })
+    }
+}
+
+/// The link to one remote node, on a thread of its own: the spool (durable queue
+/// front for every record bound for that node's shards), the queue's I/O thread,
+/// and the peer link (queue to the node).
+struct RemoteNode {
+    spool: Addr<Spool>,
+    io: Addr<QueueIo>,
+    link: Addr<PeerLink>,
+    arbiter: Arbiter,
+}
+
+impl RemoteNode {
+    async fn start(
+        node: &crate::config::NodeEntry,
+        config: &Config,
+        credentials: &Credentials,
+        metrics: &Arc<Metrics>,
+        health: &Arc<Health>,
+    ) -> anyhow::Result<RemoteNode> {
+        let name = format!("peer-{}", node.id);
+        let OpenQueue {
+            io,
+            position,
+            queue_id,
+        } = OpenQueue::open(&name, config, metrics).await?;
+        let arbiter = Arbiter::new();
+        let status = health.register_peer(&node.id);
+        let link = {
+            let (id, url, io, credentials, cluster, metrics, status) = (
+                node.id.clone(),
+                node.url.clone(),
+                io.clone(),
+                credentials.clone(),
+                config.cluster.clone(),
+                metrics.clone(),
+                status.clone(),
+            );
+            PeerLink::start_in_arbiter(&arbiter.handle(), move |_| {
+                PeerLink::new(
+                    id,
+                    &url,
+                    queue_id,
+                    position,
+                    io,
+                    credentials,
+                    cluster,
+                    metrics,
+                    status,
+                )
+            })
+        };
+        let spool = start_spool(
+            &arbiter,
+            name,
+            &io,
+            link.clone().recipient(),
+            metrics,
+            status,
+            true,
+        );
+        Ok(RemoteNode {
+            spool,
+            io,
+            link,
+            arbiter,
+        })
+    }
+}
+
+/// Starts a destination's spool on `arbiter`, in front of its queue and consumer.
+fn start_spool(
+    arbiter: &Arbiter,
+    name: String,
+    io: &Addr<QueueIo>,
+    consumer: Recipient<crate::actors::Available>,
+    metrics: &Arc<Metrics>,
+    status: Arc<dyn crate::status::QueueHealth>,
+    shard_prefix: bool,
+) -> Addr<Spool> {
+    let (io, metrics) = (io.clone(), metrics.clone());
+    Spool::start_in_arbiter(&arbiter.handle(), move |_| {
+        Spool::new(name, io, consumer, metrics, status, shard_prefix)
+    })
 }
 
 /// Logs and counts what opening a queue found damaged and set aside.
@@ -561,6 +722,8 @@ fn changed_sections(a: &Config, b: &Config) -> Vec<&'static str> {
     check("writer", a.writer != b.writer);
     check("storage", a.storage != b.storage);
     check("shards", a.shards != b.shards);
+    check("nodes", a.nodes != b.nodes);
+    check("cluster", a.cluster != b.cluster);
     check("embedded", a.embedded != b.embedded);
     check("queue", a.queue != b.queue);
     check("syslog", a.syslog != b.syslog);

@@ -26,6 +26,9 @@ pub struct Config {
     /// Shards this node writes to. Empty means the embedded default: one local
     /// PostgreSQL in `<data_dir>/pg`, used as shard 0.
     pub shards: Vec<ShardConfig>,
+    /// Every member of the cluster, this node included. Empty: a single node.
+    pub nodes: Vec<NodeEntry>,
+    pub cluster: ClusterConfig,
     pub embedded: EmbeddedConfig,
     pub queue: QueueConfig,
     pub syslog: SyslogConfig,
@@ -235,11 +238,62 @@ pub struct StorageConfig {
 pub struct ShardConfig {
     /// Shard number; unique, used in metrics (`shard` label).
     pub id: u32,
+    /// The node that writes this shard (a `[[nodes]]` id). Unset: this node, which is
+    /// only allowed without `[[nodes]]`.
+    #[serde(default)]
+    pub owner: Option<String>,
     /// libpq-style connection string (`host=... dbname=...` or `postgresql://...`).
     pub dsn: Secret,
     /// Connections to this shard; also the number of batches written at once.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+}
+
+/// `[[nodes]]`: one member of the cluster.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    /// The member's `[node] id`.
+    pub id: String,
+    /// Base URL of the member's HTTP listener (`http://10.0.0.2:7280`); peers send
+    /// to `<url>/internal/v1/batches`.
+    pub url: String,
+}
+
+/// What the shard-router hashes to pick a record's shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardKey {
+    /// Tenant, host and app: a stream's records stay together in one shard.
+    #[default]
+    Stream,
+    /// The record itself (tenant, host, app, timestamp, message): the most even spread.
+    Record,
+}
+
+/// `[cluster]`: how nodes share the shards.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `stream` (default) or `record`; every node must use the same.
+    #[serde(default)]
+    pub shard_key: ShardKey,
+    /// Shared secret nodes present to each other (`Authorization: Bearer`); required
+    /// with more than one node, at least 16 characters. Never printed or logged.
+    #[serde(default)]
+    pub peer_token: Option<Secret>,
+    /// Most record bytes (uncompressed) one forwarded request carries.
+    #[serde(default = "default_peer_batch_bytes")]
+    pub batch_bytes: usize,
+    /// A forwarded request not answered in this long is retried.
+    #[serde(default = "default_peer_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// First wait before retrying a failed forward; doubles on each failure.
+    #[serde(default = "default_peer_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest wait between retries of a failed forward.
+    #[serde(default = "default_peer_retry_max_ms")]
+    pub retry_max_ms: u64,
 }
 
 /// `[embedded]`: the PostgreSQL chute runs itself when no shards are configured.
@@ -363,6 +417,18 @@ fn default_partition_days_behind() -> u32 {
 fn default_pool_size() -> usize {
     4
 }
+fn default_peer_batch_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_peer_timeout_ms() -> u64 {
+    30_000
+}
+fn default_peer_retry_initial_ms() -> u64 {
+    100
+}
+fn default_peer_retry_max_ms() -> u64 {
+    10_000
+}
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -384,6 +450,7 @@ default_from_empty!(
     WriterConfig,
     StorageConfig,
     EmbeddedConfig,
+    ClusterConfig,
     QueueConfig,
     SyslogConfig,
     LogConfig
@@ -455,6 +522,8 @@ impl Config {
                 "writer" => section(&key, value, &mut errors, &mut config.writer),
                 "storage" => section(&key, value, &mut errors, &mut config.storage),
                 "shards" => section(&key, value, &mut errors, &mut config.shards),
+                "nodes" => section(&key, value, &mut errors, &mut config.nodes),
+                "cluster" => section(&key, value, &mut errors, &mut config.cluster),
                 "embedded" => section(&key, value, &mut errors, &mut config.embedded),
                 "queue" => section(&key, value, &mut errors, &mut config.queue),
                 "syslog" => section(&key, value, &mut errors, &mut config.syslog),
@@ -462,7 +531,7 @@ impl Config {
                 _ => errors.push(ConfigError {
                     path: key.clone(),
                     message: "unknown section (expected node, http, writer, storage, \
-                              shards, embedded, queue, syslog or log)"
+                              shards, nodes, cluster, embedded, queue, syslog or log)"
                         .to_owned(),
                 }),
             }
@@ -577,10 +646,127 @@ impl Config {
                 );
             }
         }
+        self.check_cluster(&mut err);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             err("log.level".into(), &format!("invalid filter: {e}"));
         }
         errors
+    }
+
+    /// The cluster rules: unique node ids, this node among them, owners that exist,
+    /// a token when there is more than one node.
+    fn check_cluster(&self, err: &mut impl FnMut(String, &str)) {
+        let mut ids = std::collections::HashSet::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let name_ok = (1..=64).contains(&n.id.len())
+                && n.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !name_ok {
+                // It names a queue directory and a metric label.
+                err(
+                    format!("nodes[{i}].id"),
+                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                );
+            } else if !ids.insert(n.id.as_str()) {
+                err(format!("nodes[{i}].id"), "duplicate node id");
+            }
+            let scheme_ok = n.url.starts_with("http://") || n.url.starts_with("https://");
+            if !scheme_ok || n.url.parse::<awc::http::Uri>().is_err() {
+                err(
+                    format!("nodes[{i}].url"),
+                    "must be an http:// or https:// URL",
+                );
+            }
+        }
+        if !self.nodes.is_empty() && !ids.contains(self.node.id.as_str()) {
+            err(
+                "node.id".into(),
+                "this node is not among [[nodes]]; list every member, this node included",
+            );
+        }
+        if self.nodes.len() > 1 {
+            if self.shards.is_empty() {
+                err(
+                    "shards".into(),
+                    "a cluster needs its [[shards]] listed, each with an owner",
+                );
+            }
+            match &self.cluster.peer_token {
+                None => err(
+                    "cluster.peer_token".into(),
+                    "required when there is more than one node",
+                ),
+                Some(t) if t.expose().len() < 16 => err(
+                    "cluster.peer_token".into(),
+                    "must be at least 16 characters",
+                ),
+                Some(_) => {}
+            }
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            match &shard.owner {
+                Some(owner) if self.nodes.is_empty() && owner != &self.node.id => err(
+                    format!("shards[{i}].owner"),
+                    "names another node, but [[nodes]] is empty",
+                ),
+                Some(owner) if !self.nodes.is_empty() && !ids.contains(owner.as_str()) => err(
+                    format!("shards[{i}].owner"),
+                    "is not a node id in [[nodes]]",
+                ),
+                None if !self.nodes.is_empty() => err(
+                    format!("shards[{i}].owner"),
+                    "required when [[nodes]] is set",
+                ),
+                _ => {}
+            }
+        }
+        if self.cluster.batch_bytes < 64 * 1024 {
+            err("cluster.batch_bytes".into(), "must be at least 64 KiB");
+        }
+        if self.cluster.request_timeout_ms == 0 {
+            err("cluster.request_timeout_ms".into(), "must be at least 1");
+        }
+        if self.cluster.retry_initial_ms == 0
+            || self.cluster.retry_max_ms < self.cluster.retry_initial_ms
+        {
+            err(
+                "cluster.retry_max_ms".into(),
+                "retry_initial_ms must be at least 1 and retry_max_ms at least retry_initial_ms",
+            );
+        }
+    }
+
+    /// The node that owns `shard`.
+    pub fn owner_of<'a>(&'a self, shard: &'a ShardConfig) -> &'a str {
+        shard.owner.as_deref().unwrap_or(&self.node.id)
+    }
+
+    /// Whether this node writes `shard` itself.
+    pub fn is_local(&self, shard: &ShardConfig) -> bool {
+        self.owner_of(shard) == self.node.id
+    }
+
+    /// A digest of everything that decides where a record goes: the shard key, the
+    /// nodes (id and URL) and the shards (id and owner), in id order. Nodes exchange it
+    /// with every forwarded batch; one whose layout differs is refused, so a
+    /// half-rolled-out configuration cannot scatter records. DSNs are left out: each
+    /// node may reach a database by its own address.
+    pub fn layout_fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut nodes: Vec<_> = self.nodes.iter().collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut shards: Vec<_> = self.shards.iter().collect();
+        shards.sort_by_key(|s| s.id);
+        let mut text = format!("chute-layout/1\nkey={:?}\n", self.cluster.shard_key);
+        for n in nodes {
+            text.push_str(&format!("node {:?} {:?}\n", n.id, n.url));
+        }
+        for s in shards {
+            text.push_str(&format!("shard {} {:?}\n", s.id, self.owner_of(s)));
+        }
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Whether chute runs its own PostgreSQL (no shards configured).
@@ -601,7 +787,17 @@ impl Config {
                 self.embedded_pg_dir().display()
             )
         } else {
-            format!("{} shard(s)", self.shards.len())
+            let local = self.shards.iter().filter(|s| self.is_local(s)).count();
+            format!("{} shard(s), {local} written here", self.shards.len())
+        };
+        let storage = if self.nodes.len() > 1 {
+            format!(
+                "{storage}; cluster of {} nodes, layout {}",
+                self.nodes.len(),
+                self.layout_fingerprint()
+            )
+        } else {
+            storage
         };
         format!(
             "configuration is valid: node {}, HTTP on {}, {storage}",
@@ -708,6 +904,67 @@ mod tests {
     fn the_annotated_example_is_valid_and_shows_the_defaults() {
         let example = Config::from_toml(include_str!("../config.toml")).unwrap();
         assert_eq!(example, Config::default());
+    }
+
+    const CLUSTER: &str = r#"
+        [node]
+        id = "a"
+        [[nodes]]
+        id = "a"
+        url = "http://127.0.0.1:7280"
+        [[nodes]]
+        id = "b"
+        url = "http://127.0.0.1:7281"
+        [[shards]]
+        id = 0
+        owner = "a"
+        dsn = "host=/tmp dbname=s0"
+        [[shards]]
+        id = 1
+        owner = "b"
+        dsn = "host=/tmp dbname=s1"
+        [cluster]
+        peer_token = "0123456789abcdef-secret"
+    "#;
+
+    #[test]
+    fn a_cluster_layout_is_checked() {
+        let c = Config::from_toml(CLUSTER).unwrap();
+        assert!(c.is_local(&c.shards[0]) && !c.is_local(&c.shards[1]));
+        assert!(!format!("{c:?}").contains("0123456789abcdef-secret"));
+
+        let no_token = CLUSTER.replace("peer_token = \"0123456789abcdef-secret\"", "");
+        let bad_owner = CLUSTER.replace("owner = \"b\"", "owner = \"c\"");
+        let dup_node = CLUSTER.replace("id = \"b\"", "id = \"a\"");
+        let not_member = CLUSTER.replacen("id = \"a\"", "id = \"z\"", 1);
+        for (text, path) in [
+            (no_token, "cluster.peer_token"),
+            (bad_owner, "shards[1].owner"),
+            (dup_node, "nodes[1].id"),
+            (not_member, "node.id"),
+        ] {
+            let errors = Config::from_toml(&text).unwrap_err().0;
+            assert!(
+                errors.iter().any(|e| e.path == path),
+                "{path} missing from {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_layout_but_not_the_order_or_the_dsns() {
+        let a = Config::from_toml(CLUSTER).unwrap();
+        let mut b = a.clone();
+        b.nodes.reverse();
+        b.shards.reverse();
+        b.shards[0].dsn = Secret::new("host=elsewhere dbname=s1");
+        b.node.id = "b".into();
+        assert_eq!(a.layout_fingerprint(), b.layout_fingerprint());
+        b.shards[0].owner = Some("a".into());
+        assert_ne!(a.layout_fingerprint(), b.layout_fingerprint());
+        let mut c = a.clone();
+        c.cluster.shard_key = ShardKey::Record;
+        assert_ne!(a.layout_fingerprint(), c.layout_fingerprint());
     }
 
     #[test]

@@ -41,6 +41,23 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Show the cluster as a running node sees it: members and their health, shards
+    /// and their owners, queue depth per destination (`GET /api/v1/cluster`).
+    Cluster {
+        /// Base URL of the node to ask.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7280",
+            conflicts_with = "config"
+        )]
+        url: String,
+        /// Ask the node that runs this configuration file (its `[http] listen`).
+        #[arg(long, env = "CHUTE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print the JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -66,6 +83,20 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Cluster { url, config, json } => {
+            let url = match config.as_ref().map(|p| load(Some(p))) {
+                Some(Ok(c)) => format!("http://{}", c.http.listen),
+                Some(Err(code)) => return code,
+                None => url,
+            };
+            match actix::System::new().block_on(cluster(&url, json)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("chute cluster: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config, log_format } => {
             let config_path = config.clone();
             let config = match load(config.as_ref()) {
@@ -138,4 +169,76 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         .context("cannot start")?
         .with_config_path(path);
     app.run_until_stopped().await
+}
+
+/// Fetches `GET /api/v1/cluster` from the node at `url` and prints it.
+async fn cluster(url: &str, json: bool) -> anyhow::Result<()> {
+    use chute::http::cluster::{ClusterReport, QueueReport};
+    let endpoint = format!("{}/api/v1/cluster", url.trim_end_matches('/'));
+    let mut response = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .finish()
+        .get(&endpoint)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {e}"))?;
+    let body = response.body().limit(16 << 20).await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{endpoint} answered {}: {}",
+        response.status(),
+        String::from_utf8_lossy(&body)
+    );
+    if json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let r: ClusterReport = serde_json::from_slice(&body).context("unexpected answer")?;
+    let queue = |q: &Option<QueueReport>| {
+        q.as_ref().map_or("-".to_owned(), |q| {
+            format!(
+                "{} B in {} batches, oldest {:.1} s",
+                q.bytes, q.batches, q.oldest_age_seconds
+            )
+        })
+    };
+    let up = |u: bool| if u { "up" } else { "DOWN" };
+    println!(
+        "node {}  layout {}  shard_key {:?}",
+        r.node, r.layout, r.shard_key
+    );
+    println!("\nNODE             STATE  RTT        QUEUE (to it)                              URL");
+    for n in &r.nodes {
+        let state = if n.local { "self" } else { up(n.up) };
+        let rtt = n.last_rtt_ms.map_or("-".into(), |ms| format!("{ms:.1} ms"));
+        println!(
+            "{:<16} {:<6} {:<10} {:<42} {}",
+            n.id,
+            state,
+            rtt,
+            queue(&n.queue),
+            n.url
+        );
+        if let Some(e) = n.last_error.as_ref().filter(|_| !n.up) {
+            println!("{:<16} last error: {e}", "");
+        }
+    }
+    println!("\nSHARD  OWNER            STATE  QUEUE (to its writer)");
+    for s in &r.shards {
+        let state = match s.up {
+            Some(u) => up(u),
+            None => "remote",
+        };
+        println!(
+            "{:<6} {:<16} {:<6} {}",
+            s.id,
+            s.owner,
+            state,
+            queue(&s.queue)
+        );
+        if let Some(e) = s.last_error.as_ref().filter(|_| s.up == Some(false)) {
+            println!("{:<6} last error: {e}", "");
+        }
+    }
+    Ok(())
 }

@@ -78,6 +78,28 @@ pub struct Metrics {
     pub partition_maintenance_failures: IntCounterVec,
     /// HTTP requests answered (`route`, `status` class: 2xx, 4xx, 5xx).
     pub http_requests: IntCounterVec,
+    /// Batches (queue entries) a peer link delivered to its node (`peer`).
+    pub peer_batches_sent: IntCounterVec,
+    /// Records a peer link delivered to its node (`peer`).
+    pub peer_records_sent: IntCounterVec,
+    /// Compressed request bytes a peer link sent, retries included (`peer`).
+    pub peer_bytes_sent: IntCounterVec,
+    /// Requests that re-sent batches already tried once (`peer`).
+    pub peer_retries: IntCounterVec,
+    /// Forwards that failed (`peer`, `reason`: connect, timeout, unauthorized,
+    /// layout_mismatch, refused, unavailable, server_error).
+    pub peer_failures: IntCounterVec,
+    /// 1 if the last forward to the peer succeeded, else 0 (`peer`).
+    pub peer_up: IntGaugeVec,
+    /// Round trip of a successful forward, until the peer made it durable (`peer`).
+    pub peer_rtt: HistogramVec,
+    /// Batches received from peers and made durable here (`peer`).
+    pub peer_batches_received: IntCounterVec,
+    /// Records received from peers and made durable here (`peer`).
+    pub peer_records_received: IntCounterVec,
+    /// `/internal/` requests refused (`reason`: unauthorized, unknown_node,
+    /// layout_mismatch, shard_not_owned, malformed, too_large).
+    pub internal_refused: IntCounterVec,
     /// Unacknowledged bytes in a destination's queue (`destination`).
     pub queue_bytes: IntGaugeVec,
     /// Unacknowledged entries (batches) in a destination's queue (`destination`).
@@ -405,6 +427,69 @@ impl Metrics {
                 "chute_config_reloads_total",
                 "SIGHUP reloads, by result.",
                 &["result"],
+            ),
+            peer_batches_sent: counter(
+                &r,
+                "chute_peer_batches_sent_total",
+                "Batches a peer link delivered to its node.",
+                &["peer"],
+            ),
+            peer_records_sent: counter(
+                &r,
+                "chute_peer_records_sent_total",
+                "Records a peer link delivered to its node.",
+                &["peer"],
+            ),
+            peer_bytes_sent: counter(
+                &r,
+                "chute_peer_sent_bytes_total",
+                "Compressed request bytes a peer link sent, retries included.",
+                &["peer"],
+            ),
+            peer_retries: counter(
+                &r,
+                "chute_peer_retries_total",
+                "Requests that re-sent batches already tried once.",
+                &["peer"],
+            ),
+            peer_failures: counter(
+                &r,
+                "chute_peer_failures_total",
+                "Forwards to a peer that failed, by reason.",
+                &["peer", "reason"],
+            ),
+            peer_up: gauge(
+                &r,
+                "chute_peer_up",
+                "1 if the last forward to the peer succeeded, else 0.",
+                &["peer"],
+            ),
+            peer_rtt: histogram(
+                &r,
+                "chute_peer_rtt_seconds",
+                "Round trip of a successful forward, until the peer made it durable.",
+                &["peer"],
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
+            peer_batches_received: counter(
+                &r,
+                "chute_peer_received_batches_total",
+                "Batches received from peers and made durable here.",
+                &["peer"],
+            ),
+            peer_records_received: counter(
+                &r,
+                "chute_peer_received_records_total",
+                "Records received from peers and made durable here.",
+                &["peer"],
+            ),
+            internal_refused: counter(
+                &r,
+                "chute_internal_refused_total",
+                "Requests to /internal/ refused, by reason.",
+                &["reason"],
             ),
             build_info: gauge(
                 &r,

@@ -7,6 +7,7 @@
 //! committed, so the answer can travel back to the sender as an acknowledgement.
 
 pub mod ingest;
+pub mod peer;
 pub mod queue_io;
 pub mod router;
 pub mod spool;
@@ -18,15 +19,36 @@ use actix::Message;
 
 use crate::record::Record;
 
-/// A batch for one destination (a shard writer now; a peer link later). Answered once
-/// every record is durable there, or with the reason it was not taken.
+/// A batch for one shard, handed to that shard's destination: its local spool, or
+/// the spool of the peer link to the node that owns it. Answered once every record
+/// is durable there, or with the reason it was not taken.
 #[derive(Message)]
 #[rtype(result = "Result<(), DeliverError>")]
 pub struct Deliver {
-    pub records: Vec<Record>,
+    pub shard: u32,
+    pub rows: Rows,
     /// The batch id given by the node that first made it durable, when it came from
     /// a peer; `None` for records received here (the local queue names them).
     pub origin: Option<String>,
+}
+
+/// The records of a [`Deliver`]: as parsed here, or already encoded by a peer.
+pub enum Rows {
+    Records(Vec<Record>),
+    Encoded(crate::pg::copy::EncodedRows),
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Records(r) => r.len(),
+            Rows::Encoded(e) => e.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Tells a destination's consumer that entries up to `upto` are durable, holding

@@ -4,7 +4,7 @@
 //! After every operation it refreshes the destination's queue gauges.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -152,5 +152,66 @@ impl Handler<Close> for QueueIo {
     /// would make the `SyncArbiter` start a fresh one).
     fn handle(&mut self, _: Close, _: &mut Self::Context) {
         self.queue = None;
+    }
+}
+
+/// Shortest time between two acknowledgements to a queue.
+const ACK_EVERY: Duration = Duration::from_millis(200);
+
+/// A consumer's acknowledgements to its queue, at most one per [`ACK_EVERY`].
+///
+/// Persisting the queue position costs two fsyncs; a crash between two
+/// acknowledgements only re-delivers batches their destination recognises by id.
+pub struct Acks {
+    io: Addr<QueueIo>,
+    /// Last sequence number the consumer is done with.
+    pub done: u64,
+    /// Last sequence number sent to the queue, and when.
+    sent: u64,
+    sent_at: Instant,
+    timer: Option<SpawnHandle>,
+}
+
+impl Acks {
+    /// Acknowledgements to `io`, whose position is `acked`.
+    pub fn new(io: Addr<QueueIo>, acked: u64) -> Acks {
+        Acks {
+            io,
+            done: acked,
+            sent: acked,
+            sent_at: Instant::now(),
+            timer: None,
+        }
+    }
+
+    /// The consumer is done with everything up to `self.done`: acknowledge it now,
+    /// or (within [`ACK_EVERY`] of the last) once that interval is over. `now`
+    /// skips the wait (shutdown). `field` finds these `Acks` in the actor again.
+    pub fn advance<A>(&mut self, ctx: &mut Context<A>, now: bool, field: fn(&mut A) -> &mut Acks)
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        if self.done <= self.sent || self.timer.is_some() {
+            return;
+        }
+        let wait = ACK_EVERY.saturating_sub(self.sent_at.elapsed());
+        if wait.is_zero() || now {
+            self.send();
+        } else {
+            self.timer = Some(ctx.run_later(wait, move |a, _| {
+                let acks = field(a);
+                acks.timer = None;
+                acks.send();
+            }));
+        }
+    }
+
+    /// Sends what is done and not yet acknowledged.
+    pub fn send(&mut self) {
+        if self.done > self.sent {
+            self.sent = self.done;
+            self.sent_at = Instant::now();
+            self.io.do_send(Acknowledge { upto: self.done });
+        }
     }
 }

@@ -1,19 +1,21 @@
 //! Shard-router: maps each record to its shard and hands each shard its part.
 //!
-//! The router owns the shard layout: an ordered list of destinations, one per shard.
-//! A destination is any actor that handles [`Deliver`] (a local writer now, a peer
-//! link for shards owned by other nodes later), so the router never needs to know
-//! where a shard lives.
+//! The router owns the shard layout: the shards in id order, each with its
+//! destination. A destination is any actor that handles [`Deliver`]: the spool of a
+//! shard this node writes, or the spool of the peer link to the node that owns the
+//! shard, so the router never needs to know where a shard lives.
 //!
-//! Records of one stream (tenant, host, app) always go to the same shard: the stream
-//! key is hashed with FNV-1a (stable across versions and platforms) and mapped to a
-//! shard with jump consistent hashing (Lamping & Veach, 2014), which moves only ~1/N
-//! of the streams when a shard is added.
+//! The shard key (`[cluster] shard_key`) is hashed with XXH3-64 and the hash mapped
+//! to a shard with jump consistent hashing (Lamping & Veach, 2014): every node
+//! computes the same shard for the same record, and adding a shard moves only about
+//! 1/N of the keys, all of them to the new shard. docs/sharding.md explains the
+//! choice and shows the figures.
 
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::{Deliver, DeliverError, Route};
+use super::{Deliver, DeliverError, Route, Rows};
+use crate::config::ShardKey;
 use crate::record::Record;
 
 /// Where one shard's records go.
@@ -26,18 +28,21 @@ pub struct Destination {
 
 /// Splits batches by shard and forwards each part to its destination.
 pub struct Router {
-    /// Destinations in shard-ring order; the hash picks an index into this list.
+    /// Destinations in shard id order; the hash picks an index into this list.
     destinations: Vec<Destination>,
+    key: ShardKey,
 }
 
 impl Router {
-    /// A router over `destinations`, which must not be empty.
-    pub fn new(destinations: Vec<Destination>) -> Router {
+    /// A router over `destinations`, which must not be empty; they are put in shard
+    /// id order, the order every node of a cluster agrees on.
+    pub fn new(mut destinations: Vec<Destination>, key: ShardKey) -> Router {
         assert!(
             !destinations.is_empty(),
             "a router needs at least one shard"
         );
-        Router { destinations }
+        destinations.sort_by_key(|d| d.shard);
+        Router { destinations, key }
     }
 }
 
@@ -50,34 +55,38 @@ impl Actor for Router {
     }
 }
 
-/// Index of the shard, among `n`, that a record's stream maps to.
-pub fn shard_index(record: &Record, n: usize) -> usize {
-    let mut h = Fnv1a::new();
-    h.write(record.tenant.as_bytes());
-    h.write(&[0]);
-    h.write(record.host.as_deref().unwrap_or("").as_bytes());
-    h.write(&[0]);
-    h.write(record.app.as_deref().unwrap_or("").as_bytes());
-    jump_hash(h.0, n)
+/// Index of the shard, among `n` in id order, that a record maps to.
+pub fn shard_index(record: &Record, n: usize, key: ShardKey) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    jump_hash(key_hash(record, key), n)
 }
 
-/// 64-bit FNV-1a: tiny, stable, and good enough to feed jump hashing.
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    fn new() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
+/// XXH3-64 of the record's shard key. Fields are separated by a 0 byte (which no
+/// field can contain: ingest replaces NUL), so ("ab", "c") and ("a", "bc") differ.
+pub fn key_hash(record: &Record, key: ShardKey) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(record.tenant.as_bytes());
+    h.update(&[0]);
+    h.update(record.host.as_deref().unwrap_or("").as_bytes());
+    h.update(&[0]);
+    h.update(record.app.as_deref().unwrap_or("").as_bytes());
+    if key == ShardKey::Record {
+        h.update(&[0]);
+        let nanos = record
+            .ts
+            .timestamp_nanos_opt()
+            .unwrap_or_else(|| record.ts.timestamp_micros().saturating_mul(1000));
+        h.update(&nanos.to_be_bytes());
+        h.update(&[0]);
+        h.update(record.message.as_bytes());
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+    h.digest()
 }
 
 /// Jump consistent hash: maps `key` to a bucket in `0..n`.
-fn jump_hash(mut key: u64, n: usize) -> usize {
+pub fn jump_hash(mut key: u64, n: usize) -> usize {
     let (mut b, mut j): (i64, i64) = (-1, 0);
     while j < n as i64 {
         b = j;
@@ -99,7 +108,7 @@ impl Handler<Route> for Router {
             parts[0] = msg.records;
         } else {
             for r in msg.records {
-                parts[shard_index(&r, n)].push(r);
+                parts[shard_index(&r, n, self.key)].push(r);
             }
         }
         let sends: Vec<_> = parts
@@ -110,7 +119,8 @@ impl Handler<Route> for Router {
                 let d = &self.destinations[i];
                 let shard = d.shard;
                 let req = d.recipient.send(Deliver {
-                    records,
+                    shard,
+                    rows: Rows::Records(records),
                     origin: None,
                 });
                 async move {

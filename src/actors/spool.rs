@@ -17,11 +17,11 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::queue_io::{AppendSync, QueueIo};
-use super::{Available, Deliver, DeliverError};
+use super::{Available, Deliver, DeliverError, Rows};
 use crate::metrics::Metrics;
 use crate::pg::copy::EncodedRows;
 use crate::queue::QueueError;
-use crate::status::ShardStatus;
+use crate::status::QueueHealth;
 
 /// A batch waiting for its fsync.
 struct Pending {
@@ -38,7 +38,10 @@ pub struct Spool {
     /// Told after each group commit what became durable.
     consumer: Recipient<Available>,
     metrics: Arc<Metrics>,
-    status: Arc<ShardStatus>,
+    status: Arc<dyn QueueHealth>,
+    /// Entries start with the batch's shard id (u32, big-endian): the queue of a
+    /// peer link holds batches for several shards.
+    shard_prefix: bool,
     pending: Vec<Pending>,
     /// An append+fsync is running.
     committing: bool,
@@ -52,7 +55,8 @@ impl Spool {
         io: Addr<QueueIo>,
         consumer: Recipient<Available>,
         metrics: Arc<Metrics>,
-        status: Arc<ShardStatus>,
+        status: Arc<dyn QueueHealth>,
+        shard_prefix: bool,
     ) -> Spool {
         Spool {
             name,
@@ -60,6 +64,7 @@ impl Spool {
             consumer,
             metrics,
             status,
+            shard_prefix,
             pending: Vec::new(),
             committing: false,
             poisoned: false,
@@ -153,16 +158,25 @@ impl Handler<Deliver> for Spool {
             let err = self.unavailable("the queue failed to fsync; restart chute");
             return Box::pin(async move { Err(err) });
         }
-        let rows = msg.records.len();
-        let payload = match EncodedRows::encode(&msg.records) {
-            Ok(encoded) => encoded.to_payload(msg.origin.as_deref()),
-            Err(e) => {
-                // Validation at ingest rules this out; refuse rather than store garbage.
-                tracing::error!(destination = %self.name, error = %e, "cannot encode a batch");
-                let err = self.unavailable("a record could not be encoded");
-                return Box::pin(async move { Err(err) });
-            }
+        let rows = msg.rows.len();
+        let encoded = match msg.rows {
+            Rows::Encoded(encoded) => encoded,
+            Rows::Records(records) => match EncodedRows::encode(&records) {
+                Ok(encoded) => encoded,
+                Err(e) => {
+                    // Validation at ingest rules this out; refuse rather than store garbage.
+                    tracing::error!(destination = %self.name, error = %e, "cannot encode a batch");
+                    let err = self.unavailable("a record could not be encoded");
+                    return Box::pin(async move { Err(err) });
+                }
+            },
         };
+        let prefix = if self.shard_prefix {
+            &msg.shard.to_be_bytes()[..]
+        } else {
+            &[]
+        };
+        let payload = encoded.to_payload(prefix, msg.origin.as_deref());
         self.metrics
             .queue_appended_bytes
             .with_label_values(&[&self.name])

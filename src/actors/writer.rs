@@ -25,7 +25,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use deadpool_postgres::Pool;
 
-use super::queue_io::{Acknowledge, QueueIo, ReadAfter};
+use super::queue_io::{Acks, QueueIo, ReadAfter};
 use super::Available;
 use crate::config::{StorageConfig, WriterConfig};
 use crate::metrics::Metrics;
@@ -36,8 +36,6 @@ use crate::status::ShardStatus;
 
 /// How often partitions and batch ids are maintained.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
-/// Shortest time between two acknowledgements to the queue.
-const ACK_EVERY: Duration = Duration::from_millis(200);
 /// Most payload bytes read from the queue at once.
 const READ_BYTES: usize = 8 << 20;
 
@@ -90,12 +88,8 @@ pub struct Writer {
     reading: bool,
     inflight: usize,
     max_inflight: usize,
-    /// Last sequence number acknowledged in the queue.
-    acked_upto: u64,
-    /// Last sequence number sent to the queue as acknowledged, and when.
-    ack_sent: u64,
-    ack_sent_at: Instant,
-    ack_timer: Option<SpawnHandle>,
+    /// Acknowledgements: `acks.done` is the last entry stored with none missing before.
+    acks: Acks,
     /// Stored ranges waiting for earlier ones: the sequence number before the
     /// range's first entry → the range's last entry.
     stored: BTreeMap<u64, u64>,
@@ -127,7 +121,7 @@ impl Writer {
             label: shard.to_string(),
             queue_id,
             pool,
-            io,
+            io: io.clone(),
             config,
             storage,
             metrics,
@@ -142,10 +136,7 @@ impl Writer {
             reading: false,
             inflight: 0,
             max_inflight: pool_size.max(1),
-            acked_upto: position.acked,
-            ack_sent: position.acked,
-            ack_sent_at: Instant::now(),
-            ack_timer: None,
+            acks: Acks::new(io.clone(), position.acked),
             stored: BTreeMap::new(),
             timer: None,
             prepared: false,
@@ -183,7 +174,7 @@ impl Writer {
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.draining {
             if self.inflight == 0 {
-                self.send_ack();
+                self.acks.send();
                 for done in self.drained.drain(..) {
                     let _ = done.send(());
                 }
@@ -312,36 +303,12 @@ impl Writer {
     }
 
     /// Acknowledges in the queue everything stored without a gap before it.
-    ///
-    /// Persisting the queue position costs two fsyncs, so acknowledgements go at
-    /// most every [`ACK_EVERY`]: a crash in between only re-delivers batches that
-    /// the database recognises as stored.
     fn advance_acks(&mut self, ctx: &mut Context<Self>) {
-        while let Some(last) = self.stored.remove(&self.acked_upto) {
-            self.acked_upto = last;
+        while let Some(last) = self.stored.remove(&self.acks.done) {
+            self.acks.done = last;
         }
-        if self.acked_upto <= self.ack_sent || self.ack_timer.is_some() {
-            return;
-        }
-        let wait = ACK_EVERY.saturating_sub(self.ack_sent_at.elapsed());
-        if wait.is_zero() || self.draining {
-            self.send_ack();
-        } else {
-            self.ack_timer = Some(ctx.run_later(wait, |w, _| {
-                w.ack_timer = None;
-                w.send_ack();
-            }));
-        }
-    }
-
-    fn send_ack(&mut self) {
-        if self.acked_upto > self.ack_sent {
-            self.ack_sent = self.acked_upto;
-            self.ack_sent_at = Instant::now();
-            self.io.do_send(Acknowledge {
-                upto: self.acked_upto,
-            });
-        }
+        let now = self.draining;
+        self.acks.advance(ctx, now, |w: &mut Writer| &mut w.acks);
     }
 
     /// Migrates the schema and creates partitions, retrying until it works.

@@ -69,18 +69,7 @@ async fn ingest(
         return Err(BodyError::TooLarge { limit }.into());
     }
 
-    let mut collector = BodyCollector::new(encoding, limit);
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "read_error",
-                format!("cannot read the body: {e}"),
-            )
-        })?;
-        collector.push(&chunk)?;
-    }
-    let body = collector.finish()?;
+    let body = read_body(&mut payload, encoding, limit).await?;
 
     let mut parsed = state
         .ingest
@@ -148,12 +137,36 @@ async fn ingest(
     }))
 }
 
+/// Reads the whole body, decoded, refusing it once either its received or its
+/// decoded size passes `limit`.
+pub(super) async fn read_body(
+    payload: &mut web::Payload,
+    encoding: ContentEncoding,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let mut collector = BodyCollector::new(encoding, limit);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "read_error",
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+        collector.push(&chunk)?;
+    }
+    Ok(collector.finish()?)
+}
+
 fn stopping() -> ApiError {
     ApiError::unavailable("shutdown", "chute is shutting down", Duration::from_secs(5))
 }
 
 /// A header's value as text; a value that is not visible ASCII is a client error.
-fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&str>, ApiError> {
+pub(super) fn header_text(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+) -> Result<Option<&str>, ApiError> {
     headers
         .get(&name)
         .map(|v| {

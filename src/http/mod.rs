@@ -1,7 +1,9 @@
-//! The HTTP API: one listener for ingest, metrics and health.
+//! The HTTP API: one listener for ingest, cluster traffic, metrics and health.
 
+pub mod cluster;
 pub mod error;
 mod health;
+pub mod internal;
 mod logs;
 
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// One-connection pools per local shard, for readiness probes.
     pub probes: Vec<(u32, Pool)>,
+    /// The cluster layout, the peer token, and the spools peers deliver to.
+    pub cluster: Arc<internal::ClusterView>,
 }
 
 /// Registers every route, and counts each answer by route and status class.
@@ -59,6 +63,12 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     })
                 })
                 .route("/api/v1/logs", web::post().to(logs::post_logs))
+                .route("/api/v1/cluster", web::get().to(cluster::get_cluster))
+                .route(
+                    "/internal/v1/batches",
+                    web::post().to(internal::post_batches),
+                )
+                .route("/internal/{rest:.*}", web::route().to(internal::unknown))
                 .route("/metrics", web::get().to(health::metrics))
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz)),

@@ -166,10 +166,14 @@ impl EncodedRows {
     /// u32 row count N, then N x u32 offsets just past each row (from the rows' start)
     /// the rows, in binary COPY row format
     /// ```
-    /// All integers big-endian, as in COPY itself.
-    pub fn to_payload(&self, origin: Option<&str>) -> Vec<u8> {
+    /// All integers big-endian, as in COPY itself. `prefix` goes first, untouched
+    /// (a peer link's queue puts the shard id there).
+    pub fn to_payload(&self, prefix: &[u8], origin: Option<&str>) -> Vec<u8> {
         let origin = origin.unwrap_or("").as_bytes();
-        let mut out = Vec::with_capacity(7 + origin.len() + 4 * self.ends.len() + self.rows.len());
+        let mut out = Vec::with_capacity(
+            prefix.len() + 7 + origin.len() + 4 * self.ends.len() + self.rows.len(),
+        );
+        out.extend_from_slice(prefix);
         out.push(PAYLOAD_VERSION);
         out.extend_from_slice(&(origin.len().min(u16::MAX as usize) as u16).to_be_bytes());
         out.extend_from_slice(&origin[..origin.len().min(u16::MAX as usize)]);
@@ -246,6 +250,21 @@ impl EncodedRows {
             rows: rows.freeze(),
             ends,
         }
+    }
+
+    /// Checks that every row is a well-formed row of [`COPY_LOGS`]: 11 fields whose
+    /// lengths add up to the row (a batch from a peer is checked before it is queued;
+    /// the values themselves are checked by PostgreSQL).
+    ///
+    /// # Errors
+    /// The first malformed row.
+    pub fn validate(&self) -> Result<(), PayloadError> {
+        let mut start = 0;
+        for &end in &self.ends {
+            split_fields(&self.rows[start..end]).ok_or(PayloadError("malformed row"))?;
+            start = end;
+        }
+        Ok(())
     }
 
     /// Decodes row `i` back into a record: needed only to store a row PostgreSQL
@@ -337,7 +356,7 @@ mod tests {
         a.facility = Some(23);
         let records = vec![a, record("bb")];
         let rows = EncodedRows::encode(&records).unwrap();
-        let payload = Bytes::from(rows.to_payload(Some("node-b:shard-0:7")));
+        let payload = Bytes::from(rows.to_payload(&[], Some("node-b:shard-0:7")));
         let (origin, back) = EncodedRows::from_payload(payload.clone()).unwrap();
         assert_eq!(origin.as_deref(), Some("node-b:shard-0:7"));
         assert_eq!(back.len(), 2);
@@ -350,8 +369,21 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        let (origin, _) = EncodedRows::from_payload(Bytes::from(rows.to_payload(None))).unwrap();
+        let (origin, _) =
+            EncodedRows::from_payload(Bytes::from(rows.to_payload(&[], None))).unwrap();
         assert_eq!(origin, None);
+    }
+
+    #[test]
+    fn validation_finds_a_malformed_row() {
+        let rows = EncodedRows::encode(&[record("a"), record("bb")]).unwrap();
+        rows.validate().unwrap();
+        let mut payload = rows.to_payload(&[], None);
+        // Version, origin length, row count and two offsets: the first row starts at
+        // byte 15 with its field count.
+        payload[15] = 0x7f;
+        let (_, bad) = EncodedRows::from_payload(Bytes::from(payload)).unwrap();
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -105,7 +105,7 @@ async fn attempt(
     let mut out = Outcome::default();
     let tx = client.transaction().await?;
     let ids: Vec<&str> = batches.iter().map(|b| b.id.as_str()).collect();
-    let fresh: HashSet<String> = tx
+    let mut fresh: HashSet<String> = tx
         .query(
             "INSERT INTO chute.batches (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING id",
             &[&ids],
@@ -116,7 +116,9 @@ async fn attempt(
         .collect();
     let mut parts = Vec::with_capacity(batches.len());
     for b in batches {
-        if fresh.contains(&b.id) {
+        // `remove`: a batch delivered twice into one write (a peer's retry queued
+        // beside the first copy) is stored once.
+        if fresh.remove(&b.id) {
             parts.push(&b.rows);
         } else {
             out.duplicate_batches += 1;

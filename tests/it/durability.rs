@@ -2,9 +2,8 @@
 //! acknowledged survives kill -9, PostgreSQL outages, lost COMMIT replies and
 //! SIGTERM, and is stored exactly once.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -12,81 +11,6 @@ use serde_json::json;
 
 use crate::chaos::ChaosProxy;
 use crate::helpers::*;
-
-/// Senders that keep posting batches of records with unique ids to whatever
-/// address `target` holds, and remember which ids were acknowledged (200).
-struct Load {
-    target: Arc<Mutex<String>>,
-    acked: Arc<Mutex<Vec<String>>>,
-    refused: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(base: String, senders: usize, batch: usize) -> Load {
-        let target = Arc::new(Mutex::new(base));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let refused = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = (0..senders)
-            .map(|s| {
-                let (target, acked, refused, stop) =
-                    (target.clone(), acked.clone(), refused.clone(), stop.clone());
-                actix_web::rt::spawn(async move {
-                    let http = awc::Client::builder()
-                        .timeout(Duration::from_secs(30))
-                        .finish();
-                    let mut n = 0;
-                    while !stop.load(Ordering::SeqCst) {
-                        let ids: Vec<String> =
-                            (0..batch).map(|i| format!("id-{s}-{n}-{i}")).collect();
-                        n += 1;
-                        let body = ids
-                            .iter()
-                            .map(|id| json!({"message": id, "host": format!("h{s}")}).to_string())
-                            .collect::<Vec<_>>()
-                            .join("\n");
-                        let url = format!("{}/api/v1/logs", target.lock().unwrap());
-                        match http
-                            .post(url)
-                            .content_type("application/x-ndjson")
-                            .send_body(body)
-                            .await
-                        {
-                            Ok(r) if r.status() == 200 => acked.lock().unwrap().extend(ids),
-                            Ok(_) => {
-                                refused.fetch_add(1, Ordering::SeqCst);
-                                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-                            }
-                            // chute is down (killed, restarting): try again shortly
-                            Err(_) => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            target,
-            acked,
-            refused,
-            stop,
-            tasks,
-        }
-    }
-
-    fn acked(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    async fn finish(self) -> Vec<String> {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
-    }
-}
 
 /// A fresh database and a chaos proxy in front of the shared cluster: the proxy,
 /// the direct DSN (for the test's own checks) and the database name.
@@ -105,60 +29,6 @@ async fn proxied_database() -> (ChaosProxy, String, String) {
     (proxy, dsn, name)
 }
 
-/// Waits until a running chute (at `base`) has written everything it queued.
-async fn settle(base: &str) {
-    let http = awc::Client::default();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(mut r) = http.get(format!("{base}/metrics")).send().await {
-            let text = String::from_utf8_lossy(&r.body().limit(16 << 20).await.unwrap_or_default())
-                .into_owned();
-            if text.contains("chute_queue_entries")
-                && metric_in(&text, "chute_queue_entries", &[]) == 0.0
-            {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "chute did not drain its queues");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Every acknowledged id is stored, and nothing is stored twice.
-async fn assert_exactly_once(dsn: &str, acked: &[String]) {
-    let db = connect(dsn).await;
-    let mut counts: HashMap<String, i64> = HashMap::new();
-    for row in db
-        .query(
-            "SELECT message, count(*) FROM chute.logs GROUP BY message",
-            &[],
-        )
-        .await
-        .unwrap()
-    {
-        counts.insert(row.get(0), row.get(1));
-    }
-    let lost: Vec<_> = acked
-        .iter()
-        .filter(|id| !counts.contains_key(*id))
-        .collect();
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged records lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
-    assert!(
-        twice.is_empty(),
-        "{} records stored more than once, e.g. {:?}",
-        twice.len(),
-        &twice[..twice.len().min(5)]
-    );
-    let unique: HashSet<_> = acked.iter().collect();
-    assert_eq!(unique.len(), acked.len(), "ids are unique");
-}
-
 #[actix_web::test]
 async fn acknowledged_records_survive_repeated_kill_9_exactly_once() {
     let dir = temp_dir();
@@ -173,7 +43,7 @@ async fn acknowledged_records_survive_repeated_kill_9_exactly_once() {
         daemon.signal(Signal::SIGKILL);
         let _ = daemon.child.wait();
         daemon = Daemon::start(&config, dir.path().join(format!("chute-{round}.log")));
-        *load.target.lock().unwrap() = daemon.base();
+        *load.targets.lock().unwrap() = vec![daemon.base()];
     }
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     let acked = load.finish().await;

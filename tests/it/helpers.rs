@@ -2,9 +2,10 @@
 //! embedded-PostgreSQL code; a fresh database and a fresh chute on a free port per test.
 //! Set `TEST_LOG=1` to see chute's logs.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
@@ -12,10 +13,11 @@ use chute::app::Application;
 use chute::config::{Config, Secret, ShardConfig};
 use chute::metrics::Metrics;
 use chute::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
 static CLUSTER: OnceLock<(tempfile::TempDir, EmbeddedPostgres)> = OnceLock::new();
+static SECOND_CLUSTER: OnceLock<(tempfile::TempDir, EmbeddedPostgres)> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 /// A temp dir PostgreSQL can enter when the tests run as root (it runs as another user).
@@ -54,6 +56,17 @@ pub fn cluster() -> &'static EmbeddedPostgres {
         .1
 }
 
+/// A second cluster, for tests whose shards live on two PostgreSQL servers.
+pub fn second_cluster() -> &'static EmbeddedPostgres {
+    &SECOND_CLUSTER
+        .get_or_init(|| {
+            let dir = temp_dir();
+            let pg = start_postgres(&dir.path().join("pg"));
+            (dir, pg)
+        })
+        .1
+}
+
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
         chute::telemetry::init("info,chute=debug", chute::config::LogFormat::Text);
@@ -62,7 +75,11 @@ pub fn init_logs() {
 
 /// A fresh database in the shared cluster; returns its DSN.
 pub async fn fresh_database() -> String {
-    let pg = cluster();
+    fresh_database_on(cluster()).await
+}
+
+/// A fresh database in `pg`; returns its DSN.
+pub async fn fresh_database_on(pg: &EmbeddedPostgres) -> String {
     let name = format!(
         "t{}_{}",
         std::process::id(),
@@ -89,6 +106,7 @@ pub fn test_config(dsn: &str) -> Config {
     c.writer.retry_max_ms = 500;
     c.shards = vec![ShardConfig {
         id: 0,
+        owner: None,
         dsn: Secret::new(dsn),
         pool_size: 2,
     }];
@@ -366,4 +384,165 @@ pub fn metric_in(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter(|l| labels.iter().all(|f| l.contains(f)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Senders that keep posting batches of records with unique ids to the addresses
+/// `targets` holds (sender `s` starts at `targets[s % len]` and moves on round-robin),
+/// and remember which ids were acknowledged (200). Hosts cycle through 1000 names.
+pub struct Load {
+    pub targets: Arc<Mutex<Vec<String>>>,
+    acked: Arc<Mutex<Vec<String>>>,
+    pub refused: Arc<AtomicUsize>,
+    /// Requests that got no answer (the node was down).
+    pub unanswered: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(base: String, senders: usize, batch: usize) -> Load {
+        Load::start_many(vec![base], senders, batch)
+    }
+
+    pub fn start_many(targets: Vec<String>, senders: usize, batch: usize) -> Load {
+        let target = Arc::new(Mutex::new(targets));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let unanswered = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..senders)
+            .map(|s| {
+                let (target, acked, refused, unanswered, stop) = (
+                    target.clone(),
+                    acked.clone(),
+                    refused.clone(),
+                    unanswered.clone(),
+                    stop.clone(),
+                );
+                actix_web::rt::spawn(async move {
+                    let http = awc::Client::builder()
+                        .timeout(Duration::from_secs(30))
+                        .finish();
+                    let mut n = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let ids: Vec<String> =
+                            (0..batch).map(|i| format!("id-{s}-{n}-{i}")).collect();
+                        n += 1;
+                        let body = ids
+                            .iter()
+                            .enumerate()
+                            .map(|(i, id)| {
+                                let host = format!("h{}", (s * 7919 + n * batch + i) % 1000);
+                                json!({"message": id, "host": host}).to_string()
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n");
+                        let url = {
+                            let targets = target.lock().unwrap();
+                            format!("{}/api/v1/logs", targets[(s + n) % targets.len()])
+                        };
+                        match http
+                            .post(url)
+                            .content_type("application/x-ndjson")
+                            .send_body(body)
+                            .await
+                        {
+                            Ok(r) if r.status() == 200 => acked.lock().unwrap().extend(ids),
+                            Ok(_) => {
+                                refused.fetch_add(1, Ordering::SeqCst);
+                                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            // chute is down (killed, restarting): try again shortly
+                            Err(_) => {
+                                unanswered.fetch_add(1, Ordering::SeqCst);
+                                actix_web::rt::time::sleep(Duration::from_millis(50)).await
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            targets: target,
+            acked,
+            refused,
+            unanswered,
+            stop,
+            tasks,
+        }
+    }
+
+    pub fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    pub async fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
+    }
+}
+
+/// Waits until a running chute (at `base`) has written everything it queued.
+pub async fn settle(base: &str) {
+    let http = awc::Client::default();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(mut r) = http.get(format!("{base}/metrics")).send().await {
+            let text = String::from_utf8_lossy(&r.body().limit(16 << 20).await.unwrap_or_default())
+                .into_owned();
+            if text.contains("chute_queue_entries")
+                && metric_in(&text, "chute_queue_entries", &[]) == 0.0
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "chute did not drain its queues");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every acknowledged id is stored, and nothing is stored twice.
+pub async fn assert_exactly_once(dsn: &str, acked: &[String]) {
+    assert_exactly_once_in(&[dsn.to_owned()], acked).await
+}
+
+/// Every acknowledged id is stored in one of the databases, and nothing is stored
+/// twice in any or across them.
+pub async fn assert_exactly_once_in(dsns: &[String], acked: &[String]) {
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for dsn in dsns {
+        let db = connect(dsn).await;
+        for row in db
+            .query(
+                "SELECT message, count(*) FROM chute.logs GROUP BY message",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            *counts.entry(row.get(0)).or_default() += row.get::<_, i64>(1);
+        }
+    }
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        twice.is_empty(),
+        "{} records stored more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    let unique: HashSet<_> = acked.iter().collect();
+    assert_eq!(unique.len(), acked.len(), "ids are unique");
 }

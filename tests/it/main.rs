@@ -3,6 +3,7 @@
 
 mod chaos;
 mod cli;
+mod cluster;
 mod durability;
 mod helpers;
 mod ingest_api;

@@ -1,0 +1,418 @@
+//! Peer link: the consumer of the queue that holds records bound for one remote
+//! node's shards. It sends them to that node's `POST /internal/v1/batches` and
+//! acknowledges them in its queue only once the node answered that they are durable
+//! there.
+//!
+//! - One request at a time, carrying every queued batch up to `[cluster]
+//!   batch_bytes`: under load the requests grow by themselves, and an idle link adds
+//!   no delay.
+//! - Each batch keeps the id it got in this queue (`<queue id>:<seq>`); the receiving
+//!   node stores it with that id, so a batch sent again after a lost answer is
+//!   recognised and stored once.
+//! - A failure (connection refused, timeout, 503, a refusal) is retried with
+//!   exponential backoff and jitter, forever: the records wait on this node's disk,
+//!   and the other destinations carry on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::queue_io::{Acks, QueueIo, ReadAfter};
+use super::writer::Drain;
+use super::Available;
+use crate::config::ClusterConfig;
+use crate::metrics::Metrics;
+use crate::pg::copy::EncodedRows;
+use crate::status::PeerStatus;
+
+/// Header naming the sending node.
+pub const NODE_HEADER: &str = "x-chute-node";
+/// Header carrying the sender's layout fingerprint.
+pub const LAYOUT_HEADER: &str = "x-chute-layout";
+/// Content type of a batches request.
+pub const CONTENT_TYPE: &str = "application/vnd.chute.batches";
+/// First bytes of an (uncompressed) batches request.
+pub const MAGIC: &[u8; 4] = b"CHB1";
+
+/// Who this node is, as a peer link presents it.
+#[derive(Clone)]
+pub struct Credentials {
+    pub node: String,
+    /// `Bearer <peer_token>`; never logged.
+    pub authorization: String,
+    pub fingerprint: String,
+}
+
+/// A request built from queued batches, kept until the peer confirms it.
+struct Prepared {
+    /// Sequence number of the last queue entry it covers.
+    last: u64,
+    body: Bytes,
+    batches: usize,
+    records: usize,
+    tried: bool,
+}
+
+/// Forwards one remote node's batches.
+pub struct PeerLink {
+    /// The remote node's id; the `peer` label.
+    node: String,
+    endpoint: String,
+    queue_id: String,
+    io: Addr<QueueIo>,
+    /// Made on the actor's own thread (`awc::Client` is not `Send`).
+    client: Option<awc::Client>,
+    credentials: Credentials,
+    config: ClusterConfig,
+    metrics: Arc<Metrics>,
+    status: Arc<PeerStatus>,
+    /// Last entry the peer confirmed.
+    sent_upto: u64,
+    /// Last entry known durable in the queue.
+    durable_upto: u64,
+    /// A read, a request or a backoff wait is running.
+    busy: bool,
+    /// A request that failed, to send again as it is.
+    retry: Option<Prepared>,
+    backoff: Duration,
+    /// The backoff wait before a retry, cancelled by a drain.
+    waiting: Option<SpawnHandle>,
+    acks: Acks,
+    draining: bool,
+    drained: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl PeerLink {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node: String,
+        url: &str,
+        queue_id: String,
+        position: super::writer::QueuePosition,
+        io: Addr<QueueIo>,
+        credentials: Credentials,
+        config: ClusterConfig,
+        metrics: Arc<Metrics>,
+        status: Arc<PeerStatus>,
+    ) -> PeerLink {
+        PeerLink {
+            endpoint: format!("{}/internal/v1/batches", url.trim_end_matches('/')),
+            node,
+            queue_id,
+            acks: Acks::new(io.clone(), position.acked),
+            io,
+            client: None,
+            credentials,
+            backoff: Duration::from_millis(config.retry_initial_ms),
+            config,
+            metrics,
+            status,
+            sent_upto: position.acked,
+            durable_upto: position.durable,
+            busy: false,
+            retry: None,
+            waiting: None,
+            draining: false,
+            drained: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        if self.draining {
+            self.acks.send();
+            for done in self.drained.drain(..) {
+                let _ = done.send(());
+            }
+            return;
+        }
+        if let Some(prepared) = self.retry.take() {
+            self.send(prepared, ctx);
+        } else if self.sent_upto < self.durable_upto {
+            self.read(ctx);
+        }
+    }
+
+    fn read(&mut self, ctx: &mut Context<Self>) {
+        self.busy = true;
+        let read = self.io.send(ReadAfter {
+            after: self.sent_upto,
+            max_entries: 4096,
+            max_bytes: self.config.batch_bytes,
+        });
+        ctx.spawn(read.into_actor(self).map(|result, link, ctx| {
+            link.busy = false;
+            let entries = match result {
+                Ok(Ok(entries)) => entries,
+                Ok(Err(e)) => {
+                    tracing::error!(peer = %link.node, error = %e, "cannot read the queue; retrying in 1 s");
+                    link.busy = true;
+                    ctx.run_later(Duration::from_secs(1), |link, ctx| {
+                        link.busy = false;
+                        link.pump(ctx);
+                    });
+                    return;
+                }
+                Err(_) => return, // the queue thread stopped: shutting down
+            };
+            match link.prepare(&entries) {
+                Some(prepared) => link.send(prepared, ctx),
+                None => {
+                    // Nothing sendable up to what is durable (damaged entries were
+                    // set aside by the queue): move past it.
+                    let last = entries.last().map_or(link.durable_upto, |e| e.seq);
+                    link.delivered(last, ctx);
+                    link.pump(ctx);
+                }
+            }
+        }));
+    }
+
+    /// Frames the entries into one compressed request body:
+    ///
+    /// ```text
+    /// "CHB1", u32 batch count, then per batch:
+    ///   u32 shard, u16 id length, id (UTF-8), u32 payload length, payload
+    /// ```
+    /// The payload is the queue's batch payload (binary COPY rows with their offsets).
+    fn prepare(&self, entries: &[crate::queue::Entry]) -> Option<Prepared> {
+        let last = entries.last()?.seq;
+        let size: usize = entries.iter().map(|e| e.payload.len() + 48).sum();
+        let mut body = BytesMut::with_capacity(size + MAGIC.len());
+        body.put_slice(MAGIC);
+        body.put_u32(0); // the count, filled in below
+        let (mut batches, mut records) = (0, 0);
+        for entry in entries {
+            let Some((shard, payload)) = split_shard(&entry.payload) else {
+                self.skip_malformed(entry.seq);
+                continue;
+            };
+            match EncodedRows::from_payload(Bytes::copy_from_slice(payload)) {
+                Ok((_, rows)) => records += rows.len(),
+                Err(_) => {
+                    self.skip_malformed(entry.seq);
+                    continue;
+                }
+            }
+            let id = format!("{}:{}", self.queue_id, entry.seq);
+            body.put_u32(shard);
+            body.put_u16(id.len() as u16);
+            body.put_slice(id.as_bytes());
+            body.put_u32(payload.len() as u32);
+            body.put_slice(payload);
+            batches += 1;
+        }
+        if batches == 0 {
+            return None;
+        }
+        body[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&(batches as u32).to_be_bytes());
+        // Level 1: most of zstd's gain on log text at a fraction of its CPU.
+        let compressed = zstd::bulk::compress(&body, 1).ok()?;
+        Some(Prepared {
+            last,
+            body: Bytes::from(compressed),
+            batches,
+            records,
+            tried: false,
+        })
+    }
+
+    fn skip_malformed(&self, seq: u64) {
+        // The CRC matched, so this is a bug rather than disk damage: say so loudly.
+        tracing::error!(peer = %self.node, seq, "a queue entry holds no valid batch; skipping it");
+        self.metrics
+            .queue_corrupt
+            .with_label_values(&[&format!("peer-{}", self.node), "payload"])
+            .inc();
+    }
+
+    fn send(&mut self, prepared: Prepared, ctx: &mut Context<Self>) {
+        self.busy = true;
+        let client = self
+            .client
+            .get_or_insert_with(|| {
+                awc::Client::builder()
+                    .timeout(Duration::from_millis(self.config.request_timeout_ms))
+                    .finish()
+            })
+            .clone();
+        let m = &self.metrics;
+        if prepared.tried {
+            m.peer_retries.with_label_values(&[&self.node]).inc();
+        }
+        m.peer_bytes_sent
+            .with_label_values(&[&self.node])
+            .inc_by(prepared.body.len() as u64);
+        let request = client
+            .post(&self.endpoint)
+            .insert_header(("authorization", self.credentials.authorization.as_str()))
+            .insert_header((NODE_HEADER, self.credentials.node.as_str()))
+            .insert_header((LAYOUT_HEADER, self.credentials.fingerprint.as_str()))
+            .insert_header(("content-type", CONTENT_TYPE))
+            .insert_header(("content-encoding", "zstd"));
+        let body = prepared.body.clone();
+        let attempt = async move {
+            let started = Instant::now();
+            let mut response = request.send_body(body).await.map_err(|e| {
+                let reason = match e {
+                    awc::error::SendRequestError::Timeout => "timeout",
+                    _ => "connect",
+                };
+                (reason, e.to_string())
+            })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(started.elapsed());
+            }
+            let text = response.body().limit(4096).await.unwrap_or_default();
+            let reason = match status.as_u16() {
+                401 => "unauthorized",
+                409 => "layout_mismatch",
+                503 => "unavailable",
+                500..=599 => "server_error",
+                _ => "refused",
+            };
+            Err((
+                reason,
+                format!("{status}: {}", String::from_utf8_lossy(&text).trim()),
+            ))
+        };
+        ctx.spawn(
+            attempt
+                .into_actor(self)
+                .map(move |result, link, ctx| match result {
+                    Ok(rtt) => link.succeeded(prepared, rtt, ctx),
+                    Err((reason, message)) => link.failed(prepared, reason, &message, ctx),
+                }),
+        );
+    }
+
+    fn succeeded(&mut self, prepared: Prepared, rtt: Duration, ctx: &mut Context<Self>) {
+        let m = &self.metrics;
+        let l = [self.node.as_str()];
+        m.peer_batches_sent
+            .with_label_values(&l)
+            .inc_by(prepared.batches as u64);
+        m.peer_records_sent
+            .with_label_values(&l)
+            .inc_by(prepared.records as u64);
+        m.peer_rtt.with_label_values(&l).observe(rtt.as_secs_f64());
+        m.peer_up.with_label_values(&l).set(1);
+        if prepared.tried {
+            tracing::info!(peer = %self.node, "peer reachable again; delivering its backlog");
+        }
+        self.status.set_up(rtt.as_secs_f64() * 1000.0);
+        self.backoff = Duration::from_millis(self.config.retry_initial_ms);
+        self.busy = false;
+        self.delivered(prepared.last, ctx);
+        self.pump(ctx);
+    }
+
+    fn failed(
+        &mut self,
+        mut prepared: Prepared,
+        reason: &'static str,
+        message: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        let l = [self.node.as_str()];
+        self.metrics
+            .peer_failures
+            .with_label_values(&[&self.node, reason])
+            .inc();
+        self.metrics.peer_up.with_label_values(&l).set(0);
+        self.status.set_error(&format!("{reason}: {message}"));
+        let wait = jitter(self.backoff);
+        // The first failure of a run is a warning; the retries after it are not news.
+        if !prepared.tried {
+            tracing::warn!(peer = %self.node, reason, error = %message, retry_in_ms = wait.as_millis() as u64,
+                "forwarding to the peer failed; the records stay queued and are retried");
+        } else {
+            tracing::debug!(peer = %self.node, reason, error = %message, "forward retry failed");
+        }
+        prepared.tried = true;
+        self.retry = Some(prepared);
+        self.backoff = (self.backoff * 2).min(Duration::from_millis(self.config.retry_max_ms));
+        if self.draining {
+            self.busy = false;
+            self.pump(ctx);
+            return;
+        }
+        self.waiting = Some(ctx.run_later(wait, |link, ctx| {
+            link.waiting = None;
+            link.busy = false;
+            link.pump(ctx);
+        }));
+    }
+
+    /// Everything up to `last` is with the peer (or was set aside).
+    fn delivered(&mut self, last: u64, ctx: &mut Context<Self>) {
+        self.sent_upto = self.sent_upto.max(last);
+        self.acks.done = self.sent_upto;
+        let now = self.draining;
+        self.acks
+            .advance(ctx, now, |link: &mut PeerLink| &mut link.acks);
+    }
+}
+
+/// Splits a peer queue entry into its shard id and the batch payload.
+pub fn split_shard(entry: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, payload) = entry.split_first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*head), payload))
+}
+
+/// Backoff with ±25% jitter, so links that failed together do not retry together.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+impl Actor for PeerLink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        self.metrics.peer_up.with_label_values(&[&self.node]).set(0);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Available> for PeerLink {
+    type Result = ();
+
+    /// More entries are durable in the queue.
+    fn handle(&mut self, msg: Available, ctx: &mut Self::Context) {
+        self.durable_upto = self.durable_upto.max(msg.upto);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Drain> for PeerLink {
+    type Result = ResponseFuture<()>;
+
+    /// Stops sending; answered once the running request has its answer. What is not
+    /// confirmed stays queued for the next start.
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        if let Some(wait) = self.waiting.take() {
+            ctx.cancel_future(wait);
+            self.busy = false;
+        }
+        let (done, drained) = tokio::sync::oneshot::channel();
+        self.drained.push(done);
+        self.pump(ctx);
+        Box::pin(async move {
+            let _ = drained.await;
+        })
+    }
+}
+
+impl Handler<super::Ping> for PeerLink {
+    type Result = ();
+
+    /// Answered as soon as the actor's thread gets to it.
+    fn handle(&mut self, _: super::Ping, _: &mut Self::Context) {}
+}

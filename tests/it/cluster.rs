@@ -1,0 +1,547 @@
+//! Three chute nodes as real processes, four shards on two PostgreSQL servers:
+//! records sent to any node are stored once, in the shard their key maps to, through
+//! node outages, kill -9 of a receiving node, and refused impostors.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chute::actors::router::shard_index;
+use chute::config::ShardKey;
+use chute::record::Record;
+use futures_util::StreamExt;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const TOKEN: &str = "test-peer-token-0123456789";
+const IDS: [&str; 3] = ["a", "b", "c"];
+/// Owner of shards 0..4: a writes two, b and c one each.
+const OWNERS: [usize; 4] = [0, 1, 2, 0];
+
+/// A free port on 127.0.0.1: bound, read and released for the node to bind next
+/// (every node must know every node's URL before any starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+struct Node {
+    config: PathBuf,
+    daemon: Option<Daemon>,
+    base: String,
+    starts: usize,
+}
+
+/// Three nodes a, b, c; shards 0 and 1 on one PostgreSQL, 2 and 3 on another.
+struct TestCluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+    /// DSN of each shard, by shard id.
+    dsns: Vec<String>,
+}
+
+impl TestCluster {
+    /// Starts the three nodes; `extra[i]` is added to node i's `[cluster]` section.
+    async fn start(extra: [&str; 3]) -> TestCluster {
+        let dsns = vec![
+            fresh_database().await,
+            fresh_database().await,
+            fresh_database_on(second_cluster()).await,
+            fresh_database_on(second_cluster()).await,
+        ];
+        let dir = temp_dir();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let mut text = format!(
+                "[node]\nid = \"{}\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+                 [syslog]\nlisteners = []\n[writer]\nflush_interval_ms = 20\nretry_initial_ms = 50\n\
+                 retry_max_ms = 500\n[cluster]\npeer_token = \"{TOKEN}\"\nretry_initial_ms = 50\n\
+                 retry_max_ms = 1000\n{}\n",
+                IDS[i],
+                dir.path().join(format!("data-{}", IDS[i])).display(),
+                ports[i],
+                extra[i]
+            );
+            for (j, port) in ports.iter().enumerate() {
+                text.push_str(&format!(
+                    "[[nodes]]\nid = \"{}\"\nurl = \"http://127.0.0.1:{port}\"\n",
+                    IDS[j]
+                ));
+            }
+            for (shard, dsn) in dsns.iter().enumerate() {
+                text.push_str(&format!(
+                    "[[shards]]\nid = {shard}\nowner = \"{}\"\ndsn = \"{dsn}\"\npool_size = 2\n",
+                    IDS[OWNERS[shard]]
+                ));
+            }
+            let config = dir.path().join(format!("{}.toml", IDS[i]));
+            std::fs::write(&config, text).expect("write config");
+            nodes.push(Node {
+                config,
+                daemon: None,
+                base: format!("http://127.0.0.1:{}", ports[i]),
+                starts: 0,
+            });
+        }
+        let mut cluster = TestCluster { dir, nodes, dsns };
+        for i in 0..3 {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.starts += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("{}-{}.log", IDS[i], node.starts));
+        node.daemon = Some(Daemon::start(&node.config, log));
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    fn stop_node(&mut self, i: usize) {
+        let mut daemon = self.nodes[i].daemon.take().expect("running");
+        daemon.signal(Signal::SIGTERM);
+        let status = daemon.child.wait().expect("wait");
+        assert!(status.success(), "node {} exited with {status}", IDS[i]);
+    }
+
+    fn kill_node(&mut self, i: usize) {
+        let mut daemon = self.nodes[i].daemon.take().expect("running");
+        daemon.child.kill().expect("kill -9");
+        daemon.child.wait().expect("wait");
+    }
+
+    fn bases(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.base.clone()).collect()
+    }
+
+    async fn metrics(&self, i: usize) -> String {
+        get_text(&format!("{}/metrics", self.nodes[i].base)).await
+    }
+
+    async fn rows_per_shard(&self) -> Vec<i64> {
+        let mut out = Vec::new();
+        for dsn in &self.dsns {
+            let db = connect(dsn).await;
+            out.push(count(&db, "SELECT count(*) FROM chute.logs").await);
+        }
+        out
+    }
+
+    /// Waits until every node's queues are empty.
+    async fn settle(&self) {
+        for base in self.bases() {
+            settle(&base).await;
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        self.nodes[i]
+            .daemon
+            .as_ref()
+            .map(Daemon::log_text)
+            .unwrap_or_default()
+    }
+}
+
+async fn get_text(url: &str) -> String {
+    let mut r = awc::Client::default().get(url).send().await.expect("GET");
+    String::from_utf8_lossy(&r.body().limit(16 << 20).await.expect("body")).into_owned()
+}
+
+async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.expect("count").get(0)
+}
+
+/// The shard index a record of this stream maps to.
+fn shard_of(host: &str, key: ShardKey, message: &str, ts: chrono::DateTime<chrono::Utc>) -> usize {
+    let record = Record {
+        ts,
+        received_at: ts,
+        tenant: "default".into(),
+        host: Some(host.into()),
+        app: Some("app".into()),
+        procid: None,
+        msgid: None,
+        severity: None,
+        facility: None,
+        message: message.into(),
+        fields: Default::default(),
+    };
+    shard_index(&record, 4, key)
+}
+
+#[actix_web::test]
+async fn records_sent_to_any_node_are_stored_once_in_the_shard_their_stream_maps_to() {
+    let cluster = TestCluster::start(["", "", ""]).await;
+    let bases = cluster.bases();
+    const TOTAL: usize = 100_000;
+    const PER_REQUEST: usize = 1000;
+    // 100 requests, round-robin over the three nodes, four at a time; 1000 streams.
+    let sends = (0..TOTAL / PER_REQUEST).map(|r| {
+        let url = format!("{}/api/v1/logs", bases[r % 3]);
+        let body = (0..PER_REQUEST)
+            .map(|i| {
+                let n = r * PER_REQUEST + i;
+                json!({"message": format!("r-{n}"), "host": format!("h{}", n % 1000), "app": "app"})
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        async move {
+            let mut response = awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish()
+                .post(url)
+                .content_type("application/x-ndjson")
+                .send_body(body)
+                .await
+                .expect("answer");
+            let status = response.status().as_u16();
+            let body = response.body().await.unwrap_or_default();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    });
+    let answers: Vec<(u16, String)> = futures_util::stream::iter(sends)
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+    cluster.settle().await;
+
+    // Exactly once, each row in the shard its stream maps to.
+    let now = chrono::Utc::now();
+    let mut per_shard = Vec::new();
+    let mut messages: HashMap<String, i64> = HashMap::new();
+    for (shard, dsn) in cluster.dsns.iter().enumerate() {
+        let db = connect(dsn).await;
+        let rows = db
+            .query("SELECT host, message FROM chute.logs", &[])
+            .await
+            .expect("rows");
+        for row in &rows {
+            let host: String = row.get(0);
+            assert_eq!(
+                shard_of(&host, ShardKey::Stream, "", now),
+                shard,
+                "a record of {host} is in shard {shard}"
+            );
+            *messages.entry(row.get(1)).or_default() += 1;
+        }
+        per_shard.push(rows.len() as f64);
+    }
+    assert_eq!(messages.len(), TOTAL, "every record stored");
+    assert!(messages.values().all(|n| *n == 1), "a record stored twice");
+
+    // Balance: 1000 streams over four shards, each within 15% of the mean.
+    let mean = TOTAL as f64 / 4.0;
+    for (shard, rows) in per_shard.iter().enumerate() {
+        assert!(
+            (rows - mean).abs() <= 0.15 * mean,
+            "shard {shard} has {rows} rows, mean {mean}: {per_shard:?}"
+        );
+    }
+
+    // Records really travelled: a forwarded to b and c, b received from a and c.
+    let a = cluster.metrics(0).await;
+    let b = cluster.metrics(1).await;
+    assert!(metric_in(&a, "chute_peer_records_sent_total", &["peer=\"b\""]) > 0.0);
+    assert!(metric_in(&a, "chute_peer_records_sent_total", &["peer=\"c\""]) > 0.0);
+    assert!(metric_in(&b, "chute_peer_received_records_total", &["peer=\"a\""]) > 0.0);
+    let (mut sent, mut received) = (0.0, 0.0);
+    for i in 0..3 {
+        let m = cluster.metrics(i).await;
+        sent += metric_in(&m, "chute_peer_records_sent_total", &[]);
+        received += metric_in(&m, "chute_peer_received_records_total", &[]);
+    }
+    assert_eq!(sent, received, "every forwarded record was received once");
+    // Round robin over three nodes: about two thirds of the records are forwarded.
+    assert!(sent > 0.5 * TOTAL as f64, "forwarded {sent}");
+
+    // What the cluster looks like from a: JSON and `chute cluster`.
+    let view: Value =
+        serde_json::from_str(&get_text(&format!("{}/api/v1/cluster", bases[0])).await).unwrap();
+    assert_eq!(view["node"], "a");
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 3);
+    assert!(
+        view["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["up"] == true),
+        "{view}"
+    );
+    let owners: Vec<&str> = view["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["owner"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["a", "b", "c", "a"]);
+    let fingerprint = view["layout"].as_str().unwrap().to_owned();
+    let c_view: Value =
+        serde_json::from_str(&get_text(&format!("{}/api/v1/cluster", bases[2])).await).unwrap();
+    assert_eq!(
+        c_view["layout"],
+        fingerprint.as_str(),
+        "every node has the same layout"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+        .args(["cluster", "--url", &bases[0]])
+        .output()
+        .expect("chute cluster");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&fingerprint), "{text}");
+    for line in [
+        "b                up",
+        "c                up",
+        "a                self",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains(TOKEN)
+            && !get_text(&format!("{}/api/v1/cluster", bases[0]))
+                .await
+                .contains(TOKEN)
+    );
+}
+
+#[actix_web::test]
+async fn a_node_down_for_20_s_gets_its_records_once_it_returns() {
+    let mut cluster = TestCluster::start(["", "", ""]).await;
+    let bases = cluster.bases();
+    // Senders talk to a and c only; b owns shard 1.
+    let load = Load::start_many(vec![bases[0].clone(), bases[2].clone()], 4, 100);
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    cluster.stop_node(1);
+    let down = Instant::now();
+    let acked_at_stop = load.acked();
+    actix_web::rt::time::sleep(Duration::from_secs(20)).await;
+    // Records for shard 1 wait in a's and c's queues for b.
+    let waiting = metric_in(
+        &cluster.metrics(0).await,
+        "chute_queue_bytes",
+        &["destination=\"peer-b\""],
+    );
+    assert!(waiting > 0.0, "nothing waits for b on a");
+    assert!(
+        metric_in(&cluster.metrics(0).await, "chute_peer_up", &["peer=\"b\""]) == 0.0,
+        "b is reported down"
+    );
+    assert!(
+        load.acked() > acked_at_stop + 1000,
+        "senders kept being answered"
+    );
+    cluster.start_node(1);
+    assert!(down.elapsed() >= Duration::from_secs(20));
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let refused = load.refused.load(Ordering::SeqCst);
+    let unanswered = load.unanswered.load(Ordering::SeqCst);
+    let acked = load.finish().await;
+    assert_eq!(refused, 0, "a node that stayed up refused records");
+    assert_eq!(unanswered, 0, "a node that stayed up did not answer");
+    cluster.settle().await;
+    assert_exactly_once_in(&cluster.dsns, &acked).await;
+    let rows = cluster.rows_per_shard().await;
+    assert!(rows[1] > 0, "b's shard got its records: {rows:?}");
+}
+
+#[actix_web::test]
+async fn kill_9_of_the_receiving_node_loses_nothing_and_stores_nothing_twice() {
+    let mut cluster = TestCluster::start(["", "", ""]).await;
+    let bases = cluster.bases();
+    // Everything enters at a; b's and c's shards are reached only by forwarding.
+    let load = Load::start_many(vec![bases[0].clone()], 6, 200);
+    for round in 0..3 {
+        // Wait until b is taking batches, then kill it in the middle of the stream.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let before = metric_in(
+            &cluster.metrics(0).await,
+            "chute_peer_batches_sent_total",
+            &["peer=\"b\""],
+        );
+        while metric_in(
+            &cluster.metrics(0).await,
+            "chute_peer_batches_sent_total",
+            &["peer=\"b\""],
+        ) < before + 3.0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: b takes nothing:\n{}",
+                cluster.log(1)
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(fastrand::u64(0..200))).await;
+        cluster.kill_node(1);
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+        cluster.start_node(1);
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    let acked = load.finish().await;
+    assert!(
+        acked.len() > 5000,
+        "only {} records acknowledged",
+        acked.len()
+    );
+    cluster.settle().await;
+    assert_exactly_once_in(&cluster.dsns, &acked).await;
+    let a = cluster.metrics(0).await;
+    assert!(
+        metric_in(&a, "chute_peer_failures_total", &["peer=\"b\""]) > 0.0,
+        "the kills were seen as failed forwards"
+    );
+}
+
+#[actix_web::test]
+async fn a_wrong_token_or_a_different_layout_is_refused_counted_and_stores_nothing() {
+    // a runs with another shard key than b and c: a half-rolled-out change.
+    let cluster = TestCluster::start(["shard_key = \"record\"", "", ""]).await;
+    let bases = cluster.bases();
+    let http = awc::Client::default();
+    let b_view: Value =
+        serde_json::from_str(&get_text(&format!("{}/api/v1/cluster", bases[1])).await).unwrap();
+    let layout = b_view["layout"].as_str().unwrap().to_owned();
+
+    // Strangers: no token, a wrong one, a right one from an unknown node.
+    for (auth, node, want, reason) in [
+        (None, "a", 401, "unauthorized"),
+        (
+            Some("Bearer wrong-token-0123456789"),
+            "a",
+            401,
+            "unauthorized",
+        ),
+        (Some(&*format!("Bearer {TOKEN}")), "z", 401, "unknown_node"),
+        (
+            Some(&*format!("Bearer {TOKEN}")),
+            "a",
+            409,
+            "layout_mismatch",
+        ),
+    ] {
+        let mut req = http
+            .post(format!("{}/internal/v1/batches", bases[1]))
+            .insert_header(("x-chute-node", node))
+            .insert_header((
+                "x-chute-layout",
+                if want == 409 { "0000" } else { layout.as_str() },
+            ));
+        if let Some(auth) = auth {
+            req = req.insert_header(("authorization", auth));
+        }
+        let mut r = req.send_body("CHB1").await.expect("answer");
+        assert_eq!(r.status().as_u16(), want, "{auth:?} {node}");
+        let body: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+        assert_eq!(body["reason"], reason);
+    }
+    let r = http
+        .get(format!("{}/internal/v1/anything", bases[1]))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 401);
+    let b = cluster.metrics(1).await;
+    assert_eq!(
+        metric_in(
+            &b,
+            "chute_internal_refused_total",
+            &["reason=\"unauthorized\""]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric_in(
+            &b,
+            "chute_internal_refused_total",
+            &["reason=\"unknown_node\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_in(
+            &b,
+            "chute_internal_refused_total",
+            &["reason=\"layout_mismatch\""]
+        ),
+        1.0
+    );
+
+    // a's forwards are refused for their layout: counted on both sides, nothing stored.
+    let body = (0..500)
+        .map(|n| {
+            json!({"message": format!("m-{n}"), "host": format!("h{n}"), "app": "app"}).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let r = http
+        .post(format!("{}/api/v1/logs", bases[0]))
+        .content_type("application/x-ndjson")
+        .send_body(body)
+        .await
+        .expect("answer");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "a keeps accepting: the records wait on its disk"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = cluster.metrics(0).await;
+        let refused = metric_in(
+            &a,
+            "chute_peer_failures_total",
+            &["peer=\"b\"", "reason=\"layout_mismatch\""],
+        );
+        if refused >= 2.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a's forwards to b were not refused:\n{}",
+            cluster.log(0)
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = cluster.metrics(1).await;
+    assert!(
+        metric_in(
+            &b,
+            "chute_internal_refused_total",
+            &["reason=\"layout_mismatch\""]
+        ) >= 3.0
+    );
+    assert!(
+        cluster.log(1).contains("layout_mismatch"),
+        "b logs the refusal"
+    );
+    let rows = cluster.rows_per_shard().await;
+    assert_eq!(
+        (rows[1], rows[2]),
+        (0, 0),
+        "nothing reached b's or c's shard: {rows:?}"
+    );
+    assert!(
+        metric_in(
+            &cluster.metrics(0).await,
+            "chute_queue_bytes",
+            &["destination=\"peer-b\""]
+        ) > 0.0,
+        "the refused records wait in a's queue"
+    );
+}
