@@ -2,11 +2,14 @@
 //! through chute's `POST /api/v1/logs`, into identical tables (same partitions, same
 //! indexes) on one PostgreSQL started for the run.
 //!
-//! `scripts/dev bench [--records N] [--connections C] [--batch B] [--index-costs]`
+//! `scripts/dev bench [--records N] [--connections C] [--batch B] [--index-costs] [--cluster]`
 //!
 //! Prints rows/s for both, their ratio, request latency p50/p99, and chute's peak RSS
 //! (chute runs as a child process so its memory is its own). With `--index-costs`,
 //! also loads the raw table without indexes, with each index alone, and with both.
+//! With `--cluster`, runs only the cluster comparison instead: one node writing four
+//! shards, then three nodes owning them (requests dealt round-robin over the nodes),
+//! with the forwarded bytes per record and the CPU cost of a forwarded record.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -26,6 +29,7 @@ struct Args {
     connections: usize,
     batch: usize,
     index_costs: bool,
+    cluster: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -34,6 +38,7 @@ fn args() -> anyhow::Result<Args> {
         connections: 8,
         batch: 1000,
         index_costs: false,
+        cluster: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -48,6 +53,7 @@ fn args() -> anyhow::Result<Args> {
             "--connections" => a.connections = value("--connections")?,
             "--batch" => a.batch = value("--batch")?,
             "--index-costs" => a.index_costs = true,
+            "--cluster" => a.cluster = true,
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
@@ -334,6 +340,12 @@ fn main() -> anyhow::Result<()> {
         body_bytes as f64 / args.records as f64
     );
 
+    if args.cluster {
+        actix_web::rt::System::new().block_on(cluster_run(&pg, dir.path(), bodies, &args))?;
+        pg.shutdown()?;
+        return Ok(());
+    }
+
     actix_web::rt::System::new().block_on(async {
         let variants: &[(&str, &str)] = if args.index_costs {
             &[
@@ -375,61 +387,17 @@ fn main() -> anyhow::Result<()> {
             .timeout(Duration::from_secs(120))
             .finish();
         let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies);
-        let next = Arc::new(AtomicUsize::new(0));
-        let latencies = Arc::new(Mutex::new(Vec::with_capacity(bodies.len())));
         let started = Instant::now();
-        let tasks: Vec<_> = (0..args.connections)
-            .map(|_| {
-                let (client, bodies, next, latencies) = (client.clone(), bodies.clone(), next.clone(), latencies.clone());
-                let url = format!("http://{addr}/api/v1/logs");
-                actix_web::rt::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(body) = bodies.get(i) else { return Ok::<_, anyhow::Error>(()) };
-                        let t = Instant::now();
-                        loop {
-                            let mut res = client
-                                .post(&url)
-                                .content_type("application/x-ndjson")
-                                .send_body(body.clone())
-                                .await
-                                .map_err(|e| anyhow::anyhow!("request failed: {e}"))?;
-                            let _ = res.body().await;
-                            match res.status().as_u16() {
-                                200 => break,
-                                503 => actix_web::rt::time::sleep(Duration::from_millis(200)).await,
-                                s => bail!("unexpected status {s}"),
-                            }
-                        }
-                        latencies.lock().expect("no poisoning").push(t.elapsed());
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await??;
-        }
+        let latencies = send_bodies(&client, std::slice::from_ref(&addr), &bodies, args.connections).await?;
         let acked_after = started.elapsed();
         // Acknowledged means fsynced in chute's queue; wait until PostgreSQL has it all.
-        let (client_db, conn) = tokio_postgres::connect(&pg.dsn("bench"), tokio_postgres::NoTls).await?;
-        actix_web::rt::spawn(conn);
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let stored: i64 = client_db.query_one("SELECT count(*) FROM chute.logs", &[]).await?.get(0);
-            if stored == args.records as i64 {
-                break;
-            }
-            if stored > args.records as i64 || Instant::now() > deadline {
-                bail!("chute stored {stored} rows, expected {}", args.records);
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_stored(&pg, &["bench"], args.records).await?;
         let elapsed = started.elapsed();
         let rss = peak_rss_kib(pid);
         let rate = args.records as f64 / elapsed.as_secs_f64();
         let queue_bytes = scrape_sum(&client, &addr, "chute_queue_appended_bytes_total").await;
         let fsyncs = scrape_sum(&client, &addr, "chute_fsync_duration_seconds_count").await;
-        let mut l = latencies.lock().expect("no poisoning").clone();
+        let mut l = latencies;
         l.sort();
         let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
         println!(
@@ -512,6 +480,203 @@ fn main() -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>(())
     })?;
     pg.shutdown()?;
+    Ok(())
+}
+
+/// Posts every body, `connections` at a time, dealing them round-robin over `addrs`;
+/// retries 503s. Returns each request's latency.
+async fn send_bodies(
+    client: &awc::Client,
+    addrs: &[String],
+    bodies: &Arc<Vec<Vec<u8>>>,
+    connections: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(bodies.len())));
+    let urls: Arc<Vec<String>> = Arc::new(
+        addrs
+            .iter()
+            .map(|a| format!("http://{a}/api/v1/logs"))
+            .collect(),
+    );
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, bodies, next, latencies, urls) = (
+                client.clone(),
+                bodies.clone(),
+                next.clone(),
+                latencies.clone(),
+                urls.clone(),
+            );
+            actix_web::rt::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else {
+                        return Ok::<_, anyhow::Error>(());
+                    };
+                    let url = &urls[i % urls.len()];
+                    let t = Instant::now();
+                    loop {
+                        let mut res = client
+                            .post(url)
+                            .content_type("application/x-ndjson")
+                            .send_body(body.clone())
+                            .await
+                            .map_err(|e| anyhow::anyhow!("request failed: {e}"))?;
+                        let _ = res.body().await;
+                        match res.status().as_u16() {
+                            200 => break,
+                            503 => actix_web::rt::time::sleep(Duration::from_millis(200)).await,
+                            s => bail!("unexpected status {s}"),
+                        }
+                    }
+                    latencies.lock().expect("no poisoning").push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let l = latencies.lock().expect("no poisoning").clone();
+    Ok(l)
+}
+
+/// Waits until the databases together hold `n` rows.
+async fn wait_stored(pg: &EmbeddedPostgres, dbs: &[&str], n: usize) -> anyhow::Result<()> {
+    let mut clients = Vec::new();
+    for db in dbs {
+        let (client, conn) = tokio_postgres::connect(&pg.dsn(db), tokio_postgres::NoTls).await?;
+        actix_web::rt::spawn(conn);
+        clients.push(client);
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let mut stored = 0i64;
+        for c in &clients {
+            stored += c
+                .query_one("SELECT count(*) FROM chute.logs", &[])
+                .await?
+                .get::<_, i64>(0);
+        }
+        if stored == n as i64 {
+            return Ok(());
+        }
+        if stored > n as i64 || Instant::now() > deadline {
+            bail!("chute stored {stored} rows, expected {n}");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One node writing four shards, then three nodes owning them (a: 0 and 3, b: 1,
+/// c: 2), the same records, requests dealt round-robin over the nodes.
+async fn cluster_run(
+    pg: &EmbeddedPostgres,
+    dir: &Path,
+    bodies: Vec<Vec<u8>>,
+    args: &Args,
+) -> anyhow::Result<()> {
+    const OWNERS: [usize; 4] = [0, 1, 2, 0];
+    let bodies = Arc::new(bodies);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish();
+    let mut single = None;
+    for (label, nodes) in [("one node, 4 shards", 1usize), ("three nodes, 4 shards", 3)] {
+        let run = dir.join(format!("cluster{nodes}"));
+        std::fs::create_dir_all(&run)?;
+        let dbs: Vec<String> = (0..4).map(|s| format!("c{nodes}_s{s}")).collect();
+        for db in &dbs {
+            prepare_db(pg, db).await?;
+        }
+        sql(pg, "postgres", "CHECKPOINT")?;
+        let ports: Vec<u16> = (0..nodes)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+            })
+            .collect::<Result<_, _>>()?;
+        let mut children = Vec::new();
+        let mut addrs = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let mut text = format!(
+                "[node]\nid = \"n{i}\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [syslog]\nlisteners = []\n[cluster]\npeer_token = \"bench-token-0123456789\"\n",
+                run.join(format!("data{i}")).display()
+            );
+            if nodes > 1 {
+                for (j, p) in ports.iter().enumerate() {
+                    text.push_str(&format!(
+                        "[[nodes]]\nid = \"n{j}\"\nurl = \"http://127.0.0.1:{p}\"\n"
+                    ));
+                }
+            }
+            for (s, db) in dbs.iter().enumerate() {
+                let owner = if nodes > 1 {
+                    format!("owner = \"n{}\"\n", OWNERS[s])
+                } else {
+                    String::new()
+                };
+                text.push_str(&format!(
+                    "[[shards]]\nid = {s}\n{owner}dsn = \"{}\"\npool_size = 2\n",
+                    pg.dsn(db).replace('\\', "\\\\").replace('"', "\\\"")
+                ));
+            }
+            let node_dir = run.join(format!("n{i}"));
+            std::fs::create_dir_all(&node_dir)?;
+            let config = node_dir.join("chute.toml");
+            std::fs::write(&config, text)?;
+            let (child, addr) = spawn_chute(&config, &node_dir)?;
+            children.push(child);
+            addrs.push(addr);
+        }
+        let started = Instant::now();
+        send_bodies(&client, &addrs, &bodies, args.connections).await?;
+        let acked = started.elapsed();
+        let names: Vec<&str> = dbs.iter().map(String::as_str).collect();
+        wait_stored(pg, &names, args.records).await?;
+        let elapsed = started.elapsed();
+        let (mut cpu, mut fwd_records, mut fwd_bytes, mut rss) = (0.0, 0.0, 0.0, 0.0);
+        for (addr, child) in addrs.iter().zip(&children) {
+            cpu += scrape_sum(&client, addr, "process_cpu_seconds_total").await;
+            fwd_records += scrape_sum(&client, addr, "chute_peer_records_sent_total").await;
+            fwd_bytes += scrape_sum(&client, addr, "chute_peer_sent_bytes_total").await;
+            rss += peak_rss_kib(child.0.id()) as f64 / 1024.0;
+        }
+        let rate = args.records as f64 / elapsed.as_secs_f64();
+        println!(
+            "{label:<24} {rate:>10.0} rows/s  ({:.1} s committed; acknowledged in {:.1} s)",
+            elapsed.as_secs_f64(),
+            acked.as_secs_f64()
+        );
+        println!(
+            "  chute CPU              {:.1} s in all, {:.1} us/record; peak RSS {:.0} MiB over {nodes} node(s)",
+            cpu,
+            cpu * 1e6 / args.records as f64,
+            rss
+        );
+        if nodes > 1 {
+            println!(
+                "  forwarded              {:.0} records ({:.0}%), {:.0} bytes/record on the wire (zstd)",
+                fwd_records,
+                100.0 * fwd_records / args.records as f64,
+                fwd_bytes / fwd_records.max(1.0)
+            );
+            if let Some((single_rate, single_cpu)) = single {
+                println!(
+                    "  vs one node            {:.2} of its rows/s; +{:.1} us CPU per forwarded record (a local one costs {:.1} us)",
+                    rate / single_rate,
+                    (cpu - single_cpu) * 1e6 / fwd_records.max(1.0),
+                    single_cpu * 1e6 / args.records as f64
+                );
+            }
+        } else {
+            single = Some((rate, cpu));
+        }
+        drop(children);
+    }
     Ok(())
 }
 

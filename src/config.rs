@@ -271,6 +271,15 @@ pub enum ShardKey {
     Record,
 }
 
+impl fmt::Display for ShardKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ShardKey::Stream => "stream",
+            ShardKey::Record => "record",
+        })
+    }
+}
+
 /// `[cluster]`: how nodes share the shards.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -758,7 +767,7 @@ impl Config {
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         let mut shards: Vec<_> = self.shards.iter().collect();
         shards.sort_by_key(|s| s.id);
-        let mut text = format!("chute-layout/1\nkey={:?}\n", self.cluster.shard_key);
+        let mut text = format!("chute-layout/1\nkey={}\n", self.cluster.shard_key);
         for n in nodes {
             text.push_str(&format!("node {:?} {:?}\n", n.id, n.url));
         }

@@ -204,7 +204,7 @@ async fn cluster(url: &str, json: bool) -> anyhow::Result<()> {
     };
     let up = |u: bool| if u { "up" } else { "DOWN" };
     println!(
-        "node {}  layout {}  shard_key {:?}",
+        "node {}  layout {}  shard_key {}",
         r.node, r.layout, r.shard_key
     );
     println!("\nNODE             STATE  RTT        QUEUE (to it)                              URL");

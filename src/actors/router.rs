@@ -166,4 +166,140 @@ mod tests {
         assert_eq!(jump_hash(42, 1), 0);
         assert_eq!(jump_hash(12345, 8), jump_hash(12345, 8));
     }
+
+    /// A record of stream (`tenant`, `host`, `app`) at `ts_ms` milliseconds after
+    /// 2024-01-01T00:00:00Z.
+    fn record(tenant: &str, host: &str, app: &str, ts_ms: i64, message: String) -> Record {
+        let ts = chrono::DateTime::from_timestamp_millis(1_704_067_200_000 + ts_ms)
+            .expect("a valid timestamp");
+        Record {
+            ts,
+            received_at: ts,
+            tenant: tenant.into(),
+            host: Some(host.into()),
+            app: Some(app.into()),
+            procid: None,
+            msgid: None,
+            severity: Some(6),
+            facility: Some(1),
+            message,
+            fields: serde_json::Map::new(),
+        }
+    }
+
+    /// Counts per shard and the largest deviation from the mean, as a fraction.
+    fn spread(counts: &[usize]) -> f64 {
+        let mean = counts.iter().sum::<usize>() as f64 / counts.len() as f64;
+        counts
+            .iter()
+            .map(|&c| (c as f64 - mean).abs() / mean)
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn adding_a_shard_moves_about_one_nth_of_the_streams_all_to_the_new_shard() {
+        const APPS: [&str; 5] = ["nginx", "api", "worker", "cron", "sshd"];
+        let streams: Vec<Record> = (0..10_000)
+            .map(|i| {
+                let host = format!("host-{i}");
+                record("default", &host, APPS[i % APPS.len()], 0, "m".into())
+            })
+            .collect();
+        for (from, to, range) in [(4, 5, 0.15..0.25), (8, 9, 0.08..0.14)] {
+            let mut moved = 0;
+            for r in &streams {
+                let before = shard_index(r, from, ShardKey::Stream);
+                let after = shard_index(r, to, ShardKey::Stream);
+                assert!(before < from && after < to);
+                if before != after {
+                    assert_eq!(after, to - 1, "a key moved between old shards");
+                    moved += 1;
+                }
+            }
+            let fraction = moved as f64 / streams.len() as f64;
+            println!(
+                "shards {from} -> {to}: {moved} of {} streams moved ({:.2}%, ideal 1/{to} = {:.2}%), all to the new shard",
+                streams.len(),
+                fraction * 100.0,
+                100.0 / to as f64
+            );
+            assert!(
+                range.contains(&fraction),
+                "{from} -> {to}: moved {fraction}"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_key_keeps_streams_together_and_balances_by_stream_count() {
+        let mut counts = [0usize; 4];
+        for s in 0..1_000 {
+            let host = format!("h{s}");
+            let first = shard_index(
+                &record("default", &host, "app", 0, "x".into()),
+                4,
+                ShardKey::Stream,
+            );
+            for i in 0..100 {
+                let r = record("default", &host, "app", i, format!("message {i}"));
+                let shard = shard_index(&r, 4, ShardKey::Stream);
+                assert_eq!(shard, first, "a stream's records must stay on one shard");
+                counts[shard] += 1;
+            }
+        }
+        let dev = spread(&counts);
+        println!(
+            "shard_key = stream, 1000 streams x 100 records over 4 shards: {counts:?}, largest deviation from the mean {:.1}%",
+            dev * 100.0
+        );
+        assert_eq!(counts.iter().sum::<usize>(), 100_000);
+        assert!(dev <= 0.15, "rows per shard {counts:?}");
+    }
+
+    #[test]
+    fn record_key_spreads_records_evenly() {
+        let mut counts = [0usize; 4];
+        for s in 0..1_000 {
+            let host = format!("h{s}");
+            for i in 0..100 {
+                let r = record(
+                    "default",
+                    &host,
+                    "app",
+                    s * 100 + i,
+                    format!("request {i} done"),
+                );
+                counts[shard_index(&r, 4, ShardKey::Record)] += 1;
+            }
+        }
+        let dev = spread(&counts);
+        println!(
+            "shard_key = record, 100000 records (1000 streams x 100) over 4 shards: {counts:?}, largest deviation from the mean {:.2}%",
+            dev * 100.0
+        );
+        assert_eq!(counts.iter().sum::<usize>(), 100_000);
+        assert!(dev <= 0.02, "rows per shard {counts:?}");
+    }
+
+    #[test]
+    fn the_shard_of_a_record_is_pinned() {
+        // Part of the on-disk contract: every cluster's stored records were placed by
+        // these functions. A change to the hash, the key bytes or jump_hash moves the
+        // records of every existing cluster to other shards, so these values must
+        // never change.
+        let r = record(
+            "default",
+            "web-01",
+            "nginx",
+            0,
+            "GET /index.html 200".into(),
+        );
+        assert_eq!(key_hash(&r, ShardKey::Stream), 0xc04c_36fa_30ff_97e9);
+        assert_eq!(key_hash(&r, ShardKey::Record), 0x579e_f3c2_d6e5_3b03);
+        assert_eq!(shard_index(&r, 1, ShardKey::Stream), 0);
+        assert_eq!(shard_index(&r, 4, ShardKey::Stream), 2);
+        assert_eq!(shard_index(&r, 16, ShardKey::Stream), 5);
+        assert_eq!(shard_index(&r, 4, ShardKey::Record), 0);
+        assert_eq!(shard_index(&r, 16, ShardKey::Record), 0);
+    }
 }
