@@ -397,6 +397,9 @@ fn main() -> anyhow::Result<()> {
         let rate = args.records as f64 / elapsed.as_secs_f64();
         let queue_bytes = scrape_sum(&client, &addr, "chute_queue_appended_bytes_total").await;
         let fsyncs = scrape_sum(&client, &addr, "chute_fsync_duration_seconds_count").await;
+        let writes = scrape_sum(&client, &addr, "chute_flush_duration_seconds_count").await;
+        let write_secs = scrape_sum(&client, &addr, "chute_flush_duration_seconds_sum").await;
+        let cpu = scrape_sum(&client, &addr, "process_cpu_seconds_total").await;
         let mut l = latencies;
         l.sort();
         let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
@@ -412,6 +415,13 @@ fn main() -> anyhow::Result<()> {
             fsyncs / acked_after.as_secs_f64()
         );
         println!("ratio chute / raw         {:>10.2}", rate / raw_rate);
+        println!(
+            "writes                    {writes:.0} transactions of {:.0} rows, {:.0} ms each, {:.1} in flight on average",
+            args.records as f64 / writes.max(1.0),
+            1000.0 * write_secs / writes.max(1.0),
+            write_secs / elapsed.as_secs_f64()
+        );
+        println!("chute CPU                 {cpu:.1} s ({:.1} us/record)", cpu * 1e6 / args.records as f64);
         println!("request latency           p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99));
         println!("chute peak RSS            {:.1} MiB", rss as f64 / 1024.0);
         drop(child);

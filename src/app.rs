@@ -169,13 +169,16 @@ impl Application {
             }
         });
 
-        let router = Router::new(destinations, config.cluster.shard_key).start();
+        let router = Router::new(destinations, config.cluster.shard_key);
+        let layout = router.layout();
+        let router = router.start();
         heartbeat.push(router.clone().recipient());
         let (syslog_stop, stop) = tokio::sync::watch::channel(false);
         let (syslog, live_listeners, syslog_tasks) = crate::syslog::listener::start(
             &config.syslog.effective_listeners(),
             Duration::from_millis(config.syslog.group_commit_ms),
             router.clone(),
+            layout,
             metrics.clone(),
             stop,
         )

@@ -32,7 +32,9 @@ pub struct Deliver {
     pub origin: Option<String>,
 }
 
-/// The records of a [`Deliver`]: as parsed here, or already encoded by a peer.
+/// The records of a [`Deliver`]: as parsed here, or already encoded (by a peer, or
+/// by a syslog connection). Cloning encoded rows is cheap (shared bytes).
+#[derive(Clone)]
 pub enum Rows {
     Records(Vec<Record>),
     Encoded(crate::pg::copy::EncodedRows),
@@ -66,6 +68,15 @@ pub struct Available {
 #[rtype(result = "Result<(), DeliverError>")]
 pub struct Route {
     pub records: Vec<Record>,
+}
+
+/// Batches already split by shard (index into the router's layout) and encoded by
+/// the sender. Answered with each part's outcome, in order, so a sender can retry
+/// exactly the parts that were refused.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<(), DeliverError>>")]
+pub struct RouteParts {
+    pub parts: Vec<(usize, Rows)>,
 }
 
 /// Liveness probe: an actor that answers is not stuck (the systemd watchdog).

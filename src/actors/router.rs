@@ -14,7 +14,7 @@
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::{Deliver, DeliverError, Route, Rows};
+use super::{Deliver, DeliverError, Route, RouteParts, Rows};
 use crate::config::ShardKey;
 use crate::record::Record;
 
@@ -52,6 +52,33 @@ impl Actor for Router {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Routing is cheap; a deep mailbox lets many HTTP workers hand over at once.
         ctx.set_mailbox_capacity(1024);
+    }
+}
+
+/// What the router maps records over: the number of shards and the shard key.
+/// Senders that encode their own batches (the syslog listeners) split with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub shards: usize,
+    pub key: ShardKey,
+}
+
+impl Layout {
+    /// The records grouped by shard index, in order of first appearance; no record
+    /// is copied.
+    pub fn split(&self, records: Vec<Record>) -> Vec<(usize, Vec<Record>)> {
+        if self.shards == 1 {
+            return vec![(0, records)];
+        }
+        let mut parts: Vec<Vec<Record>> = (0..self.shards).map(|_| Vec::new()).collect();
+        for r in records {
+            parts[shard_index(&r, self.shards, self.key)].push(r);
+        }
+        parts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty())
+            .collect()
     }
 }
 
@@ -102,35 +129,11 @@ impl Handler<Route> for Router {
     /// Splits the batch by shard, delivers each part, and answers once all parts are
     /// durable (or with the first refusal).
     fn handle(&mut self, msg: Route, _ctx: &mut Self::Context) -> Self::Result {
-        let n = self.destinations.len();
-        let mut parts: Vec<Vec<Record>> = (0..n).map(|_| Vec::new()).collect();
-        if n == 1 {
-            parts[0] = msg.records;
-        } else {
-            for r in msg.records {
-                parts[shard_index(&r, n, self.key)].push(r);
-            }
-        }
-        let sends: Vec<_> = parts
+        let layout = self.layout();
+        let sends: Vec<_> = layout
+            .split(msg.records)
             .into_iter()
-            .enumerate()
-            .filter(|(_, p)| !p.is_empty())
-            .map(|(i, records)| {
-                let d = &self.destinations[i];
-                let shard = d.shard;
-                let req = d.recipient.send(Deliver {
-                    shard,
-                    rows: Rows::Records(records),
-                    origin: None,
-                });
-                async move {
-                    req.await.unwrap_or_else(|_| {
-                        Err(DeliverError::Stopped {
-                            destination: format!("shard {shard}"),
-                        })
-                    })
-                }
-            })
+            .map(|(i, records)| self.send(i, Rows::Records(records)))
             .collect();
         Box::pin(async move {
             join_all(sends)
@@ -139,6 +142,64 @@ impl Handler<Route> for Router {
                 .find(Result::is_err)
                 .unwrap_or(Ok(()))
         })
+    }
+}
+
+impl Router {
+    pub fn layout(&self) -> Layout {
+        Layout {
+            shards: self.destinations.len(),
+            key: self.key,
+        }
+    }
+
+    /// Delivers `rows` to the destination of shard index `i`; the future answers
+    /// once they are durable there.
+    fn send(
+        &self,
+        i: usize,
+        rows: Rows,
+    ) -> impl std::future::Future<Output = Result<(), DeliverError>> + 'static {
+        let d = &self.destinations[i];
+        let shard = d.shard;
+        let req = d.recipient.send(Deliver {
+            shard,
+            rows,
+            origin: None,
+        });
+        async move {
+            req.await.unwrap_or_else(|_| {
+                Err(DeliverError::Stopped {
+                    destination: format!("shard {shard}"),
+                })
+            })
+        }
+    }
+}
+
+impl Handler<RouteParts> for Router {
+    type Result = ResponseFuture<Vec<Result<(), DeliverError>>>;
+
+    /// Delivers each part to its shard's destination; answers each part's outcome,
+    /// in order, once all are known.
+    fn handle(&mut self, msg: RouteParts, _ctx: &mut Self::Context) -> Self::Result {
+        let sends: Vec<_> = msg
+            .parts
+            .into_iter()
+            .map(|(i, rows)| {
+                let send = (i < self.destinations.len()).then(|| self.send(i, rows));
+                async move {
+                    match send {
+                        Some(send) => send.await,
+                        None => Err(DeliverError::Unavailable {
+                            destination: format!("shard index {i}"),
+                            why: "no such shard".into(),
+                        }),
+                    }
+                }
+            })
+            .collect();
+        Box::pin(join_all(sends))
     }
 }
 
@@ -279,6 +340,41 @@ mod tests {
         );
         assert_eq!(counts.iter().sum::<usize>(), 100_000);
         assert!(dev <= 0.02, "rows per shard {counts:?}");
+    }
+
+    #[test]
+    fn a_split_keeps_every_record_in_its_shard_and_order() {
+        let records: Vec<Record> = (0..500)
+            .map(|i| record("t", &format!("h{}", i % 37), "app", i, format!("m{i}")))
+            .collect();
+        let layout = Layout {
+            shards: 3,
+            key: ShardKey::Stream,
+        };
+        let parts = layout.split(records.clone());
+        let mut seen = 0;
+        for (index, part) in &parts {
+            assert!(!part.is_empty());
+            for r in part {
+                assert_eq!(shard_index(r, 3, ShardKey::Stream), *index);
+            }
+            let order: Vec<&str> = part.iter().map(|r| r.message.as_str()).collect();
+            let expected: Vec<&str> = records
+                .iter()
+                .filter(|r| shard_index(r, 3, ShardKey::Stream) == *index)
+                .map(|r| r.message.as_str())
+                .collect();
+            assert_eq!(order, expected);
+            seen += part.len();
+        }
+        assert_eq!(seen, records.len());
+        let one = Layout {
+            shards: 1,
+            key: ShardKey::Record,
+        }
+        .split(records);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].1.len(), 500);
     }
 
     #[test]

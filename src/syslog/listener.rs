@@ -30,10 +30,11 @@ use tokio::sync::{watch, Semaphore};
 
 use super::framing::Framer;
 use super::{parse, Format, Origin, Parsed, Timezone};
-use crate::actors::router::Router;
-use crate::actors::{DeliverError, Route};
+use crate::actors::router::{Layout, Router};
+use crate::actors::{DeliverError, RouteParts, Rows};
 use crate::config::{ListenerConfig, Protocol};
 use crate::metrics::Metrics;
+use crate::pg::copy::EncodedRows;
 use crate::record::Record;
 
 /// A group goes to the router once it holds this many records.
@@ -66,6 +67,8 @@ struct Shared {
     idle_timeout_ms: AtomicU64,
     group_commit: Duration,
     router: Addr<Router>,
+    /// How the router maps records to shards: groups are split and encoded here.
+    layout: Layout,
     metrics: Arc<Metrics>,
 }
 
@@ -105,6 +108,7 @@ pub async fn start(
     listeners: &[ListenerConfig],
     group_commit: Duration,
     router: Addr<Router>,
+    layout: Layout,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Vec<Bound>, Vec<Live>, Vec<tokio::task::JoinHandle<()>>)> {
@@ -122,6 +126,7 @@ pub async fn start(
             idle_timeout_ms: AtomicU64::new(l.idle_timeout_ms),
             group_commit,
             router: router.clone(),
+            layout,
             metrics: metrics.clone(),
         });
         metrics
@@ -339,43 +344,73 @@ impl Group {
     }
 }
 
-/// Hands records to the router and counts the outcome. With `wait`, a full queue
-/// is retried (the caller's reads stay paused meanwhile); without, it is dropped.
+/// Hands records to the router and counts the outcome. The group is split by shard
+/// and encoded here, on the connection's thread, so a part refused by a full queue
+/// is resent as the same bytes and the parts taken are never sent twice. With
+/// `wait`, refused parts are retried (the caller's reads stay paused meanwhile);
+/// without, they are dropped and counted.
 async fn deliver(shared: &Shared, records: Vec<Record>, wait: bool) {
     if records.is_empty() {
         return;
     }
-    let n = records.len() as u64;
     let m = &shared.metrics;
-    m.records_received.with_label_values(&["syslog"]).inc_by(n);
-    let mut records = Some(records);
-    loop {
-        let Some(batch) = records.take() else { return };
-        let keep = wait.then(|| batch.clone());
-        let outcome = match shared.router.send(Route { records: batch }).await {
-            Ok(r) => r,
-            Err(_) => Err(DeliverError::Stopped {
-                destination: "router".into(),
-            }),
-        };
-        match outcome {
-            Ok(()) => {
-                m.records_accepted.with_label_values(&["syslog"]).inc_by(n);
-                return;
-            }
-            Err(DeliverError::Full { retry_after, .. }) if wait => {
-                m.syslog_paused.with_label_values(&[&shared.label]).inc();
-                tokio::time::sleep(retry_after).await;
-                records = keep;
-            }
+    m.records_received
+        .with_label_values(&["syslog"])
+        .inc_by(records.len() as u64);
+    let mut parts: Vec<(usize, Rows)> = Vec::new();
+    for (i, part) in shared.layout.split(records) {
+        match EncodedRows::encode(&part) {
+            Ok(rows) => parts.push((i, Rows::Encoded(rows))),
             Err(e) => {
+                // Parsing rules this out; count it rather than lose it silently.
                 m.records_rejected
-                    .with_label_values(&["syslog", e.reason()])
-                    .inc_by(n);
-                tracing::warn!(listener = %shared.label, records = n, error = %e, "syslog records dropped");
-                return;
+                    .with_label_values(&["syslog", "invalid_record"])
+                    .inc_by(part.len() as u64);
+                tracing::warn!(listener = %shared.label, records = part.len(), error = %e, "syslog records cannot be encoded; dropped");
             }
         }
+    }
+    while !parts.is_empty() {
+        let outcomes = match shared
+            .router
+            .send(RouteParts {
+                parts: parts.clone(),
+            })
+            .await
+        {
+            Ok(outcomes) => outcomes,
+            Err(_) => parts
+                .iter()
+                .map(|_| {
+                    Err(DeliverError::Stopped {
+                        destination: "router".into(),
+                    })
+                })
+                .collect(),
+        };
+        let mut refused = Vec::new();
+        let mut pause = None;
+        for (part, outcome) in parts.into_iter().zip(outcomes) {
+            let n = part.1.len() as u64;
+            match outcome {
+                Ok(()) => m.records_accepted.with_label_values(&["syslog"]).inc_by(n),
+                Err(DeliverError::Full { retry_after, .. }) if wait => {
+                    pause = Some(retry_after);
+                    refused.push(part);
+                }
+                Err(e) => {
+                    m.records_rejected
+                        .with_label_values(&["syslog", e.reason()])
+                        .inc_by(n);
+                    tracing::warn!(listener = %shared.label, records = n, error = %e, "syslog records dropped");
+                }
+            }
+        }
+        if let Some(after) = pause {
+            m.syslog_paused.with_label_values(&[&shared.label]).inc();
+            tokio::time::sleep(after).await;
+        }
+        parts = refused;
     }
 }
 
