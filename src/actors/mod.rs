@@ -68,6 +68,9 @@ pub struct Available {
 #[rtype(result = "Result<(), DeliverError>")]
 pub struct Route {
     pub records: Vec<Record>,
+    /// Names the request for all time (its idempotency key): each shard's part is
+    /// stored under `<origin>/<shard>`, so a retried request is stored once.
+    pub origin: Option<String>,
 }
 
 /// Batches already split by shard (index into the router's layout) and encoded by

@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::queue_io::{Acks, QueueIo, ReadAfter};
 use super::writer::Drain;
 use super::Available;
 use crate::config::ClusterConfig;
+use crate::http::internal::BatchesBody;
 use crate::metrics::Metrics;
 use crate::pg::copy::EncodedRows;
 use crate::status::PeerStatus;
@@ -33,8 +34,6 @@ pub const NODE_HEADER: &str = "x-chute-node";
 pub const LAYOUT_HEADER: &str = "x-chute-layout";
 /// Content type of a batches request.
 pub const CONTENT_TYPE: &str = "application/vnd.chute.batches";
-/// First bytes of an (uncompressed) batches request.
-pub const MAGIC: &[u8; 4] = b"CHB1";
 
 /// Who this node is, as a peer link presents it.
 #[derive(Clone)]
@@ -172,49 +171,36 @@ impl PeerLink {
         }));
     }
 
-    /// Frames the entries into one compressed request body:
-    ///
-    /// ```text
-    /// "CHB1", u32 batch count, then per batch:
-    ///   u32 shard, u16 id length, id (UTF-8), u32 payload length, payload
-    /// ```
-    /// The payload is the queue's batch payload (binary COPY rows with their offsets).
+    /// Frames the entries into one compressed request body ([`BatchesBody`]).
     fn prepare(&self, entries: &[crate::queue::Entry]) -> Option<Prepared> {
         let last = entries.last()?.seq;
         let size: usize = entries.iter().map(|e| e.payload.len() + 48).sum();
-        let mut body = BytesMut::with_capacity(size + MAGIC.len());
-        body.put_slice(MAGIC);
-        body.put_u32(0); // the count, filled in below
-        let (mut batches, mut records) = (0, 0);
+        let mut body = BatchesBody::with_capacity(size);
+        let mut records = 0;
         for entry in entries {
             let Some((shard, payload)) = split_shard(&entry.payload) else {
                 self.skip_malformed(entry.seq);
                 continue;
             };
-            match EncodedRows::from_payload(Bytes::copy_from_slice(payload)) {
-                Ok((_, rows)) => records += rows.len(),
+            let origin = match EncodedRows::from_payload(Bytes::copy_from_slice(payload)) {
+                Ok((origin, rows)) => {
+                    records += rows.len();
+                    origin
+                }
                 Err(_) => {
                     self.skip_malformed(entry.seq);
                     continue;
                 }
-            }
-            let id = format!("{}:{}", self.queue_id, entry.seq);
-            body.put_u32(shard);
-            body.put_u16(id.len() as u16);
-            body.put_slice(id.as_bytes());
-            body.put_u32(payload.len() as u32);
-            body.put_slice(payload);
-            batches += 1;
+            };
+            // The id the batch got when it was first made durable: a request's
+            // idempotency key, or this queue's name for it.
+            let id = origin.unwrap_or_else(|| format!("{}:{}", self.queue_id, entry.seq));
+            body.push(shard, &id, payload);
         }
-        if batches == 0 {
-            return None;
-        }
-        body[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&(batches as u32).to_be_bytes());
-        // Level 1: most of zstd's gain on log text at a fraction of its CPU.
-        let compressed = zstd::bulk::compress(&body, 1).ok()?;
+        let batches = body.len();
         Some(Prepared {
             last,
-            body: Bytes::from(compressed),
+            body: body.finish()?,
             batches,
             records,
             tried: false,

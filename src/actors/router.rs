@@ -133,7 +133,13 @@ impl Handler<Route> for Router {
         let sends: Vec<_> = layout
             .split(msg.records)
             .into_iter()
-            .map(|(i, records)| self.send(i, Rows::Records(records)))
+            .map(|(i, records)| {
+                let origin = msg
+                    .origin
+                    .as_ref()
+                    .map(|o| format!("{o}/{}", self.destinations[i].shard));
+                self.send(i, Rows::Records(records), origin)
+            })
             .collect();
         Box::pin(async move {
             join_all(sends)
@@ -159,13 +165,14 @@ impl Router {
         &self,
         i: usize,
         rows: Rows,
+        origin: Option<String>,
     ) -> impl std::future::Future<Output = Result<(), DeliverError>> + 'static {
         let d = &self.destinations[i];
         let shard = d.shard;
         let req = d.recipient.send(Deliver {
             shard,
             rows,
-            origin: None,
+            origin,
         });
         async move {
             req.await.unwrap_or_else(|_| {
@@ -187,7 +194,7 @@ impl Handler<RouteParts> for Router {
             .parts
             .into_iter()
             .map(|(i, rows)| {
-                let send = (i < self.destinations.len()).then(|| self.send(i, rows));
+                let send = (i < self.destinations.len()).then(|| self.send(i, rows, None));
                 async move {
                     match send {
                         Some(send) => send.await,

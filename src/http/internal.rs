@@ -13,7 +13,7 @@ use actix::Recipient;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::future::join_all;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::logs::{header_text, read_body};
 use super::AppState;
-use crate::actors::peer::{LAYOUT_HEADER, MAGIC, NODE_HEADER};
+use crate::actors::peer::{LAYOUT_HEADER, NODE_HEADER};
 use crate::actors::{Deliver, DeliverError, Rows};
 use crate::config::{Config, Secret, ShardKey};
 use crate::ingest::body::ContentEncoding;
@@ -117,6 +117,60 @@ impl ClusterView {
             ));
         }
         Ok(sender.to_owned())
+    }
+}
+
+/// First bytes of an (uncompressed) batches request.
+pub const MAGIC: &[u8; 4] = b"CHB1";
+
+/// The body of a batches request, before zstd compression:
+///
+/// ```text
+/// "CHB1", u32 batch count, then per batch:
+///   u32 shard, u16 id length, id (UTF-8), u32 payload length, payload
+/// ```
+/// All integers big-endian; the payload is a queue batch payload (binary COPY rows
+/// with their offsets, see [`EncodedRows::to_payload`]).
+pub struct BatchesBody {
+    buf: BytesMut,
+    count: u32,
+}
+
+impl BatchesBody {
+    pub fn with_capacity(bytes: usize) -> BatchesBody {
+        let mut buf = BytesMut::with_capacity(bytes + MAGIC.len() + 4);
+        buf.put_slice(MAGIC);
+        buf.put_u32(0); // the count, filled in by `finish`
+        BatchesBody { buf, count: 0 }
+    }
+
+    /// Adds one batch. An id longer than 65535 bytes is cut (ids are short).
+    pub fn push(&mut self, shard: u32, id: &str, payload: &[u8]) {
+        let id = &id.as_bytes()[..id.len().min(u16::MAX as usize)];
+        self.buf.put_u32(shard);
+        self.buf.put_u16(id.len() as u16);
+        self.buf.put_slice(id);
+        self.buf.put_u32(payload.len() as u32);
+        self.buf.put_slice(payload);
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The body, zstd-compressed; `None` when it holds no batch.
+    pub fn finish(mut self) -> Option<Bytes> {
+        if self.count == 0 {
+            return None;
+        }
+        self.buf[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&self.count.to_be_bytes());
+        // Level 1: most of zstd's gain on log text at a fraction of its CPU.
+        zstd::bulk::compress(&self.buf, 1).ok().map(Bytes::from)
     }
 }
 
@@ -297,21 +351,14 @@ async fn receive(
 mod tests {
     use super::*;
     use crate::record::Record;
-    use bytes::BufMut;
 
     fn body(frames: &[(u32, &str, &EncodedRows)]) -> Bytes {
-        let mut b = bytes::BytesMut::new();
-        b.put_slice(MAGIC);
-        b.put_u32(frames.len() as u32);
+        let mut b = BatchesBody::with_capacity(0);
         for (shard, id, rows) in frames {
-            let payload = rows.to_payload(&[], None);
-            b.put_u32(*shard);
-            b.put_u16(id.len() as u16);
-            b.put_slice(id.as_bytes());
-            b.put_u32(payload.len() as u32);
-            b.put_slice(&payload);
+            b.push(*shard, id, &rows.to_payload(&[], None));
         }
-        b.freeze()
+        let compressed = b.finish().unwrap();
+        Bytes::from(zstd::bulk::decompress(&compressed, 1 << 20).unwrap())
     }
 
     #[test]

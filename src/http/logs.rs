@@ -18,6 +18,8 @@ use crate::ingest::json::Rejection;
 
 /// Header that names the tenant of every record in the request.
 pub const TENANT_HEADER: &str = "x-chute-tenant";
+/// Header that names the request for all time, so a retry of it is stored once.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Tenant of records whose request names none.
 pub const DEFAULT_TENANT: &str = "default";
 /// Rejections listed in one answer; the count covers them all.
@@ -59,6 +61,7 @@ async fn ingest(
     let encoding = ContentEncoding::from_header(header_text(headers, header::CONTENT_ENCODING)?)?;
     let format = BodyFormat::from_content_type(header_text(headers, header::CONTENT_TYPE)?)?;
     let tenant = tenant(headers)?;
+    let origin = idempotency_key(headers)?.map(|key| format!("req:{tenant}:{key}"));
     let (limit, ack_timeout_ms) = {
         let http = state.http.read().unwrap_or_else(|p| p.into_inner());
         (http.max_body_bytes, http.ack_timeout_ms)
@@ -103,6 +106,7 @@ async fn ingest(
             wait,
             state.router.send(Route {
                 records: parsed.records,
+                origin,
             }),
         )
         .await;
@@ -197,6 +201,23 @@ fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
             StatusCode::BAD_REQUEST,
             "invalid_tenant",
             "X-Chute-Tenant must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+        ))
+    }
+}
+
+/// The request's idempotency key, if it names one: 1 to 128 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = header_text(headers, header::HeaderName::from_static(IDEMPOTENCY_HEADER))?
+    else {
+        return Ok(None);
+    };
+    if (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(Some(value.to_owned()))
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "Idempotency-Key must be 1 to 128 visible ASCII characters",
         ))
     }
 }

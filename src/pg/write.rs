@@ -7,17 +7,21 @@
 //! and queue acknowledgement) and is skipped. So a batch is stored once however often
 //! it is delivered.
 //!
-//! The fast path is one COPY of all rows. If PostgreSQL refuses the content, the
-//! transaction is rolled back and written again with savepoints, bisecting until the
-//! refused rows are isolated; those go to `chute.rejected` inside the same
-//! transaction, so even the split is all-or-nothing.
+//! The fast path sends the id insert and one COPY of all rows together (pipelined on
+//! the connection, with statements prepared once per connection), and commits if
+//! every id was new. If some were stored before, it rolls back and writes only the
+//! others. If PostgreSQL refuses the content, the transaction is rolled back and
+//! written again with savepoints, bisecting until the refused rows are isolated;
+//! those go to `chute.rejected` inside the same transaction, so even the split is
+//! all-or-nothing.
 
 use std::collections::HashSet;
 use std::ops::Range;
 
+use deadpool_postgres::Client;
 use futures_util::SinkExt;
 use tokio_postgres::types::Json;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Statement, Transaction};
 
 use super::copy::{EncodedRows, COPY_LOGS};
 use super::{classify, Failure};
@@ -96,20 +100,29 @@ pub async fn write_batches(
     }
 }
 
+/// Records every batch id, skipping those stored before; returns the new ones.
+const INSERT_IDS: &str =
+    "INSERT INTO chute.batches (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING id";
+
 async fn attempt(
     client: &mut Client,
     shard: i32,
     batches: &[Batch],
     isolate: bool,
 ) -> Result<Outcome, WriteError> {
+    let ids: Vec<&str> = batches.iter().map(|b| b.id.as_str()).collect();
+    let distinct = ids.iter().collect::<HashSet<_>>().len() == ids.len();
+    if !isolate && distinct {
+        if let Some(out) = optimistic(client, batches, &ids).await? {
+            return Ok(out);
+        }
+    }
     let mut out = Outcome::default();
     let tx = client.transaction().await?;
-    let ids: Vec<&str> = batches.iter().map(|b| b.id.as_str()).collect();
+    let insert = tx.prepare_cached(INSERT_IDS).await?;
+    let copy_logs = tx.prepare_cached(COPY_LOGS).await?;
     let mut fresh: HashSet<String> = tx
-        .query(
-            "INSERT INTO chute.batches (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING id",
-            &[&ids],
-        )
+        .query(&insert, &[&ids])
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -129,10 +142,10 @@ async fn attempt(
         if isolate {
             // Rare: only here are the batches joined, so rows can be addressed as one.
             let rows = EncodedRows::concat(&parts);
-            isolate_refused(&tx, shard, &rows, &mut out).await?;
+            isolate_refused(&tx, &copy_logs, shard, &rows, &mut out).await?;
         } else {
             // The batches go one after another in a single COPY, without a copy.
-            copy(&tx, EncodedRows::stream_all(&parts)).await?;
+            copy(&tx, &copy_logs, EncodedRows::stream_all(&parts)).await?;
             out.written = parts.iter().map(|p| p.len()).sum();
         }
     }
@@ -140,12 +153,45 @@ async fn attempt(
     Ok(out)
 }
 
+/// The common case, in one round trip less: the ids and the rows go together, and
+/// the transaction commits if every id was new. `None`: some batch was stored
+/// before; everything was rolled back, and the caller writes the others only.
+async fn optimistic(
+    client: &mut Client,
+    batches: &[Batch],
+    ids: &[&str],
+) -> Result<Option<Outcome>, WriteError> {
+    let tx = client.transaction().await?;
+    let insert = tx.prepare_cached(INSERT_IDS).await?;
+    let copy_logs = tx.prepare_cached(COPY_LOGS).await?;
+    let all: Vec<&EncodedRows> = batches.iter().map(|b| &b.rows).collect();
+    // Polled together, the two requests are pipelined on the connection.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let (inserted, copied) = tokio::join!(
+        tx.query(&insert, &params),
+        copy(&tx, &copy_logs, EncodedRows::stream_all(&all))
+    );
+    // The COPY's error says more (a refused row); the insert's is usually its echo.
+    copied?;
+    let inserted = inserted?;
+    if inserted.len() < batches.len() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(Outcome {
+        written: all.iter().map(|p| p.len()).sum(),
+        ..Outcome::default()
+    }))
+}
+
 /// One COPY of the given chunks (a complete binary COPY stream).
 async fn copy(
     tx: &Transaction<'_>,
+    copy_logs: &Statement,
     chunks: impl IntoIterator<Item = bytes::Bytes>,
 ) -> Result<(), WriteError> {
-    let sink = tx.copy_in::<_, bytes::Bytes>(COPY_LOGS).await?;
+    let sink = tx.copy_in::<_, bytes::Bytes>(copy_logs).await?;
     futures_util::pin_mut!(sink);
     for chunk in chunks {
         sink.feed(chunk).await?;
@@ -157,6 +203,7 @@ async fn copy(
 /// Bisects with savepoints until every refused row is isolated and set aside.
 async fn isolate_refused(
     tx: &Transaction<'_>,
+    copy_logs: &Statement,
     shard: i32,
     rows: &EncodedRows,
     out: &mut Outcome,
@@ -165,7 +212,7 @@ async fn isolate_refused(
     todo.push(0..rows.len());
     while let Some(range) = todo.pop() {
         tx.batch_execute("SAVEPOINT chute_part").await?;
-        match copy(tx, rows.stream(range.clone())).await {
+        match copy(tx, copy_logs, rows.stream(range.clone())).await {
             Ok(()) => {
                 tx.batch_execute("RELEASE SAVEPOINT chute_part").await?;
                 out.written += range.len();

@@ -162,9 +162,10 @@ async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.expect("count").get(0)
 }
 
-/// The shard index a record of this stream maps to.
-fn shard_of(host: &str, key: ShardKey, message: &str, ts: chrono::DateTime<chrono::Utc>) -> usize {
-    let record = Record {
+/// A record of tenant `default`, app `app`, from `host`.
+fn record(host: &str, message: &str) -> Record {
+    let ts = chrono::Utc::now();
+    Record {
         ts,
         received_at: ts,
         tenant: "default".into(),
@@ -176,8 +177,7 @@ fn shard_of(host: &str, key: ShardKey, message: &str, ts: chrono::DateTime<chron
         facility: None,
         message: message.into(),
         fields: Default::default(),
-    };
-    shard_index(&record, 4, key)
+    }
 }
 
 #[actix_web::test]
@@ -221,7 +221,6 @@ async fn records_sent_to_any_node_are_stored_once_in_the_shard_their_stream_maps
     cluster.settle().await;
 
     // Exactly once, each row in the shard its stream maps to.
-    let now = chrono::Utc::now();
     let mut per_shard = Vec::new();
     let mut messages: HashMap<String, i64> = HashMap::new();
     for (shard, dsn) in cluster.dsns.iter().enumerate() {
@@ -233,7 +232,7 @@ async fn records_sent_to_any_node_are_stored_once_in_the_shard_their_stream_maps
         for row in &rows {
             let host: String = row.get(0);
             assert_eq!(
-                shard_of(&host, ShardKey::Stream, "", now),
+                shard_index(&record(&host, ""), 4, ShardKey::Stream),
                 shard,
                 "a record of {host} is in shard {shard}"
             );
@@ -456,6 +455,53 @@ async fn a_wrong_token_or_a_different_layout_is_refused_counted_and_stores_nothi
         .await
         .expect("answer");
     assert_eq!(r.status().as_u16(), 401);
+
+    // A member with the right token and layout, but a batch for a shard b does not
+    // write: refused whole (b never forwards); a batch for b's own shard is stored.
+    let rows =
+        chute::pg::copy::EncodedRows::encode(&[record("h", "from-c-1"), record("h", "from-c-2")])
+            .unwrap()
+            .to_payload(&[], None);
+    for (shard, want) in [(2, 409), (1, 200)] {
+        let mut batches = chute::http::internal::BatchesBody::with_capacity(0);
+        batches.push(shard, &format!("test-queue:{shard}"), &rows);
+        let mut r = http
+            .post(format!("{}/internal/v1/batches", bases[1]))
+            .insert_header(("authorization", format!("Bearer {TOKEN}")))
+            .insert_header(("x-chute-node", "c"))
+            .insert_header(("x-chute-layout", layout.as_str()))
+            .insert_header(("content-encoding", "zstd"))
+            .send_body(batches.finish().unwrap())
+            .await
+            .expect("answer");
+        let body = String::from_utf8_lossy(&r.body().await.unwrap()).into_owned();
+        assert_eq!(r.status().as_u16(), want, "shard {shard}: {body}");
+    }
+    let b = cluster.metrics(1).await;
+    assert_eq!(
+        metric_in(
+            &b,
+            "chute_internal_refused_total",
+            &["reason=\"shard_not_owned\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_in(&b, "chute_peer_received_records_total", &["peer=\"c\""]),
+        2.0
+    );
+    settle(&bases[1]).await;
+    assert_eq!(
+        cluster.rows_per_shard().await[1],
+        2,
+        "b stored its own shard's batch"
+    );
+    let c = cluster.metrics(2).await;
+    assert_eq!(
+        metric_in(&c, "chute_peer_received_records_total", &[]),
+        0.0,
+        "b forwarded nothing"
+    );
     let b = cluster.metrics(1).await;
     assert_eq!(
         metric_in(
@@ -533,8 +579,8 @@ async fn a_wrong_token_or_a_different_layout_is_refused_counted_and_stores_nothi
     let rows = cluster.rows_per_shard().await;
     assert_eq!(
         (rows[1], rows[2]),
-        (0, 0),
-        "nothing reached b's or c's shard: {rows:?}"
+        (2, 0),
+        "nothing from a reached b's or c's shard: {rows:?}"
     );
     assert!(
         metric_in(

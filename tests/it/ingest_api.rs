@@ -391,3 +391,71 @@ async fn health_readiness_and_metrics_answer() {
     }
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_request_retried_with_its_idempotency_key_is_stored_once() {
+    // Two shards, so each attempt is split and each part must be recognised.
+    let other = fresh_database().await;
+    let app = spawn_app_with(|c| {
+        c.shards.push(chute::config::ShardConfig {
+            id: 1,
+            owner: None,
+            dsn: chute::config::Secret::new(other.clone()),
+            pool_size: 2,
+        })
+    })
+    .await;
+    let body: String = (0..200)
+        .map(|i| json!({"host": format!("h{i}"), "message": format!("m{i}")}).to_string() + "\n")
+        .collect();
+    for _ in 0..3 {
+        let a = app
+            .post(
+                body.clone(),
+                &[
+                    ("content-type", "application/x-ndjson"),
+                    ("idempotency-key", "batch-2026-11-26-0001"),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    // Another key is another request: stored again.
+    let a = app
+        .post(
+            body.clone(),
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("idempotency-key", "batch-2026-11-26-0002"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    app.settle().await;
+    let here = app.stored().await;
+    let there = count_rows(&other).await;
+    assert_eq!(here + there, 400, "{here} + {there}");
+    assert!(here > 0 && there > 0, "both shards hold records");
+    assert_eq!(app.metric("chute_duplicate_batches_total", &[]), 4.0);
+
+    let bad = app
+        .post(
+            body,
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("idempotency-key", ""),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["reason"], "invalid_header");
+}
+
+async fn count_rows(dsn: &str) -> i64 {
+    connect(dsn)
+        .await
+        .query_one("SELECT count(*) FROM chute.logs", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
