@@ -110,6 +110,20 @@ impl Application {
                     .map_or("", |t| t.expose())
             ),
             fingerprint: config.layout_fingerprint(),
+            tls: match &config.cluster.tls_ca_file {
+                Some(ca) => {
+                    let identity = config
+                        .cluster
+                        .tls_cert_file
+                        .as_deref()
+                        .zip(config.cluster.tls_key_file.as_deref());
+                    Some(
+                        crate::tls::client_config(ca, identity)
+                            .context("cannot set up TLS to the peers")?,
+                    )
+                }
+                None => None,
+            },
         };
         for node in config.nodes.iter().filter(|n| n.id != config.node.id) {
             let link = RemoteNode::start(node, &config, &credentials, &metrics, &health).await?;
@@ -208,14 +222,32 @@ impl Application {
             probes,
             cluster,
         });
+        let tls = match (
+            &running_config.http.tls_cert_file,
+            &running_config.http.tls_key_file,
+        ) {
+            (Some(cert), Some(key)) => Some(
+                crate::tls::server_config(
+                    cert,
+                    key,
+                    running_config.http.tls_client_ca_file.as_deref(),
+                )
+                .context("cannot set up TLS for the HTTP listener")?,
+            ),
+            _ => None,
+        };
         let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
             .workers(workers)
-            .shutdown_timeout(shutdown_timeout.as_secs().max(1))
-            .listen(listener)?
-            // chute handles SIGTERM/SIGINT itself (see `run_until_stopped`).
-            .disable_signals()
-            .run();
-        tracing::info!(%addr, shards = shards.len(), embedded = embedded.is_some(), "chute is listening");
+            .shutdown_timeout(shutdown_timeout.as_secs().max(1));
+        let https = tls.is_some();
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, (*tls).clone())?,
+            None => server.listen(listener)?,
+        }
+        // chute handles SIGTERM/SIGINT itself (see `run_until_stopped`).
+        .disable_signals()
+        .run();
+        tracing::info!(%addr, https, shards = shards.len(), embedded = embedded.is_some(), "chute is listening");
         Ok(Application {
             addr,
             syslog,

@@ -196,6 +196,16 @@ pub struct HttpConfig {
     /// HTTP worker threads; 0 means one per CPU core.
     #[serde(default)]
     pub workers: usize,
+    /// PEM certificate chain: with `tls_key_file`, the listener speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates: when set, every client (senders and peers alike) must
+    /// present a certificate this CA signed (mutual TLS).
+    #[serde(default)]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 /// `[writer]`: how records are batched into PostgreSQL.
@@ -303,6 +313,17 @@ pub struct ClusterConfig {
     /// Longest wait between retries of a failed forward.
     #[serde(default = "default_peer_retry_max_ms")]
     pub retry_max_ms: u64,
+    /// PEM CA certificates that signed the peers' HTTPS certificates; required when a
+    /// node URL is `https://`.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM certificate chain this node presents to peers (mutual TLS), with
+    /// `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[embedded]`: the PostgreSQL chute runs itself when no shards are configured.
@@ -728,6 +749,34 @@ impl Config {
                     "required when [[nodes]] is set",
                 ),
                 _ => {}
+            }
+        }
+        if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
+            err(
+                "http.tls_cert_file".into(),
+                "tls_cert_file and tls_key_file go together",
+            );
+        }
+        if self.http.tls_client_ca_file.is_some() && self.http.tls_cert_file.is_none() {
+            err(
+                "http.tls_client_ca_file".into(),
+                "needs tls_cert_file and tls_key_file (client certificates need TLS)",
+            );
+        }
+        if self.cluster.tls_cert_file.is_some() != self.cluster.tls_key_file.is_some() {
+            err(
+                "cluster.tls_cert_file".into(),
+                "tls_cert_file and tls_key_file go together",
+            );
+        }
+        if self.cluster.tls_ca_file.is_none() {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.url.starts_with("https://") && n.id != self.node.id {
+                    err(
+                        format!("nodes[{i}].url"),
+                        "an https:// peer needs cluster.tls_ca_file to verify it",
+                    );
+                }
             }
         }
         if self.cluster.batch_bytes < 64 * 1024 {

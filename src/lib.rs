@@ -18,3 +18,4 @@ pub mod status;
 pub mod syslog;
 pub mod systemd;
 pub mod telemetry;
+pub mod tls;

@@ -84,12 +84,32 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Cluster { url, config, json } => {
-            let url = match config.as_ref().map(|p| load(Some(p))) {
-                Some(Ok(c)) => format!("http://{}", c.http.listen),
+            let (url, tls) = match config.as_ref().map(|p| load(Some(p))) {
+                Some(Ok(c)) if c.http.tls_cert_file.is_some() => {
+                    // Asked as a peer would: trusting the cluster CA, with this
+                    // node's client certificate.
+                    let Some(ca) = c.cluster.tls_ca_file.as_deref() else {
+                        eprintln!("chute cluster: the node speaks HTTPS; set cluster.tls_ca_file");
+                        return ExitCode::FAILURE;
+                    };
+                    let identity = c
+                        .cluster
+                        .tls_cert_file
+                        .as_deref()
+                        .zip(c.cluster.tls_key_file.as_deref());
+                    match chute::tls::client_config(ca, identity) {
+                        Ok(tls) => (format!("https://{}", c.http.listen), Some(tls)),
+                        Err(e) => {
+                            eprintln!("chute cluster: {e:#}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                Some(Ok(c)) => (format!("http://{}", c.http.listen), None),
                 Some(Err(code)) => return code,
-                None => url,
+                None => (url, None),
             };
-            match actix::System::new().block_on(cluster(&url, json)) {
+            match actix::System::new().block_on(cluster(&url, json, tls)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("chute cluster: {e:#}");
@@ -172,12 +192,21 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// Fetches `GET /api/v1/cluster` from the node at `url` and prints it.
-async fn cluster(url: &str, json: bool) -> anyhow::Result<()> {
+async fn cluster(
+    url: &str,
+    json: bool,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<()> {
     use chute::http::cluster::{ClusterReport, QueueReport};
     let endpoint = format!("{}/api/v1/cluster", url.trim_end_matches('/'));
-    let mut response = awc::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .finish()
+    let builder = awc::Client::builder().timeout(std::time::Duration::from_secs(10));
+    let client = match tls {
+        Some(tls) => builder
+            .connector(awc::Connector::new().rustls_0_23(tls))
+            .finish(),
+        None => builder.finish(),
+    };
+    let mut response = client
         .get(&endpoint)
         .send()
         .await

@@ -42,6 +42,8 @@ pub struct Credentials {
     /// `Bearer <peer_token>`; never logged.
     pub authorization: String,
     pub fingerprint: String,
+    /// For `https://` peers: the CAs to trust and this node's client certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A request built from queued batches, kept until the peer confirms it.
@@ -221,9 +223,14 @@ impl PeerLink {
         let client = self
             .client
             .get_or_insert_with(|| {
-                awc::Client::builder()
-                    .timeout(Duration::from_millis(self.config.request_timeout_ms))
-                    .finish()
+                let builder = awc::Client::builder()
+                    .timeout(Duration::from_millis(self.config.request_timeout_ms));
+                match &self.credentials.tls {
+                    Some(tls) => builder
+                        .connector(awc::Connector::new().rustls_0_23(tls.clone()))
+                        .finish(),
+                    None => builder.finish(),
+                }
             })
             .clone();
         let m = &self.metrics;

@@ -203,51 +203,12 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixDatagram> {
 
 /// The server side of TLS, from the listener's PEM files.
 fn tls_config(l: &ListenerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let cert_file = l.cert_file.as_ref().context("tls needs cert_file")?;
     let key_file = l.key_file.as_ref().context("tls needs key_file")?;
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            anyhow::anyhow!("cannot read certificates from {}: {e}", cert_file.display())
-        })?;
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read the private key from {}: {e}",
-            key_file.display()
-        )
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?;
-    let builder = match &l.client_ca_file {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(ca)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot read CA certificates from {}: {e}", ca.display())
-                })?;
-            for c in cas {
-                roots.add(c).context("invalid CA certificate")?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .context("client certificate verifier")?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    Ok(Arc::new(
-        builder
-            .with_single_cert(certs, key)
-            .context("certificate and key do not match")?,
-    ))
+    let mut config = crate::tls::server_config(cert_file, key_file, l.client_ca_file.as_deref())?;
+    // Syslog over TLS (RFC 5425) negotiates no application protocol.
+    Arc::make_mut(&mut config).alpn_protocols.clear();
+    Ok(config)
 }
 
 /// Records gathered for the router, with what was wrong with them: counted into

@@ -48,6 +48,12 @@ struct TestCluster {
 impl TestCluster {
     /// Starts the three nodes; `extra[i]` is added to node i's `[cluster]` section.
     async fn start(extra: [&str; 3]) -> TestCluster {
+        TestCluster::start_with(extra, None).await
+    }
+
+    /// With `tls`, every node serves HTTPS with the PKI's server certificate, demands
+    /// client certificates from its CA, and presents its client certificate to peers.
+    async fn start_with(extra: [&str; 3], tls: Option<&Pki>) -> TestCluster {
         let dsns = vec![
             fresh_database().await,
             fresh_database().await,
@@ -56,13 +62,33 @@ impl TestCluster {
         ];
         let dir = temp_dir();
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let (scheme, http_tls, cluster_tls) = match tls {
+            None => ("http", String::new(), String::new()),
+            Some(pki) => {
+                let file = |name: &str, text: &str| {
+                    let path = dir.path().join(name);
+                    std::fs::write(&path, text).expect("write PEM");
+                    path.display().to_string()
+                };
+                let ca = file("ca.pem", &pki.ca);
+                let cert = file("server.pem", &pki.server_cert);
+                let key = file("server.key", &pki.server_key);
+                let client = file("client.pem", &pki.client.cert.pem());
+                let client_key = file("client.key", &pki.client.key_pair.serialize_pem());
+                (
+                    "https",
+                    format!("tls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\ntls_client_ca_file = \"{ca}\"\n"),
+                    format!("tls_ca_file = \"{ca}\"\ntls_cert_file = \"{client}\"\ntls_key_file = \"{client_key}\"\n"),
+                )
+            }
+        };
         let mut nodes = Vec::new();
         for i in 0..3 {
             let mut text = format!(
-                "[node]\nid = \"{}\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+                "[node]\nid = \"{}\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n{http_tls}\
                  [syslog]\nlisteners = []\n[writer]\nflush_interval_ms = 20\nretry_initial_ms = 50\n\
                  retry_max_ms = 500\n[cluster]\npeer_token = \"{TOKEN}\"\nretry_initial_ms = 50\n\
-                 retry_max_ms = 1000\n{}\n",
+                 retry_max_ms = 1000\n{cluster_tls}{}\n",
                 IDS[i],
                 dir.path().join(format!("data-{}", IDS[i])).display(),
                 ports[i],
@@ -70,7 +96,7 @@ impl TestCluster {
             );
             for (j, port) in ports.iter().enumerate() {
                 text.push_str(&format!(
-                    "[[nodes]]\nid = \"{}\"\nurl = \"http://127.0.0.1:{port}\"\n",
+                    "[[nodes]]\nid = \"{}\"\nurl = \"{scheme}://127.0.0.1:{port}\"\n",
                     IDS[j]
                 ));
             }
@@ -85,7 +111,7 @@ impl TestCluster {
             nodes.push(Node {
                 config,
                 daemon: None,
-                base: format!("http://127.0.0.1:{}", ports[i]),
+                base: format!("{scheme}://127.0.0.1:{}", ports[i]),
                 starts: 0,
             });
         }
@@ -589,5 +615,94 @@ async fn a_wrong_token_or_a_different_layout_is_refused_counted_and_stores_nothi
             &["destination=\"peer-b\""]
         ) > 0.0,
         "the refused records wait in a's queue"
+    );
+}
+
+#[actix_web::test]
+async fn nodes_talk_over_mutual_tls_and_a_client_without_a_certificate_is_refused() {
+    let pki = pki();
+    let cluster = TestCluster::start_with(["", "", ""], Some(&pki)).await;
+    let bases = cluster.bases();
+    assert!(bases[0].starts_with("https://"));
+    let dir = cluster.dir.path();
+    let client = |identity: bool| {
+        let tls = chute::tls::client_config(
+            &dir.join("ca.pem"),
+            identity
+                .then(|| (dir.join("client.pem"), dir.join("client.key")))
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+        .unwrap();
+        awc::Client::builder()
+            .connector(awc::Connector::new().rustls_0_23(tls))
+            .finish()
+    };
+    let trusted = client(true);
+    let body: String = (0..3000)
+        .map(|n| {
+            json!({"message": format!("tls-{n}"), "host": format!("h{n}"), "app": "app"})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let r = trusted
+        .post(format!("{}/api/v1/logs", bases[0]))
+        .insert_header(("content-type", "application/x-ndjson"))
+        .send_body(body.clone())
+        .await
+        .expect("answer over mutual TLS");
+    assert_eq!(r.status().as_u16(), 200);
+
+    // a forwards b's and c's shares to them over mutual TLS.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = cluster.rows_per_shard().await;
+        if rows.iter().sum::<i64>() == 3000 {
+            assert!(rows.iter().all(|n| *n > 0), "{rows:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all stored: {rows:?}\n{}",
+            cluster.log(0)
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Without a client certificate, or over plain HTTP, nothing gets through.
+    let stranger = client(false)
+        .post(format!("{}/api/v1/logs", bases[1]))
+        .insert_header(("content-type", "application/x-ndjson"))
+        .send_body(body.clone())
+        .await;
+    assert!(
+        stranger.is_err(),
+        "a client without a certificate got an answer"
+    );
+    let plain = awc::Client::default()
+        .get(bases[1].replace("https://", "http://") + "/healthz")
+        .send()
+        .await;
+    assert!(
+        !matches!(plain, Ok(ref r) if r.status().is_success()),
+        "plain HTTP answered"
+    );
+
+    // `chute cluster --config` asks as a peer would.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+        .args(["cluster", "--config"])
+        .arg(&cluster.nodes[0].config)
+        .output()
+        .expect("chute cluster");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("b                up") && text.contains("c                up"),
+        "{text}"
     );
 }

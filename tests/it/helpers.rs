@@ -546,3 +546,41 @@ pub async fn assert_exactly_once_in(dsns: &[String], acked: &[String]) {
     let unique: HashSet<_> = acked.iter().collect();
     assert_eq!(unique.len(), acked.len(), "ids are unique");
 }
+
+/// A CA, a server certificate for 127.0.0.1, and a client certificate, as PEM.
+pub struct Pki {
+    pub ca: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client: rcgen::CertifiedKey,
+    pub stranger: rcgen::CertifiedKey,
+}
+
+pub fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    server
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server.signed_by(&server_key, &ca, &ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = CertificateParams::new(vec!["client".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &ca, &ca_key)
+        .unwrap();
+    Pki {
+        ca: ca.pem(),
+        server_cert: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
+        client: rcgen::CertifiedKey {
+            cert: client_cert,
+            key_pair: client_key,
+        },
+        stranger: rcgen::generate_simple_self_signed(vec!["stranger".to_owned()]).unwrap(),
+    }
+}

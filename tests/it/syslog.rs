@@ -335,44 +335,6 @@ action(type="omfwd" target="127.0.0.1" port="{traditional}" protocol="tcp")
     app.stop().await;
 }
 
-/// A CA, a server certificate for 127.0.0.1, and a client certificate, as PEM.
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client: rcgen::CertifiedKey,
-    stranger: rcgen::CertifiedKey,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    server
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = server.signed_by(&server_key, &ca, &ca_key).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = CertificateParams::new(vec!["client".to_owned()])
-        .unwrap()
-        .signed_by(&client_key, &ca, &ca_key)
-        .unwrap();
-    Pki {
-        ca: ca.pem(),
-        server_cert: server_cert.pem(),
-        server_key: server_key.serialize_pem(),
-        client: rcgen::CertifiedKey {
-            cert: client_cert,
-            key_pair: client_key,
-        },
-        stranger: rcgen::generate_simple_self_signed(vec!["stranger".to_owned()]).unwrap(),
-    }
-}
-
 /// Connects over TLS with a client certificate and sends `messages`, octet-counted.
 async fn send_tls(
     addr: SocketAddr,
