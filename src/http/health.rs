@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use super::AppState;
-use crate::status::ShardState;
+use crate::status::{PeerState, ShardState};
 
 /// How long a readiness probe waits for a shard to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +27,17 @@ pub async fn healthz() -> HttpResponse {
 struct Readiness {
     ready: bool,
     shards: Vec<ShardReadiness>,
+    /// Peer links: shown for operators; a peer that is down does not make this node
+    /// unready (its records wait in the queue), a peer queue that failed does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    peers: Vec<PeerReadiness>,
+}
+
+#[derive(Serialize)]
+struct PeerReadiness {
+    node: String,
+    #[serde(flatten)]
+    state: PeerState,
 }
 
 #[derive(Serialize)]
@@ -38,7 +49,7 @@ struct ShardReadiness {
 }
 
 /// Readiness: every local shard's queue is healthy, its schema is in place, and it
-/// answers a query right now.
+/// answers a query right now; and no peer link's queue has failed.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.health.snapshot();
     let mut shards = Vec::with_capacity(snapshot.len());
@@ -72,8 +83,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             state: shard,
         });
     }
-    let ready = shards.iter().all(|s| s.ready);
-    let body = Readiness { ready, shards };
+    let peers: Vec<PeerReadiness> = state
+        .health
+        .peers()
+        .into_iter()
+        .map(|(node, state)| PeerReadiness { node, state })
+        .collect();
+    let ready = shards.iter().all(|s| s.ready) && peers.iter().all(|p| !p.state.queue_failed);
+    let body = Readiness {
+        ready,
+        shards,
+        peers,
+    };
     if ready {
         HttpResponse::Ok().json(body)
     } else {

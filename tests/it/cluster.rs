@@ -367,6 +367,22 @@ async fn a_node_down_for_20_s_gets_its_records_once_it_returns() {
         metric_in(&cluster.metrics(0).await, "chute_peer_up", &["peer=\"b\""]) == 0.0,
         "b is reported down"
     );
+    // a stays ready (b's records wait on its disk) and says b is down.
+    let mut r = awc::Client::default()
+        .get(format!("{}/readyz", bases[0]))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status().as_u16(), 200);
+    let ready: Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+    let b = ready["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node"] == "b")
+        .cloned()
+        .unwrap();
+    assert_eq!(b["up"], false, "{ready}");
     assert!(
         load.acked() > acked_at_stop + 1000,
         "senders kept being answered"
