@@ -43,6 +43,8 @@ pub const GROUP_RECORDS: usize = 2000;
 const DATAGRAM_BYTES: usize = 65_536;
 /// Stream read size.
 const READ_BYTES: usize = 64 * 1024;
+/// Groups on their way to disk at once per stream connection; past it reading waits.
+const STREAM_GROUPS_IN_FLIGHT: usize = 2;
 /// Datagram groups in flight at once per listener; past it reading waits.
 const DATAGRAM_GROUPS_IN_FLIGHT: usize = 4;
 
@@ -531,7 +533,8 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     let mut frames = Vec::new();
     let mut buf = vec![0u8; READ_BYTES];
     let mut group = Group::new(shared.clone());
-    let mut in_flight: Option<tokio::task::JoinHandle<()>> = None;
+    let mut in_flight: std::collections::VecDeque<tokio::task::JoinHandle<()>> =
+        std::collections::VecDeque::new();
     let l = [shared.label.as_str()];
     loop {
         let deadline = group.deadline();
@@ -571,19 +574,21 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
         if group.due() {
-            // One group may be on its way to disk while the next is read: wait for
-            // the one before, then send this one off. Memory stays at two groups.
-            if let Some(previous) = in_flight.take() {
-                let _ = previous.await;
+            // A few groups may be on their way to disk while the next is read; past
+            // that, wait for the oldest. Memory stays within a few groups.
+            if in_flight.len() >= STREAM_GROUPS_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    let _ = oldest.await;
+                }
             }
             let (shared, records) = (shared.clone(), group.take());
-            in_flight = Some(actix_web::rt::spawn(async move {
+            in_flight.push_back(actix_web::rt::spawn(async move {
                 deliver(&shared, records, true).await;
             }));
         }
     }
-    if let Some(previous) = in_flight.take() {
-        let _ = previous.await;
+    for group in in_flight {
+        let _ = group.await;
     }
     deliver(shared, group.take(), true).await;
     // A clean close (for TLS: close_notify, so the sender knows nothing was cut).
