@@ -160,12 +160,12 @@ impl PeerLink {
                 }
                 Err(_) => return, // the queue thread stopped: shutting down
             };
-            match link.prepare(&entries) {
+            let last = entries.last().map_or(link.durable_upto, |e| e.seq);
+            match link.prepare(entries) {
                 Some(prepared) => link.send(prepared, ctx),
                 None => {
                     // Nothing sendable up to what is durable (damaged entries were
                     // set aside by the queue): move past it.
-                    let last = entries.last().map_or(link.durable_upto, |e| e.seq);
                     link.delivered(last, ctx);
                     link.pump(ctx);
                 }
@@ -174,30 +174,31 @@ impl PeerLink {
     }
 
     /// Frames the entries into one compressed request body ([`BatchesBody`]).
-    fn prepare(&self, entries: &[crate::queue::Entry]) -> Option<Prepared> {
+    fn prepare(&self, entries: Vec<crate::queue::Entry>) -> Option<Prepared> {
         let last = entries.last()?.seq;
         let size: usize = entries.iter().map(|e| e.payload.len() + 48).sum();
         let mut body = BatchesBody::with_capacity(size);
         let mut records = 0;
         for entry in entries {
-            let Some((shard, payload)) = split_shard(&entry.payload) else {
+            // Owned bytes: the batch is read in place, not copied.
+            let entry_bytes = Bytes::from(entry.payload);
+            let parsed = split_shard(&entry_bytes)
+                .map(|(shard, _)| shard)
+                .and_then(|shard| {
+                    let payload = entry_bytes.slice(4..);
+                    EncodedRows::from_payload(payload.clone())
+                        .ok()
+                        .map(|(origin, rows)| (shard, payload, origin, rows.len()))
+                });
+            let Some((shard, payload, origin, rows)) = parsed else {
                 self.skip_malformed(entry.seq);
                 continue;
             };
-            let origin = match EncodedRows::from_payload(Bytes::copy_from_slice(payload)) {
-                Ok((origin, rows)) => {
-                    records += rows.len();
-                    origin
-                }
-                Err(_) => {
-                    self.skip_malformed(entry.seq);
-                    continue;
-                }
-            };
+            records += rows;
             // The id the batch got when it was first made durable: a request's
             // idempotency key, or this queue's name for it.
             let id = origin.unwrap_or_else(|| format!("{}:{}", self.queue_id, entry.seq));
-            body.push(shard, &id, payload);
+            body.push(shard, &id, &payload);
         }
         let batches = body.len();
         Some(Prepared {

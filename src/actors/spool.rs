@@ -159,10 +159,13 @@ impl Handler<Deliver> for Spool {
             return Box::pin(async move { Err(err) });
         }
         let rows = msg.rows.len();
-        let encoded = match msg.rows {
-            Rows::Encoded(encoded) => encoded,
-            Rows::Records(records) => match EncodedRows::encode(&records) {
-                Ok(encoded) => encoded,
+        let shard = msg.shard.to_be_bytes();
+        let prefix: &[u8] = if self.shard_prefix { &shard } else { &[] };
+        let origin = msg.origin.as_deref();
+        let payload = match msg.rows {
+            Rows::Encoded(encoded) => encoded.to_payload(prefix, origin),
+            Rows::Records(records) => match EncodedRows::encode_payload(&records, prefix, origin) {
+                Ok(payload) => payload,
                 Err(e) => {
                     // Validation at ingest rules this out; refuse rather than store garbage.
                     tracing::error!(destination = %self.name, error = %e, "cannot encode a batch");
@@ -171,12 +174,6 @@ impl Handler<Deliver> for Spool {
                 }
             },
         };
-        let prefix = if self.shard_prefix {
-            &msg.shard.to_be_bytes()[..]
-        } else {
-            &[]
-        };
-        let payload = encoded.to_payload(prefix, msg.origin.as_deref());
         self.metrics
             .queue_appended_bytes
             .with_label_values(&[&self.name])

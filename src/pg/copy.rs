@@ -65,42 +65,37 @@ impl EncodedRows {
     pub fn encode(records: &[Record]) -> Result<EncodedRows, EncodeError> {
         let mut buf = BytesMut::with_capacity(records.len() * 256);
         let mut ends = Vec::with_capacity(records.len());
-        for (row, r) in records.iter().enumerate() {
-            let values: [&(dyn ToSql + Sync); 11] = [
-                &r.ts,
-                &r.received_at,
-                &r.tenant,
-                &r.host,
-                &r.app,
-                &r.procid,
-                &r.msgid,
-                &r.severity,
-                &r.facility,
-                &r.message,
-                &Json(&r.fields),
-            ];
-            buf.put_i16(values.len() as i16);
-            for (value, ty) in values.iter().zip(TYPES.iter()) {
-                let len_at = buf.len();
-                buf.put_i32(0);
-                let is_null = value
-                    .to_sql_checked(ty, &mut buf)
-                    .map_err(|e| EncodeError {
-                        row,
-                        error: e.to_string(),
-                    })?;
-                let len = match is_null {
-                    tokio_postgres::types::IsNull::Yes => -1,
-                    tokio_postgres::types::IsNull::No => (buf.len() - len_at - 4) as i32,
-                };
-                buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
-            }
-            ends.push(buf.len());
-        }
+        encode_rows(records, &mut buf, &mut ends)?;
         Ok(EncodedRows {
             rows: buf.freeze(),
             ends,
         })
+    }
+
+    /// Encodes every record straight into the payload layout of
+    /// [`EncodedRows::to_payload`] (the same bytes), without encoding into a buffer of
+    /// its own first and copying: the row count, hence the size of the offset table,
+    /// is known before the rows are.
+    ///
+    /// # Errors
+    /// As [`EncodedRows::encode`].
+    pub fn encode_payload(
+        records: &[Record],
+        prefix: &[u8],
+        origin: Option<&str>,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let mut buf = BytesMut::with_capacity(64 + records.len() * 260);
+        put_payload_head(&mut buf, prefix, origin, records.len());
+        let offsets_at = buf.len();
+        buf.put_bytes(0, 4 * records.len());
+        let rows_at = buf.len();
+        let mut ends = Vec::with_capacity(records.len());
+        encode_rows(records, &mut buf, &mut ends)?;
+        for (i, end) in ends.iter().enumerate() {
+            let at = offsets_at + 4 * i;
+            buf[at..at + 4].copy_from_slice(&((end - rows_at) as u32).to_be_bytes());
+        }
+        Ok(buf.into())
     }
 
     /// Number of rows.
@@ -169,17 +164,10 @@ impl EncodedRows {
     /// All integers big-endian, as in COPY itself. `prefix` goes first, untouched
     /// (a peer link's queue puts the shard id there).
     pub fn to_payload(&self, prefix: &[u8], origin: Option<&str>) -> Vec<u8> {
-        let origin = origin.unwrap_or("").as_bytes();
-        let mut out = Vec::with_capacity(
-            prefix.len() + 7 + origin.len() + 4 * self.ends.len() + self.rows.len(),
-        );
-        out.extend_from_slice(prefix);
-        out.push(PAYLOAD_VERSION);
-        out.extend_from_slice(&(origin.len().min(u16::MAX as usize) as u16).to_be_bytes());
-        out.extend_from_slice(&origin[..origin.len().min(u16::MAX as usize)]);
-        out.extend_from_slice(&(self.ends.len() as u32).to_be_bytes());
+        let mut out = Vec::with_capacity(prefix.len() + 64 + 4 * self.ends.len() + self.rows.len());
+        put_payload_head(&mut out, prefix, origin, self.ends.len());
         for end in &self.ends {
-            out.extend_from_slice(&(*end as u32).to_be_bytes());
+            out.put_u32(*end as u32);
         }
         out.extend_from_slice(&self.rows);
         out
@@ -306,6 +294,57 @@ impl EncodedRows {
     }
 }
 
+/// Appends each record as a binary COPY row to `buf`, and the offset just past it
+/// to `ends`.
+fn encode_rows(
+    records: &[Record],
+    buf: &mut BytesMut,
+    ends: &mut Vec<usize>,
+) -> Result<(), EncodeError> {
+    for (row, r) in records.iter().enumerate() {
+        let values: [&(dyn ToSql + Sync); 11] = [
+            &r.ts,
+            &r.received_at,
+            &r.tenant,
+            &r.host,
+            &r.app,
+            &r.procid,
+            &r.msgid,
+            &r.severity,
+            &r.facility,
+            &r.message,
+            &Json(&r.fields),
+        ];
+        buf.put_i16(values.len() as i16);
+        for (value, ty) in values.iter().zip(TYPES.iter()) {
+            let len_at = buf.len();
+            buf.put_i32(0);
+            let is_null = value.to_sql_checked(ty, buf).map_err(|e| EncodeError {
+                row,
+                error: e.to_string(),
+            })?;
+            let len = match is_null {
+                tokio_postgres::types::IsNull::Yes => -1,
+                tokio_postgres::types::IsNull::No => (buf.len() - len_at - 4) as i32,
+            };
+            buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        ends.push(buf.len());
+    }
+    Ok(())
+}
+
+/// The payload's head up to the row count: prefix, version, origin, count.
+fn put_payload_head(buf: &mut impl BufMut, prefix: &[u8], origin: Option<&str>, rows: usize) {
+    let origin = origin.unwrap_or("").as_bytes();
+    let origin = &origin[..origin.len().min(u16::MAX as usize)];
+    buf.put_slice(prefix);
+    buf.put_u8(PAYLOAD_VERSION);
+    buf.put_u16(origin.len() as u16);
+    buf.put_slice(origin);
+    buf.put_u32(rows as u32);
+}
+
 /// The 11 field values of one binary COPY row (None for NULL).
 fn split_fields(row: &[u8]) -> Option<[Option<&[u8]>; 11]> {
     let count = i16::from_be_bytes(row.get(0..2)?.try_into().ok()?);
@@ -372,6 +411,25 @@ mod tests {
         let (origin, _) =
             EncodedRows::from_payload(Bytes::from(rows.to_payload(&[], None))).unwrap();
         assert_eq!(origin, None);
+    }
+
+    #[test]
+    fn encoding_straight_into_a_payload_gives_the_same_bytes() {
+        let mut a = record("a");
+        a.fields
+            .insert("k".into(), serde_json::json!({"n": [1, 2]}));
+        let records = vec![a, record("bb"), record("")];
+        let rows = EncodedRows::encode(&records).unwrap();
+        for (prefix, origin) in [(&[][..], None), (&[0, 0, 0, 7][..], Some("q:9"))] {
+            assert_eq!(
+                EncodedRows::encode_payload(&records, prefix, origin).unwrap(),
+                rows.to_payload(prefix, origin)
+            );
+        }
+        assert_eq!(
+            EncodedRows::encode_payload(&[], &[], None).unwrap(),
+            EncodedRows::encode(&[]).unwrap().to_payload(&[], None)
+        );
     }
 
     #[test]
