@@ -40,6 +40,11 @@ impl NamedRegistry {
 pub struct Metrics {
     registry: NamedRegistry,
     hooks: Mutex<Vec<ScrapeHook>>,
+    /// When the oldest unacknowledged batch of each destination's queue was appended
+    /// (`None`: the queue is empty). The queue threads write it after each operation;
+    /// `chute_queue_oldest_age_seconds` is computed from it when read, so the age
+    /// keeps growing while nothing touches the queue (a peer or a database down).
+    oldest_append: dashmap::DashMap<String, Option<std::time::SystemTime>>,
     /// Records received, before validation (`source`).
     pub records_received: IntCounterVec,
     /// Records accepted: validated and handed to their destination (`source`).
@@ -500,6 +505,7 @@ impl Metrics {
             scrapes,
             registry: r,
             hooks: Mutex::new(Vec::new()),
+            oldest_append: dashmap::DashMap::new(),
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -527,9 +533,34 @@ impl Metrics {
             .push(Box::new(hook));
     }
 
+    /// Records when the oldest unacknowledged batch of `destination`'s queue was
+    /// appended, and updates its age gauge.
+    pub fn set_queue_oldest_append(&self, destination: &str, at: Option<std::time::SystemTime>) {
+        self.oldest_append.insert(destination.to_owned(), at);
+        self.queue_age(destination);
+    }
+
+    /// Age of the oldest unacknowledged batch in `destination`'s queue, now (0 when
+    /// empty); also sets `chute_queue_oldest_age_seconds`.
+    pub fn queue_age(&self, destination: &str) -> f64 {
+        let at = self.oldest_append.get(destination).and_then(|a| *a);
+        let age = at
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.queue_oldest_age
+            .with_label_values(&[destination])
+            .set(age);
+        age
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.scrapes.inc();
+        let destinations: Vec<String> =
+            self.oldest_append.iter().map(|e| e.key().clone()).collect();
+        for d in destinations {
+            self.queue_age(&d);
+        }
         for hook in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             hook(self);
         }
@@ -560,6 +591,29 @@ mod tests {
     }
 
     /// Every family in a scrape is one the registry knows (histograms add suffixes).
+    #[test]
+    fn the_oldest_age_grows_while_nothing_touches_the_queue() {
+        let m = Metrics::new();
+        let appended = std::time::SystemTime::now() - std::time::Duration::from_secs(90);
+        m.set_queue_oldest_append("peer-b", Some(appended));
+        // Nothing else happens to the queue; a later scrape still sees it age.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let age = metric_value(&m.render(), "chute_queue_oldest_age_seconds");
+        assert!((90.05..100.0).contains(&age), "{age}");
+        m.set_queue_oldest_append("peer-b", None);
+        assert_eq!(
+            metric_value(&m.render(), "chute_queue_oldest_age_seconds"),
+            0.0
+        );
+    }
+
+    fn metric_value(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
     #[test]
     fn a_scrape_holds_only_registered_families() {
         let m = Metrics::new();

@@ -77,11 +77,7 @@ impl QueueIo {
         m.queue_records
             .with_label_values(&l)
             .set(s.unacked_entries as i64);
-        let age = s
-            .oldest_unacked_append
-            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-            .map_or(0.0, |d| d.as_secs_f64());
-        m.queue_oldest_age.with_label_values(&l).set(age);
+        m.set_queue_oldest_append(&self.label, s.oldest_unacked_append);
     }
 
     fn count_error(&self, e: &QueueError) {

@@ -63,7 +63,7 @@ impl QueueReport {
         QueueReport {
             bytes: metrics.queue_bytes.with_label_values(&l).get(),
             batches: metrics.queue_records.with_label_values(&l).get(),
-            oldest_age_seconds: metrics.queue_oldest_age.with_label_values(&l).get(),
+            oldest_age_seconds: metrics.queue_age(&destination),
             destination,
         }
     }
