@@ -297,6 +297,80 @@ fn raw_copy(pg: &EmbeddedPostgres, db: &str, csv: &Path, n: usize) -> anyhow::Re
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Where the machine and PostgreSQL stood when a phase began: to tell what the
+/// phase cost the database (WAL written, CPU that was neither chute's nor the
+/// sender's) apart from what it cost chute.
+struct Snapshot {
+    busy_cpu: f64,
+    own_cpu: f64,
+    wal: f64,
+}
+
+impl Snapshot {
+    async fn take(pg: &EmbeddedPostgres, db: &str) -> anyhow::Result<Snapshot> {
+        Ok(Snapshot {
+            busy_cpu: busy_cpu_seconds(),
+            own_cpu: cpu_seconds(std::process::id()),
+            wal: query_f64(pg, db, "SELECT (pg_current_wal_lsn() - '0/0')::float8").await?,
+        })
+    }
+
+    /// Prints the database's side of a phase that stored `n` records in `db`, where
+    /// chute (process `chute`) used `chute_cpu` seconds.
+    async fn report(
+        &self,
+        pg: &EmbeddedPostgres,
+        db: &str,
+        n: usize,
+        chute_cpu: f64,
+    ) -> anyhow::Result<()> {
+        let wal =
+            query_f64(pg, db, "SELECT (pg_current_wal_lsn() - '0/0')::float8").await? - self.wal;
+        let size = query_f64(
+            pg,
+            db,
+            "SELECT sum(pg_total_relation_size(inhrelid))::float8 FROM pg_inherits \
+             WHERE inhparent = 'chute.logs'::regclass",
+        )
+        .await?;
+        let others = busy_cpu_seconds()
+            - self.busy_cpu
+            - (cpu_seconds(std::process::id()) - self.own_cpu)
+            - chute_cpu;
+        println!(
+            "  PostgreSQL              {:.0} WAL bytes/record, {:.0} bytes/record stored, {:.1} us CPU/record (not chute's nor the sender's)",
+            wal / n as f64,
+            size / n as f64,
+            others * 1e6 / n as f64
+        );
+        Ok(())
+    }
+}
+
+async fn query_f64(pg: &EmbeddedPostgres, db: &str, statement: &str) -> anyhow::Result<f64> {
+    let (c, conn) = tokio_postgres::connect(&pg.dsn(db), tokio_postgres::NoTls).await?;
+    actix_web::rt::spawn(conn);
+    Ok(c.query_one(statement, &[]).await?.get::<_, f64>(0))
+}
+
+/// CPU seconds the whole machine has been busy (all cores, all processes), from
+/// /proc/stat: everything but idle and iowait.
+fn busy_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("cpu "))?;
+            let f: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let total: f64 = f.iter().take(8).sum();
+            Some((total - f.get(3)? - f.get(4)?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// User and system CPU time of a process so far, from /proc (in USER_HZ = 1/100 s;
 /// the process collector's metric is rounded to whole seconds).
 fn cpu_seconds(pid: u32) -> f64 {
@@ -388,8 +462,11 @@ fn main() -> anyhow::Result<()> {
                 sql(&pg, db, drop)?;
             }
             sql(&pg, db, "CHECKPOINT")?;
+            let before = Snapshot::take(&pg, db).await?;
             let rate = raw_copy(&pg, db, &csv, args.records)?;
             println!("psql \\copy into {db:<10} {rate:>10.0} rows/s");
+            // psql's own CPU counts as PostgreSQL's here.
+            before.report(&pg, db, args.records, 0.0).await?;
             raw_rate = rate;
             settle_db(&pg, db)?;
         }
@@ -412,6 +489,7 @@ fn main() -> anyhow::Result<()> {
             .timeout(Duration::from_secs(120))
             .finish();
         let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies);
+        let before = Snapshot::take(&pg, "bench").await?;
         let started = Instant::now();
         let latencies = send_bodies(&client, std::slice::from_ref(&addr), &bodies, args.connections).await?;
         let acked_after = started.elapsed();
@@ -422,8 +500,6 @@ fn main() -> anyhow::Result<()> {
         let rate = args.records as f64 / elapsed.as_secs_f64();
         let queue_bytes = scrape_sum(&client, &addr, "chute_queue_appended_bytes_total").await;
         let fsyncs = scrape_sum(&client, &addr, "chute_fsync_duration_seconds_count").await;
-        let writes = scrape_sum(&client, &addr, "chute_flush_duration_seconds_count").await;
-        let write_secs = scrape_sum(&client, &addr, "chute_flush_duration_seconds_sum").await;
         let cpu = cpu_seconds(pid);
         let mut l = latencies;
         l.sort();
@@ -440,13 +516,9 @@ fn main() -> anyhow::Result<()> {
             fsyncs / acked_after.as_secs_f64()
         );
         println!("ratio chute / raw         {:>10.2}", rate / raw_rate);
-        println!(
-            "writes                    {writes:.0} transactions of {:.0} rows, {:.0} ms each, {:.1} in flight on average",
-            args.records as f64 / writes.max(1.0),
-            1000.0 * write_secs / writes.max(1.0),
-            write_secs / elapsed.as_secs_f64()
-        );
+        print_writes(&client, &addr, args.records, elapsed).await;
         println!("chute CPU                 {cpu:.2} s ({:.1} us/record)", cpu * 1e6 / args.records as f64);
+        before.report(&pg, "bench", args.records, cpu).await?;
         println!("request latency           p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99));
         println!("chute peak RSS            {:.1} MiB", rss as f64 / 1024.0);
         drop(child);
@@ -475,6 +547,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|s| s.split(')').next())
             .and_then(|a| a.rsplit(':').next()?.parse().ok())
             .context("syslog port in chute's log")?;
+        let before = Snapshot::take(&pg, "bench_syslog").await?;
         let started = Instant::now();
         let senders: Vec<_> = streams
             .into_iter()
@@ -492,8 +565,9 @@ fn main() -> anyhow::Result<()> {
         }
         let sent_after = started.elapsed();
         let client = awc::Client::default();
-        let committed = wait_committed(&client, &[syslog_addr], &pg, &["bench_syslog"], args.records).await?;
+        let committed = wait_committed(&client, std::slice::from_ref(&syslog_addr), &pg, &["bench_syslog"], args.records).await?;
         let syslog_elapsed = committed - started;
+        let syslog_cpu = cpu_seconds(child.0.id());
         let syslog_rate = args.records as f64 / syslog_elapsed.as_secs_f64();
         println!(
             "chute syslog TCP (5424)   {syslog_rate:>10.0} rows/s  ({:.1} s; sent in {:.1} s; committed in PostgreSQL)",
@@ -501,6 +575,12 @@ fn main() -> anyhow::Result<()> {
             sent_after.as_secs_f64()
         );
         println!("syslog / HTTP             {:>10.2}", syslog_rate / rate);
+        print_writes(&client, &syslog_addr, args.records, syslog_elapsed).await;
+        println!(
+            "chute CPU (syslog)        {syslog_cpu:.2} s ({:.1} us/record)",
+            syslog_cpu * 1e6 / args.records as f64
+        );
+        before.report(&pg, "bench_syslog", args.records, syslog_cpu).await?;
         println!("chute peak RSS (syslog)   {:.1} MiB", peak_rss_kib(child.0.id()) as f64 / 1024.0);
         drop(child);
         Ok::<_, anyhow::Error>(())
@@ -717,6 +797,18 @@ async fn cluster_run(
         drop(children);
     }
     Ok(())
+}
+
+/// Prints how chute at `addr` wrote `n` records to PostgreSQL in `elapsed`.
+async fn print_writes(client: &awc::Client, addr: &str, n: usize, elapsed: Duration) {
+    let writes = scrape_sum(client, addr, "chute_flush_duration_seconds_count").await;
+    let write_secs = scrape_sum(client, addr, "chute_flush_duration_seconds_sum").await;
+    println!(
+        "writes                    {writes:.0} transactions of {:.0} rows, {:.0} ms each, {:.1} in flight on average",
+        n as f64 / writes.max(1.0),
+        1000.0 * write_secs / writes.max(1.0),
+        write_secs / elapsed.as_secs_f64()
+    );
 }
 
 /// The sum of one metric's samples on chute's `/metrics`.
