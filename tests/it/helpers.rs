@@ -21,13 +21,54 @@ static SECOND_CLUSTER: OnceLock<(tempfile::TempDir, EmbeddedPostgres)> = OnceLoc
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 /// A temp dir PostgreSQL can enter when the tests run as root (it runs as another user).
+/// It is inside this test process's [`scratch_root`].
 pub fn temp_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
-        .prefix("chute-it-")
-        .tempdir()
+        .prefix("t-")
+        .tempdir_in(scratch_root())
         .expect("temp dir");
     open_up(dir.path());
     dir
+}
+
+/// The directory every temp dir of this test process is made in:
+/// `$TMPDIR/chute-it-<pid>-<random>`.
+///
+/// The shared clusters live in statics, which are never dropped, and chutes' data
+/// directories outlive their tests; left alone they would pile up by gigabytes run
+/// after run. So the first call removes the roots of earlier runs whose process is
+/// gone, and a run leaves at most its own behind.
+pub fn scratch_root() -> &'static Path {
+    static ROOT: OnceLock<std::path::PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        remove_roots_of_ended_runs();
+        let root = tempfile::Builder::new()
+            .prefix(&format!("chute-it-{}-", std::process::id()))
+            .tempdir()
+            .expect("scratch root")
+            .keep();
+        open_up(&root);
+        root
+    })
+}
+
+fn remove_roots_of_ended_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("chute-it-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 pub fn open_up(path: &Path) {
@@ -89,7 +130,8 @@ pub async fn fresh_database_on(pg: &EmbeddedPostgres) -> String {
     pg.dsn(&name)
 }
 
-/// A data directory for one chute; it outlives the test (queues are small).
+/// A data directory for one chute; it outlives the test (queues are small), and is
+/// removed with the [`scratch_root`] by a later run.
 pub fn data_dir() -> std::path::PathBuf {
     temp_dir().keep()
 }
