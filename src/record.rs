@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::syslog::StructuredData;
+
 /// The replacement for what PostgreSQL text cannot hold (NUL, invalid UTF-8).
 pub const REPLACEMENT: char = '\u{FFFD}';
 
@@ -31,6 +33,13 @@ pub struct Record {
     pub message: String,
     /// Everything else the sender gave, as a JSON object (`jsonb`).
     pub fields: Map<String, Value>,
+    /// RFC 5424 STRUCTURED-DATA, stored as `fields.sd` (see
+    /// [`crate::syslog::rfc5424`]). Kept apart from `fields` until the record is
+    /// encoded, so the syslog path never builds a JSON tree for it; `fields` then
+    /// has no `sd` key of its own. Encoded rows hold it in `fields`, which is where
+    /// a decoded record has it, and where a serialised record has it not at all.
+    #[serde(skip)]
+    pub sd: Option<StructuredData>,
 }
 
 /// Replaces NUL bytes with U+FFFD in place. Returns how many were replaced.

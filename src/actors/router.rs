@@ -252,6 +252,7 @@ mod tests {
             facility: Some(1),
             message,
             fields: serde_json::Map::new(),
+            sd: None,
         }
     }
 

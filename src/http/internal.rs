@@ -376,6 +376,7 @@ mod tests {
             facility: None,
             message: "hello".into(),
             fields: Default::default(),
+            sd: None,
         };
         let rows = EncodedRows::encode(&[r.clone(), r]).unwrap();
         let whole = body(&[(3, "q:1", &rows), (5, "q:2", &rows)]);

@@ -317,6 +317,7 @@ impl Context<'_> {
             facility,
             message,
             fields,
+            sd: None,
         })
     }
 }

@@ -290,6 +290,7 @@ impl EncodedRows {
                 fields[10], &TYPES[10],
             )?)?
             .0,
+            sd: None,
         })
     }
 }
@@ -314,6 +315,7 @@ fn encode_rows(
     // instructions each, through a BytesMut writer several times that. So `fields`
     // goes into a scratch Vec first, then into the row in one piece.
     let mut json = Vec::with_capacity(256);
+    let mut order = Vec::new();
     for (row, r) in records.iter().enumerate() {
         let values: [&(dyn ToSql + Sync); 10] = [
             &r.ts,
@@ -342,7 +344,7 @@ fn encode_rows(
             buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
         }
         json.clear();
-        serde_json::to_writer(&mut json, &r.fields).map_err(|e| EncodeError {
+        write_fields(r, &mut json, &mut order).map_err(|e| EncodeError {
             row,
             error: e.to_string(),
         })?;
@@ -354,6 +356,26 @@ fn encode_rows(
         buf.put_u8(JSONB_VERSION);
         buf.put_slice(&json);
         ends.push(buf.len());
+    }
+    Ok(())
+}
+
+/// Writes the `fields` column's JSON: `fields`, with the structured data under
+/// `sd` when the record has some.
+fn write_fields(r: &Record, out: &mut Vec<u8>, order: &mut Vec<u32>) -> serde_json::Result<()> {
+    let Some(sd) = &r.sd else {
+        return serde_json::to_writer(out, &r.fields);
+    };
+    out.extend_from_slice(b"{\"sd\":");
+    sd.write_json(out, order)?;
+    if r.fields.is_empty() {
+        out.push(b'}');
+    } else {
+        // The other fields' object without its `{`, after a comma.
+        out.push(b',');
+        let at = out.len();
+        serde_json::to_writer(&mut *out, &r.fields)?;
+        out.remove(at);
     }
     Ok(())
 }
@@ -409,6 +431,7 @@ mod tests {
             facility: None,
             message: msg.into(),
             fields: Default::default(),
+            sd: None,
         }
     }
 
@@ -469,6 +492,36 @@ mod tests {
         let row = &rows.rows[..rows.ends[0]];
         let fields = split_fields(row).unwrap()[10].unwrap();
         assert_eq!(fields, &expected[..]);
+    }
+
+    #[test]
+    fn structured_data_is_stored_under_fields_sd_beside_the_other_fields() {
+        let origin =
+            crate::syslog::tests::origin("2026-11-26T12:00:00Z", crate::syslog::Format::Auto);
+        let mut records = Vec::new();
+        for msg in [
+            r#"<14>1 - h a - - [m t="1" t="2"][e] x"#,
+            // Marked truncated below, so `fields` has a key of its own.
+            r#"<14>1 - h a - - [m t="\"q\""] y"#,
+        ] {
+            records.push(crate::syslog::parse(msg.as_bytes(), &origin).record);
+        }
+        records[1]
+            .fields
+            .insert("truncated".into(), serde_json::Value::Bool(true));
+        let rows = EncodedRows::encode(&records).unwrap();
+        assert_eq!(
+            rows.decode(0).unwrap().fields,
+            *serde_json::json!({"sd": {"m": {"t": ["1", "2"]}, "e": {}}})
+                .as_object()
+                .unwrap()
+        );
+        assert_eq!(
+            rows.decode(1).unwrap().fields,
+            *serde_json::json!({"sd": {"m": {"t": "\"q\""}}, "truncated": true})
+                .as_object()
+                .unwrap()
+        );
     }
 
     #[test]

@@ -74,6 +74,9 @@ use crate::record::{lossy_utf8, Record};
 pub mod framing;
 pub mod rfc3164;
 pub mod rfc5424;
+mod sd;
+
+pub use sd::StructuredData;
 
 pub mod listener;
 
@@ -321,8 +324,8 @@ pub(crate) struct Parts<'t> {
     pub(crate) procid: Option<&'t str>,
     pub(crate) msgid: Option<&'t str>,
     pub(crate) message: &'t str,
-    /// The `fields.sd` object (RFC 5424 STRUCTURED-DATA).
-    pub(crate) sd: Option<Map<String, Value>>,
+    /// RFC 5424 STRUCTURED-DATA, stored as `fields.sd`.
+    pub(crate) sd: Option<StructuredData>,
     /// Why the message is malformed, when it is.
     pub(crate) error: Option<&'static str>,
 }
@@ -356,9 +359,6 @@ pub fn parse(msg: &[u8], origin: &Origin) -> Parsed {
     };
 
     let mut fields = Map::new();
-    if let Some(sd) = parts.sd {
-        fields.insert("sd".to_owned(), Value::Object(sd));
-    }
     if let Some(reason) = parts.error {
         fields.insert("parse_error".to_owned(), Value::String(reason.to_owned()));
     }
@@ -377,8 +377,10 @@ pub fn parse(msg: &[u8], origin: &Origin) -> Parsed {
         facility: Some(i16::from(pri / 8)),
         message: parts.message.to_owned(),
         fields,
+        sd: parts.sd,
     };
-    let nul_replaced = record.scrub() > 0;
+    let nul_replaced =
+        record.scrub() > 0 || record.sd.as_ref().is_some_and(|sd| sd.nul_replaced() > 0);
     Parsed {
         record,
         flags: Flags {

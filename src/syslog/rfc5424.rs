@@ -56,8 +56,9 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Timelike, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::sd::StructuredData;
 use super::{two_digits, with_offset, Parts};
 use crate::record::Record;
 
@@ -138,13 +139,13 @@ fn stop<'t>(mut parts: Parts<'t>, reason: &'static str, rest: &'t str) -> Parts<
 }
 
 /// STRUCTURED-DATA at the start of `s` and the MSG after it; `None` when it
-/// is not well-formed. The object is `None` for `-`.
-fn structured_data(s: &str) -> Option<(Option<Map<String, Value>>, &str)> {
+/// is not well-formed. The data is `None` for `-`.
+fn structured_data(s: &str) -> Option<(Option<StructuredData>, &str)> {
     let b = s.as_bytes();
     let (sd, end) = if b.first() == Some(&b'-') {
         (None, 1)
     } else if b.first() == Some(&b'[') {
-        let mut sd = Map::new();
+        let mut sd = StructuredData::default();
         let mut at = 0;
         while b.get(at) == Some(&b'[') {
             at = element(s, at + 1, &mut sd)?;
@@ -165,24 +166,22 @@ fn ends_name(c: u8) -> bool {
     matches!(c, b'=' | b' ' | b']' | b'"')
 }
 
-/// One SD-ELEMENT whose `[` is just before `at`, merged into `sd`. Returns
-/// the position after its `]`.
-fn element(s: &str, mut at: usize, sd: &mut Map<String, Value>) -> Option<usize> {
+/// One SD-ELEMENT whose `[` is just before `at`, added to `sd`. Returns the
+/// position after its `]`.
+fn element(s: &str, mut at: usize, sd: &mut StructuredData) -> Option<usize> {
     let b = s.as_bytes();
     let id_len = b[at..].iter().position(|&c| ends_name(c))?;
     if id_len == 0 {
         return None;
     }
-    let id = &s[at..at + id_len];
+    let mut element = sd.start_element(&s[at..at + id_len]);
     at += id_len;
-    let params = match sd.entry(id).or_insert_with(|| Value::Object(Map::new())) {
-        Value::Object(m) => m,
-        // Only objects are ever inserted under an SD-ID.
-        _ => return None,
-    };
     loop {
         match b.get(at)? {
-            b']' => return Some(at + 1),
+            b']' => {
+                sd.end_element(element);
+                return Some(at + 1);
+            }
             b' ' => at += 1,
             _ => {
                 // A parameter must follow a space.
@@ -193,55 +192,39 @@ fn element(s: &str, mut at: usize, sd: &mut Map<String, Value>) -> Option<usize>
                 if name_len == 0 || b.get(at + name_len) != Some(&b'=') {
                     return None;
                 }
-                let name = &s[at..at + name_len];
+                let (name, value) = sd.start_param(&s[at..at + name_len]);
                 at += name_len + 1;
                 if b.get(at) != Some(&b'"') {
                     return None;
                 }
-                let (value, end) = param_value(s, at + 1)?;
-                at = end;
-                add_param(params, name, value);
+                at = param_value(s, at + 1, sd)?;
+                sd.end_param(&mut element, name, value);
             }
         }
     }
 }
 
-/// A PARAM-VALUE starting at `at`, unescaped, and the position after its
-/// closing quote.
-fn param_value(s: &str, at: usize) -> Option<(String, usize)> {
+/// Reads a PARAM-VALUE starting at `at` into `sd`, unescaped; returns the
+/// position after its closing quote.
+fn param_value(s: &str, at: usize, sd: &mut StructuredData) -> Option<usize> {
     let b = s.as_bytes();
-    let mut value = String::new();
     let mut from = at;
     let mut i = at;
     loop {
         let j = i + memchr::memchr2(b'"', b'\\', &b[i..])?;
         if b[j] == b'"' {
-            value.push_str(&s[from..j]);
-            return Some((value, j + 1));
+            sd.push_value(&s[from..j]);
+            return Some(j + 1);
         }
         // A backslash: `\"`, `\\` and `\]` stand for the second character;
         // before anything else the backslash is kept.
         match b.get(j + 1) {
             Some(b'"' | b'\\' | b']') => {
-                value.push_str(&s[from..j]);
+                sd.push_value(&s[from..j]);
                 from = j + 1;
                 i = j + 2;
             }
             _ => i = j + 1,
-        }
-    }
-}
-
-/// Adds a parameter value; a repeated name turns into an array of values.
-fn add_param(params: &mut Map<String, Value>, name: &str, value: String) {
-    match params.get_mut(name) {
-        None => {
-            params.insert(name.to_owned(), Value::String(value));
-        }
-        Some(Value::Array(values)) => values.push(Value::String(value)),
-        Some(old) => {
-            let first = std::mem::replace(old, Value::Null);
-            *old = Value::Array(vec![first, Value::String(value)]);
         }
     }
 }
@@ -324,9 +307,10 @@ pub(crate) fn parse_rfc3339(b: &[u8]) -> Option<(Stamp, usize)> {
 /// `ts` is written in UTC with as many fraction digits as it needs (0, 3, 6
 /// or 9); missing facility and severity are written as `user.notice`; a
 /// missing or empty header value is `-`, and spaces in header values become
-/// `_`. `fields.sd`, when it is an object of objects, is the
-/// STRUCTURED-DATA (arrays become repeated parameters, other non-string
-/// values their JSON text); other fields are not written. A byte order mark
+/// `_`. The record's [`StructuredData`] is the STRUCTURED-DATA; a record
+/// without it that has a `fields.sd` object of objects (one that did not come
+/// from syslog) has that written instead, arrays as repeated parameters and
+/// other non-string values as their JSON text. Other fields are not written. A byte order mark
 /// starts MSG when it is not plain ASCII.
 pub fn format(record: &Record) -> String {
     let facility = record.facility.filter(|f| (0..24).contains(f)).unwrap_or(1);
@@ -348,8 +332,18 @@ pub fn format(record: &Record) -> String {
         }
     }
     out.push(' ');
-    match record.fields.get("sd") {
-        Some(Value::Object(sd)) if !sd.is_empty() => {
+    match (&record.sd, record.fields.get("sd")) {
+        (Some(sd), _) if !sd.is_empty() => {
+            for (id, params) in sd.elements() {
+                out.push('[');
+                out.push_str(id);
+                for (name, value) in params {
+                    write_param(&mut out, name, value);
+                }
+                out.push(']');
+            }
+        }
+        (None, Some(Value::Object(sd))) if !sd.is_empty() => {
             for (id, params) in sd {
                 out.push('[');
                 out.push_str(id);
@@ -358,10 +352,10 @@ pub fn format(record: &Record) -> String {
                         match value {
                             Value::Array(values) => {
                                 for v in values {
-                                    write_param(&mut out, name, v);
+                                    write_param(&mut out, name, &param_text(v));
                                 }
                             }
-                            v => write_param(&mut out, name, v),
+                            v => write_param(&mut out, name, &param_text(v)),
                         }
                     }
                 }
@@ -380,12 +374,16 @@ pub fn format(record: &Record) -> String {
     out
 }
 
-/// Writes ` name="value"`, escaping `"`, `\` and `]`.
-fn write_param(out: &mut String, name: &str, value: &Value) {
-    let text = match value {
+/// A JSON value as a PARAM-VALUE: a string as it is, anything else its JSON text.
+fn param_text(value: &Value) -> std::borrow::Cow<'_, str> {
+    match value {
         Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
         other => std::borrow::Cow::Owned(other.to_string()),
-    };
+    }
+}
+
+/// Writes ` name="value"`, escaping `"`, `\` and `]`.
+fn write_param(out: &mut String, name: &str, text: &str) {
     out.push(' ');
     out.push_str(name);
     out.push_str("=\"");
@@ -404,6 +402,11 @@ mod tests {
     use crate::syslog::tests::{at, origin};
     use crate::syslog::{parse, Format, Parsed};
     use serde_json::json;
+
+    /// The `fields.sd` object the record is stored with (null without any).
+    fn sd_of(r: &Record) -> Value {
+        r.sd.as_ref().map_or(Value::Null, StructuredData::to_value)
+    }
 
     fn p(msg: &str) -> Parsed {
         parse(
@@ -445,7 +448,7 @@ mod tests {
         assert_eq!(r.app.as_deref(), Some("evntslog"));
         assert_eq!(r.message, "An application event log entry...");
         assert_eq!(
-            r.fields["sd"],
+            sd_of(&r),
             json!({"exampleSDID@32473": {"iut": "3", "eventSource": "Application", "eventID": "1011"}})
         );
     }
@@ -456,7 +459,7 @@ mod tests {
         assert!(!r.flags.malformed);
         assert_eq!(r.record.message, "");
         assert_eq!(
-            r.record.fields["sd"],
+            sd_of(&r.record),
             json!({
                 "exampleSDID@32473": {"iut": "3", "eventSource": "Application", "eventID": "1011"},
                 "examplePriority@32473": {"class": "high"}
@@ -535,7 +538,7 @@ mod tests {
         let r = p(r#"<14>1 - h a - - [x@1 a="q\"b\\s\]e" b="\n\x" c="]" d=""] m"#);
         assert!(!r.flags.malformed);
         assert_eq!(
-            r.record.fields["sd"],
+            sd_of(&r.record),
             json!({"x@1": {"a": "q\"b\\s]e", "b": "\\n\\x", "c": "]", "d": ""}})
         );
         assert_eq!(r.record.message, "m");
@@ -546,7 +549,7 @@ mod tests {
         let r = p(r#"<14>1 - h a - - [m t="1" t="2" u="x"][m t="3"][e] msg"#);
         assert!(!r.flags.malformed);
         assert_eq!(
-            r.record.fields["sd"],
+            sd_of(&r.record),
             json!({"m": {"t": ["1", "2", "3"], "u": "x"}, "e": {}})
         );
     }
@@ -589,7 +592,7 @@ mod tests {
             let r = p(&format!("<14>1 - h a - - {text}"));
             assert!(r.flags.malformed, "{sd}");
             assert_eq!(r.record.message, text, "{sd}");
-            assert!(!r.record.fields.contains_key("sd"), "{sd}");
+            assert!(r.record.sd.is_none(), "{sd}");
         }
     }
 
@@ -598,7 +601,7 @@ mod tests {
         // RFC 5424 §6.3.5 example 3: invalid as STRUCTURED-DATA, fine as MSG.
         let r = p(r#"<14>1 - h a - - [id a="1"] [b c="2"]"#);
         assert!(!r.flags.malformed);
-        assert_eq!(r.record.fields["sd"], json!({"id": {"a": "1"}}));
+        assert_eq!(sd_of(&r.record), json!({"id": {"a": "1"}}));
         assert_eq!(r.record.message, r#"[b c="2"]"#);
     }
 
@@ -606,7 +609,7 @@ mod tests {
     fn extra_spaces_inside_an_element_are_accepted() {
         let r = p(r#"<14>1 - h a - - [id  a="1"  b="2" ] m"#);
         assert!(!r.flags.malformed);
-        assert_eq!(r.record.fields["sd"], json!({"id": {"a": "1", "b": "2"}}));
+        assert_eq!(sd_of(&r.record), json!({"id": {"a": "1", "b": "2"}}));
     }
 
     #[test]
@@ -653,13 +656,13 @@ mod tests {
         assert_eq!(r.record.procid.as_deref(), Some("4242"));
         assert_eq!(r.record.ts, at("2026-11-26T09:00:00.123456Z"));
         assert_eq!(
-            r.record.fields["sd"]["timeQuality"],
+            sd_of(&r.record)["timeQuality"],
             json!({"tzKnown": "1", "isSynced": "1", "syncAccuracy": "123456"})
         );
         assert_eq!(r.record.message, "hello");
         let r = p("<13>1 2026-11-26T10:00:00.123456+01:00 myhost root - - [timeQuality tzKnown=\"1\" isSynced=\"0\"][zoo@123 tiger=\"hungry\"] hello");
         assert!(!r.flags.malformed);
-        assert_eq!(r.record.fields["sd"]["zoo@123"], json!({"tiger": "hungry"}));
+        assert_eq!(sd_of(&r.record)["zoo@123"], json!({"tiger": "hungry"}));
         assert_eq!(r.record.procid, None);
     }
 
@@ -716,26 +719,25 @@ mod tests {
             prop_oneof!["[a-z\"\\\\\\] ]{0,12}", "[^\u{0}]{0,24}",]
         }
 
-        fn param() -> impl Strategy<Value = Value> {
-            prop_oneof![
-                3 => value().prop_map(Value::String),
-                1 => prop::collection::vec(value().prop_map(Value::String), 2..4)
-                    .prop_map(Value::Array),
-            ]
-        }
-
-        fn sd() -> impl Strategy<Value = Option<Map<String, Value>>> {
-            prop::option::of(prop::collection::btree_map(
-                sd_name(),
-                prop::collection::btree_map(sd_name(), param(), 0..4),
+        /// Elements in order; SD-IDs and names may repeat, as senders repeat them.
+        fn sd() -> impl Strategy<Value = Option<StructuredData>> {
+            prop::option::of(prop::collection::vec(
+                (sd_name(), prop::collection::vec((sd_name(), value()), 0..4)),
                 1..4,
             ))
-            .prop_map(|sd| {
-                sd.map(|elements| {
-                    elements
-                        .into_iter()
-                        .map(|(id, params)| (id, Value::Object(params.into_iter().collect())))
-                        .collect()
+            .prop_map(|elements| {
+                elements.map(|elements| {
+                    let mut sd = StructuredData::default();
+                    for (id, params) in elements {
+                        let mut e = sd.start_element(&id);
+                        for (name, value) in params {
+                            let (name, v) = sd.start_param(&name);
+                            sd.push_value(&value);
+                            sd.end_param(&mut e, name, v);
+                        }
+                        sd.end_element(e);
+                    }
+                    sd
                 })
             })
         }
@@ -774,10 +776,6 @@ mod tests {
                 sd in sd(),
                 message in message(),
             ) -> Record {
-                let mut fields = Map::new();
-                if let Some(sd) = sd {
-                    fields.insert("sd".to_owned(), Value::Object(sd));
-                }
                 Record {
                     ts,
                     received_at: at("2026-11-26T12:00:00Z"),
@@ -789,7 +787,8 @@ mod tests {
                     severity: Some(pri % 8),
                     facility: Some(pri / 8),
                     message,
-                    fields,
+                    fields: Default::default(),
+                    sd,
                 }
             }
         }

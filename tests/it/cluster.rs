@@ -203,6 +203,7 @@ fn record(host: &str, message: &str) -> Record {
         facility: None,
         message: message.into(),
         fields: Default::default(),
+        sd: None,
     }
 }
 

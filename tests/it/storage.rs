@@ -264,6 +264,7 @@ fn host_for(shard: usize, n: usize) -> String {
                 facility: None,
                 message: String::new(),
                 fields: Default::default(),
+                sd: None,
             };
             chute::actors::router::shard_index(&r, n, chute::config::ShardKey::Stream) == shard
         })
