@@ -55,6 +55,14 @@ pub fn check(p: &Parsed, input: &[u8]) {
     }
     let mut fields = r.fields.clone();
     assert_eq!(scrub_map(&mut fields), 0, "NUL left in fields");
+    // Structured data is stored as `fields.sd`, never beside an `sd` of `fields`.
+    if let Some(sd) = &r.sd {
+        assert!(!r.fields.contains_key("sd"));
+        let mut stored = serde_json::Map::new();
+        stored.insert("sd".to_owned(), sd.to_value());
+        assert!(stored["sd"].is_object(), "sd written as {:?}", stored["sd"]);
+        assert_eq!(scrub_map(&mut stored), 0, "NUL left in structured data");
+    }
     assert!(matches!(r.severity, Some(0..=7)));
     assert!(matches!(r.facility, Some(0..=23)));
     assert_eq!(p.flags.malformed, r.fields.contains_key("parse_error"));

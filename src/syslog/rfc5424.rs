@@ -678,6 +678,18 @@ mod tests {
     }
 
     #[test]
+    fn nul_in_structured_data_is_replaced_and_reads_back_the_same() {
+        // Found by the syslog_rfc5424 fuzz target: the count of replaced NULs made
+        // the record read back from `format` differ.
+        let r = p("<13>1 2026-11-26T09:00:00Z h a - - [t is\0S=\"1\"] m");
+        assert!(r.flags.nul_replaced);
+        assert_eq!(sd_of(&r.record), json!({"t": {"is\u{FFFD}S": "1"}}));
+        let again = p(&format(&r.record));
+        assert!(!again.flags.nul_replaced);
+        assert_eq!(again.record, r.record);
+    }
+
+    #[test]
     fn format_replaces_what_a_header_cannot_hold() {
         let mut r = p("<14>1 - h a - - - m").record;
         r.host = Some(String::new());

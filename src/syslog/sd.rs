@@ -15,9 +15,10 @@ use serde_json::Value;
 use crate::record::REPLACEMENT;
 
 /// The STRUCTURED-DATA of one message: its elements' SD-IDs and parameters, in
-/// the order they were read. Two values are equal when they were read from the
-/// same elements in the same order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// the order they were read. Two values are equal when they hold the same
+/// elements in the same order (how many NUL bytes were replaced on the way is
+/// not part of the data).
+#[derive(Debug, Clone, Default)]
 pub struct StructuredData {
     /// SD-IDs, parameter names and unescaped values, back to back.
     text: String,
@@ -26,6 +27,14 @@ pub struct StructuredData {
     /// NUL bytes replaced with U+FFFD while reading.
     nul_replaced: usize,
 }
+
+impl PartialEq for StructuredData {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.items == other.items
+    }
+}
+
+impl Eq for StructuredData {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Item {
