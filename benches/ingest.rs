@@ -2,10 +2,15 @@
 //! through chute's `POST /api/v1/logs`, into identical tables (same partitions, same
 //! indexes) on one PostgreSQL started for the run.
 //!
-//! `scripts/dev bench [--records N] [--connections C] [--batch B] [--index-costs] [--cluster]`
+//! `scripts/dev bench [--records N] [--connections C] [--batch B] [--index-costs]
+//! [--syslog-first] [--cluster]`
 //!
 //! Prints rows/s for both, their ratio, request latency p50/p99, and chute's peak RSS
-//! (chute runs as a child process so its memory is its own). With `--index-costs`,
+//! (chute runs as a child process so its memory is its own). Then the same records
+//! as RFC 5424 over TCP, and syslog's rate against HTTP's; `--syslog-first` runs
+//! the syslog phase before the HTTP one, so alternating runs can show whether
+//! going second costs a phase anything. Every phase also prints what it cost
+//! PostgreSQL: WAL and stored bytes per record, and CPU. With `--index-costs`,
 //! also loads the raw table without indexes, with each index alone, and with both.
 //! With `--cluster`, runs only the cluster comparison instead: one node writing four
 //! shards, then three nodes owning them (requests dealt round-robin over the nodes),
@@ -30,6 +35,7 @@ struct Args {
     batch: usize,
     index_costs: bool,
     cluster: bool,
+    syslog_first: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -39,6 +45,7 @@ fn args() -> anyhow::Result<Args> {
         batch: 1000,
         index_costs: false,
         cluster: false,
+        syslog_first: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -54,6 +61,7 @@ fn args() -> anyhow::Result<Args> {
             "--batch" => a.batch = value("--batch")?,
             "--index-costs" => a.index_costs = true,
             "--cluster" => a.cluster = true,
+            "--syslog-first" => a.syslog_first = true,
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
@@ -447,7 +455,10 @@ fn main() -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async {
         let variants: &[(&str, &str)] = if args.index_costs {
             &[
-                ("raw_none", "DROP INDEX chute.logs_ts_brin; DROP INDEX chute.logs_host_ts;"),
+                (
+                    "raw_none",
+                    "DROP INDEX chute.logs_ts_brin; DROP INDEX chute.logs_host_ts;",
+                ),
                 ("raw_brin", "DROP INDEX chute.logs_host_ts;"),
                 ("raw_btree", "DROP INDEX chute.logs_ts_brin;"),
                 ("raw", ""),
@@ -471,122 +482,206 @@ fn main() -> anyhow::Result<()> {
             settle_db(&pg, db)?;
         }
 
-        prepare_db(&pg, "bench").await?;
-        sql(&pg, "bench", "CHECKPOINT")?;
-        let config = dir.path().join("chute.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[syslog]\nlisteners = []\n[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
-                dir.path().join("data").display(),
-                pg.dsn("bench").replace('\\', "\\\\").replace('"', "\\\"")
-            ),
-        )?;
-        let (child, addr) = spawn_chute(&config, dir.path())?;
-        let pid = child.0.id();
-
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .finish();
-        let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies);
-        let before = Snapshot::take(&pg, "bench").await?;
-        let started = Instant::now();
-        let latencies = send_bodies(&client, std::slice::from_ref(&addr), &bodies, args.connections).await?;
-        let acked_after = started.elapsed();
-        // Acknowledged means fsynced in chute's queue; wait until PostgreSQL has it all.
-        let committed = wait_committed(&client, std::slice::from_ref(&addr), &pg, &["bench"], args.records).await?;
-        let elapsed = committed - started;
-        let rss = peak_rss_kib(pid);
-        let rate = args.records as f64 / elapsed.as_secs_f64();
-        let queue_bytes = scrape_sum(&client, &addr, "chute_queue_appended_bytes_total").await;
-        let fsyncs = scrape_sum(&client, &addr, "chute_fsync_duration_seconds_count").await;
-        let cpu = cpu_seconds(pid);
-        let mut l = latencies;
-        l.sort();
-        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
+        // Each phase ends with its database vacuumed and checkpointed, so the next
+        // does not pay for it; which goes first alternates with --syslog-first.
+        let (http_rate, syslog_rate) = if args.syslog_first {
+            let syslog_rate = syslog_phase(&pg, dir.path(), streams, &args).await?;
+            (
+                http_phase(&pg, dir.path(), bodies, &args, raw_rate).await?,
+                syslog_rate,
+            )
+        } else {
+            let http_rate = http_phase(&pg, dir.path(), bodies, &args, raw_rate).await?;
+            (
+                http_rate,
+                syslog_phase(&pg, dir.path(), streams, &args).await?,
+            )
+        };
         println!(
-            "chute, acknowledged       {:>10.0} rows/s  ({:.1} s; fsynced in chute's queue)",
-            args.records as f64 / acked_after.as_secs_f64(),
-            acked_after.as_secs_f64()
+            "syslog / HTTP             {:>10.2}",
+            syslog_rate / http_rate
         );
-        println!("chute POST /api/v1/logs   {rate:>10.0} rows/s  ({:.1} s; committed in PostgreSQL)", elapsed.as_secs_f64());
-        println!(
-            "queue                     {:.0} bytes/record, {:.0} fsyncs/s",
-            queue_bytes / args.records as f64,
-            fsyncs / acked_after.as_secs_f64()
-        );
-        println!("ratio chute / raw         {:>10.2}", rate / raw_rate);
-        print_writes(&client, &addr, args.records, elapsed).await;
-        println!("chute CPU                 {cpu:.2} s ({:.1} us/record)", cpu * 1e6 / args.records as f64);
-        before.report(&pg, "bench", args.records, cpu).await?;
-        println!("request latency           p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99));
-        println!("chute peak RSS            {:.1} MiB", rss as f64 / 1024.0);
-        drop(child);
-        settle_db(&pg, "bench")?;
-
-        // The same records as RFC 5424 over TCP, octet-counted, several connections.
-        prepare_db(&pg, "bench_syslog").await?;
-        sql(&pg, "bench_syslog", "CHECKPOINT")?;
-        let syslog_dir = dir.path().join("syslog");
-        std::fs::create_dir_all(&syslog_dir)?;
-        let config = syslog_dir.join("chute.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[syslog.listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
-                syslog_dir.join("data").display(),
-                pg.dsn("bench_syslog").replace('\\', "\\\\").replace('"', "\\\"")
-            ),
-        )?;
-        let (child, syslog_addr) = spawn_chute(&config, &syslog_dir)?;
-        let text = std::fs::read_to_string(syslog_dir.join("chute.log"))?;
-        let port: u16 = text
-            .lines()
-            .find(|l| l.contains("syslog listener ready"))
-            .and_then(|l| l.split("addr=Some(").nth(1))
-            .and_then(|s| s.split(')').next())
-            .and_then(|a| a.rsplit(':').next()?.parse().ok())
-            .context("syslog port in chute's log")?;
-        let before = Snapshot::take(&pg, "bench_syslog").await?;
-        let started = Instant::now();
-        let senders: Vec<_> = streams
-            .into_iter()
-            .map(|stream| {
-                actix_web::rt::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-                    s.write_all(&stream).await?;
-                    s.shutdown().await
-                })
-            })
-            .collect();
-        for s in senders {
-            s.await??;
-        }
-        let sent_after = started.elapsed();
-        let client = awc::Client::default();
-        let committed = wait_committed(&client, std::slice::from_ref(&syslog_addr), &pg, &["bench_syslog"], args.records).await?;
-        let syslog_elapsed = committed - started;
-        let syslog_cpu = cpu_seconds(child.0.id());
-        let syslog_rate = args.records as f64 / syslog_elapsed.as_secs_f64();
-        println!(
-            "chute syslog TCP (5424)   {syslog_rate:>10.0} rows/s  ({:.1} s; sent in {:.1} s; committed in PostgreSQL)",
-            syslog_elapsed.as_secs_f64(),
-            sent_after.as_secs_f64()
-        );
-        println!("syslog / HTTP             {:>10.2}", syslog_rate / rate);
-        print_writes(&client, &syslog_addr, args.records, syslog_elapsed).await;
-        println!(
-            "chute CPU (syslog)        {syslog_cpu:.2} s ({:.1} us/record)",
-            syslog_cpu * 1e6 / args.records as f64
-        );
-        before.report(&pg, "bench_syslog", args.records, syslog_cpu).await?;
-        println!("chute peak RSS (syslog)   {:.1} MiB", peak_rss_kib(child.0.id()) as f64 / 1024.0);
-        drop(child);
         Ok::<_, anyhow::Error>(())
     })?;
     pg.shutdown()?;
     Ok(())
+}
+
+/// HTTP: the NDJSON bodies posted `args.connections` at a time; returns the
+/// committed rows/s.
+async fn http_phase(
+    pg: &EmbeddedPostgres,
+    dir: &Path,
+    bodies: Vec<Vec<u8>>,
+    args: &Args,
+    raw_rate: f64,
+) -> anyhow::Result<f64> {
+    let (child, addr) =
+        start_one_shard(pg, &dir.join("http"), "bench", "[syslog]\nlisteners = []\n").await?;
+    let pid = child.0.id();
+
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish();
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies);
+    let before = Snapshot::take(pg, "bench").await?;
+    let started = Instant::now();
+    let latencies = send_bodies(
+        &client,
+        std::slice::from_ref(&addr),
+        &bodies,
+        args.connections,
+    )
+    .await?;
+    let acked_after = started.elapsed();
+    // Acknowledged means fsynced in chute's queue; wait until PostgreSQL has it all.
+    let committed = wait_committed(
+        &client,
+        std::slice::from_ref(&addr),
+        pg,
+        &["bench"],
+        args.records,
+    )
+    .await?;
+    let elapsed = committed - started;
+    let rss = peak_rss_kib(pid);
+    let rate = args.records as f64 / elapsed.as_secs_f64();
+    let queue_bytes = scrape_sum(&client, &addr, "chute_queue_appended_bytes_total").await;
+    let fsyncs = scrape_sum(&client, &addr, "chute_fsync_duration_seconds_count").await;
+    let cpu = cpu_seconds(pid);
+    let mut l = latencies;
+    l.sort();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "chute, acknowledged       {:>10.0} rows/s  ({:.1} s; fsynced in chute's queue)",
+        args.records as f64 / acked_after.as_secs_f64(),
+        acked_after.as_secs_f64()
+    );
+    println!(
+        "chute POST /api/v1/logs   {rate:>10.0} rows/s  ({:.1} s; committed in PostgreSQL)",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "queue                     {:.0} bytes/record, {:.0} fsyncs/s",
+        queue_bytes / args.records as f64,
+        fsyncs / acked_after.as_secs_f64()
+    );
+    println!("ratio chute / raw         {:>10.2}", rate / raw_rate);
+    print_writes(&client, &addr, args.records, elapsed).await;
+    println!(
+        "chute CPU                 {cpu:.2} s ({:.1} us/record)",
+        cpu * 1e6 / args.records as f64
+    );
+    before.report(pg, "bench", args.records, cpu).await?;
+    println!(
+        "request latency           p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.50),
+        pct(0.99)
+    );
+    println!("chute peak RSS            {:.1} MiB", rss as f64 / 1024.0);
+    drop(child);
+    settle_db(pg, "bench")?;
+    Ok(rate)
+}
+
+/// Syslog: the same records as RFC 5424 over TCP, octet-counted, one stream per
+/// connection; returns the committed rows/s.
+async fn syslog_phase(
+    pg: &EmbeddedPostgres,
+    dir: &Path,
+    streams: Vec<Vec<u8>>,
+    args: &Args,
+) -> anyhow::Result<f64> {
+    // The same records as RFC 5424 over TCP, octet-counted, several connections.
+    let syslog_dir = dir.join("syslog");
+    let (child, syslog_addr) = start_one_shard(
+        pg,
+        &syslog_dir,
+        "bench_syslog",
+        "[[syslog.listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n",
+    )
+    .await?;
+    let text = std::fs::read_to_string(syslog_dir.join("chute.log"))?;
+    let port: u16 = text
+        .lines()
+        .find(|l| l.contains("syslog listener ready"))
+        .and_then(|l| l.split("addr=Some(").nth(1))
+        .and_then(|s| s.split(')').next())
+        .and_then(|a| a.rsplit(':').next()?.parse().ok())
+        .context("syslog port in chute's log")?;
+    let before = Snapshot::take(pg, "bench_syslog").await?;
+    let started = Instant::now();
+    let senders: Vec<_> = streams
+        .into_iter()
+        .map(|stream| {
+            actix_web::rt::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                s.write_all(&stream).await?;
+                s.shutdown().await
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await??;
+    }
+    let sent_after = started.elapsed();
+    let client = awc::Client::default();
+    let committed = wait_committed(
+        &client,
+        std::slice::from_ref(&syslog_addr),
+        pg,
+        &["bench_syslog"],
+        args.records,
+    )
+    .await?;
+    let syslog_elapsed = committed - started;
+    let syslog_cpu = cpu_seconds(child.0.id());
+    let syslog_rate = args.records as f64 / syslog_elapsed.as_secs_f64();
+    println!(
+        "chute syslog TCP (5424)   {syslog_rate:>10.0} rows/s  ({:.1} s; sent in {:.1} s; committed in PostgreSQL)",
+        syslog_elapsed.as_secs_f64(),
+        sent_after.as_secs_f64()
+    );
+    print_writes(&client, &syslog_addr, args.records, syslog_elapsed).await;
+    println!(
+        "chute CPU (syslog)        {syslog_cpu:.2} s ({:.1} us/record)",
+        syslog_cpu * 1e6 / args.records as f64
+    );
+    before
+        .report(pg, "bench_syslog", args.records, syslog_cpu)
+        .await?;
+    println!(
+        "chute peak RSS (syslog)   {:.1} MiB",
+        peak_rss_kib(child.0.id()) as f64 / 1024.0
+    );
+    drop(child);
+    settle_db(pg, "bench_syslog")?;
+    Ok(syslog_rate)
+}
+
+/// Creates database `db` with chute's schema and starts a chute in `dir` with one
+/// shard there (pool of 4), its HTTP listener on a free port, and `listeners` (the
+/// TOML of its syslog listeners).
+async fn start_one_shard(
+    pg: &EmbeddedPostgres,
+    dir: &Path,
+    db: &str,
+    listeners: &str,
+) -> anyhow::Result<(ChuteChild, String)> {
+    std::fs::create_dir_all(dir)?;
+    prepare_db(pg, db).await?;
+    sql(pg, db, "CHECKPOINT")?;
+    let config = dir.join("chute.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{listeners}[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
+            dir.join("data").display(),
+            pg.dsn(db).replace('\\', "\\\\").replace('"', "\\\"")
+        ),
+    )?;
+    spawn_chute(&config, dir)
 }
 
 /// Posts every body, `connections` at a time, dealing them round-robin over `addrs`;
