@@ -8,6 +8,19 @@ use clap::{Parser, Subcommand};
 
 use chute::app::Application;
 
+/// Keeps this process and its children (the embedded PostgreSQL) off
+/// transparent huge pages, even where the host has them `always` on: mimalloc
+/// reserves its arenas 2 MiB-aligned, and with huge pages behind them chute's
+/// peak RSS under load was a third to a half higher at the same speed. The `no_thp`
+/// feature only stops mimalloc asking for them (`madvise`); this is what its
+/// own build does when huge pages are off. PostgreSQL's documentation likewise
+/// advises against transparent huge pages. Kernels without the setting keep
+/// their default.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
+}
+
 /// mimalloc instead of the system allocator: records are many small strings and
 /// JSON maps made on one thread and freed soon after, where glibc's malloc spends a
 /// large share of chute's CPU (consolidating and unlinking free chunks).
@@ -77,6 +90,7 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { config, data_dir } => match load(Some(&config)) {
