@@ -396,6 +396,11 @@ fn default_timezone() -> String {
 fn default_tenant() -> String {
     "default".to_owned()
 }
+/// The largest `max_message_bytes`: no sender writes syslog messages this long,
+/// and a message's parts are addressed with 32-bit offsets (a NUL becomes three
+/// bytes of U+FFFD, so three times the limit must stay below 4 GiB).
+pub const MAX_MESSAGE_BYTES_LIMIT: usize = 64 << 20;
+
 fn default_max_message_bytes() -> usize {
     64 * 1024
 }
@@ -638,10 +643,10 @@ impl Config {
             if let Err(e) = l.timezone.parse::<crate::syslog::Timezone>() {
                 err(at("timezone"), &e.to_string());
             }
-            if l.max_message_bytes < 480 {
+            if !(480..=MAX_MESSAGE_BYTES_LIMIT).contains(&l.max_message_bytes) {
                 err(
                     at("max_message_bytes"),
-                    "must be at least 480 (RFC 5424 §6.1)",
+                    "must be at least 480 (RFC 5424 §6.1) and at most 64 MiB",
                 );
             }
             if l.max_connections == 0 {
@@ -933,6 +938,25 @@ mod tests {
         }
         // Semantic checks run on the sections that parsed.
         assert!(paths.contains(&"writer.batch_rows"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_syslog_message_limit_is_between_480_bytes_and_64_mib() {
+        for (bytes, ok) in [
+            (479, false),
+            (480, true),
+            (64 << 20, true),
+            ((64 << 20) + 1, false),
+        ] {
+            let text = format!(
+                "[[syslog.listeners]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:0\"\nmax_message_bytes = {bytes}\n"
+            );
+            let result = Config::from_toml(&text);
+            assert_eq!(result.is_ok(), ok, "{bytes}: {result:?}");
+            if let Err(e) = result {
+                assert_eq!(e.0[0].path, "syslog.listeners[0].max_message_bytes");
+            }
+        }
     }
 
     #[test]

@@ -366,6 +366,8 @@ fn write_fields(r: &Record, out: &mut Vec<u8>, order: &mut Vec<u32>) -> serde_js
     let Some(sd) = &r.sd else {
         return serde_json::to_writer(out, &r.fields);
     };
+    // Only the syslog parser sets `sd`, and it never puts an `sd` in `fields`.
+    debug_assert!(!r.fields.contains_key("sd"));
     out.extend_from_slice(b"{\"sd\":");
     sd.write_json(out, order)?;
     if r.fields.is_empty() {

@@ -65,7 +65,8 @@ impl StructuredData {
     }
 
     fn at(&self) -> u32 {
-        // Messages are far below 4 GiB (`max_message_bytes`).
+        // A message is at most 64 MiB (`MAX_MESSAGE_BYTES_LIMIT`), which is at
+        // most 192 MiB of text with every byte a NUL turned into U+FFFD.
         self.text.len() as u32
     }
 
