@@ -13,6 +13,7 @@ use chute::app::Application;
 use chute::config::{Config, Secret, ShardConfig};
 use chute::metrics::Metrics;
 use chute::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
@@ -36,37 +37,50 @@ pub fn temp_dir() -> tempfile::TempDir {
 ///
 /// The shared clusters live in statics, which are never dropped, and chutes' data
 /// directories outlive their tests; left alone they would pile up by gigabytes run
-/// after run. So the first call removes the roots of earlier runs whose process is
-/// gone, and a run leaves at most its own behind.
+/// after run. So each run holds a lock on its root for as long as it lives, and the
+/// first call removes the roots of earlier runs whose lock is free: their process
+/// has ended. A run leaves at most its own root behind. (A lock rather than the pid:
+/// runs in other PID namespaces may share the temp dir.)
 pub fn scratch_root() -> &'static Path {
-    static ROOT: OnceLock<std::path::PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        remove_roots_of_ended_runs();
-        let root = tempfile::Builder::new()
-            .prefix(&format!("chute-it-{}-", std::process::id()))
-            .tempdir()
-            .expect("scratch root")
-            .keep();
-        open_up(&root);
-        root
-    })
+    static ROOT: OnceLock<(std::path::PathBuf, Flock<std::fs::File>)> = OnceLock::new();
+    &ROOT
+        .get_or_init(|| {
+            remove_roots_of_ended_runs();
+            let root = tempfile::Builder::new()
+                .prefix(&format!("chute-it-{}-", std::process::id()))
+                .tempdir()
+                .expect("scratch root")
+                .keep();
+            open_up(&root);
+            // Locked before it takes its name, so no other run sees it unlocked.
+            let fresh = root.join(format!("{ROOT_LOCK}.new"));
+            let lock = std::fs::File::create(&fresh).expect("root lock file");
+            let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock)
+                .map_err(|(_, e)| e)
+                .expect("lock of a new root");
+            std::fs::rename(&fresh, root.join(ROOT_LOCK)).expect("root lock in place");
+            (root, lock)
+        })
+        .0
 }
+
+/// The file in a scratch root that its run keeps locked.
+const ROOT_LOCK: &str = "run.lock";
 
 fn remove_roots_of_ended_runs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let pid = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("chute-it-"))
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if let Some(pid) = pid {
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+        if !entry.file_name().to_string_lossy().starts_with("chute-it-") {
+            continue;
+        }
+        // No lock file yet: a run that is just starting (or not one of ours).
+        let Ok(file) = std::fs::File::open(entry.path().join(ROOT_LOCK)) else {
+            continue;
+        };
+        if let Ok(_ended) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
