@@ -15,7 +15,7 @@ pub mod writer;
 
 use std::time::Duration;
 
-use actix::Message;
+use actix::{Message, Recipient};
 
 use crate::record::Record;
 
@@ -30,6 +30,28 @@ pub struct Deliver {
     /// The batch id given by the node that first made it durable, when it came from
     /// a peer; `None` for records received here (the local queue names them).
     pub origin: Option<String>,
+}
+
+/// Sends a [`Deliver`] of `rows` for `shard` to `to`; the future answers once they
+/// are durable there, and with [`DeliverError::Stopped`] when `to` has stopped.
+pub(crate) fn deliver(
+    to: &Recipient<Deliver>,
+    shard: u32,
+    rows: Rows,
+    origin: Option<String>,
+) -> impl std::future::Future<Output = Result<(), DeliverError>> + 'static {
+    let req = to.send(Deliver {
+        shard,
+        rows,
+        origin,
+    });
+    async move {
+        req.await.unwrap_or_else(|_| {
+            Err(DeliverError::Stopped {
+                destination: format!("shard {shard}"),
+            })
+        })
+    }
 }
 
 /// The records of a [`Deliver`]: as parsed here, or already encoded (by a peer, or

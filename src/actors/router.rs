@@ -14,7 +14,7 @@
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::{Deliver, DeliverError, Route, RouteParts, Rows};
+use super::{deliver, Deliver, DeliverError, Route, RouteParts, Rows};
 use crate::config::ShardKey;
 use crate::record::Record;
 
@@ -168,19 +168,7 @@ impl Router {
         origin: Option<String>,
     ) -> impl std::future::Future<Output = Result<(), DeliverError>> + 'static {
         let d = &self.destinations[i];
-        let shard = d.shard;
-        let req = d.recipient.send(Deliver {
-            shard,
-            rows,
-            origin,
-        });
-        async move {
-            req.await.unwrap_or_else(|_| {
-                Err(DeliverError::Stopped {
-                    destination: format!("shard {shard}"),
-                })
-            })
-        }
+        deliver(&d.recipient, d.shard, rows, origin)
     }
 }
 

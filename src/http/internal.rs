@@ -22,7 +22,7 @@ use super::error::ApiError;
 use super::logs::{header_text, read_body};
 use super::AppState;
 use crate::actors::peer::{LAYOUT_HEADER, NODE_HEADER};
-use crate::actors::{Deliver, DeliverError, Rows};
+use crate::actors::{deliver, Deliver, Rows};
 use crate::config::{Config, Secret, ShardKey};
 use crate::ingest::body::ContentEncoding;
 use crate::pg::copy::EncodedRows;
@@ -302,34 +302,25 @@ async fn receive(
         )
     })?;
     // Check every shard before storing anything, so a misdirected request stores nothing.
-    let mut sends = Vec::with_capacity(batches.len());
-    for b in &batches {
-        if !cluster.local.contains_key(&b.shard) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "shard_not_owned",
-                format!("shard {} is not written by node {}", b.shard, cluster.node),
-            ));
-        }
-    }
+    let spools = batches
+        .iter()
+        .map(|b| {
+            cluster.local.get(&b.shard).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "shard_not_owned",
+                    format!("shard {} is not written by node {}", b.shard, cluster.node),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let records: usize = batches.iter().map(|b| b.rows.len()).sum();
     let count = batches.len();
-    for b in batches {
-        let spool = &cluster.local[&b.shard];
-        let shard = b.shard;
-        let send = spool.send(Deliver {
-            shard,
-            rows: Rows::Encoded(b.rows),
-            origin: Some(b.id),
-        });
-        sends.push(async move {
-            send.await.unwrap_or_else(|_| {
-                Err(DeliverError::Stopped {
-                    destination: format!("shard {shard}"),
-                })
-            })
-        });
-    }
+    let sends: Vec<_> = batches
+        .into_iter()
+        .zip(spools)
+        .map(|(b, spool)| deliver(spool, b.shard, Rows::Encoded(b.rows), Some(b.id)))
+        .collect();
     if let Some(Err(e)) = join_all(sends).await.into_iter().find(Result::is_err) {
         // Some batches may be durable already; the sender's retry is recognised by id.
         return Err(ApiError::from(e));
