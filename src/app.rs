@@ -110,20 +110,8 @@ impl Application {
                     .map_or("", |t| t.expose())
             ),
             fingerprint: config.layout_fingerprint(),
-            tls: match &config.cluster.tls_ca_file {
-                Some(ca) => {
-                    let identity = config
-                        .cluster
-                        .tls_cert_file
-                        .as_deref()
-                        .zip(config.cluster.tls_key_file.as_deref());
-                    Some(
-                        crate::tls::client_config(ca, identity)
-                            .context("cannot set up TLS to the peers")?,
-                    )
-                }
-                None => None,
-            },
+            tls: crate::tls::cluster_client_config(&config.cluster)
+                .context("cannot set up TLS to the peers")?,
         };
         for node in config.nodes.iter().filter(|n| n.id != config.node.id) {
             let link = RemoteNode::start(node, &config, &credentials, &metrics, &health).await?;
@@ -165,7 +153,7 @@ impl Application {
                     .snapshot()
                     .iter()
                     .all(|(_, s)| s.prepared && s.up && !s.queue_failed)
-                    && health.peers().iter().all(|(_, p)| !p.queue_failed);
+                    && !health.peer_queue_failed();
                 m.ready.set(i64::from(ready));
             });
         }

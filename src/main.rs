@@ -108,17 +108,14 @@ fn main() -> ExitCode {
                 Some(Ok(c)) if c.http.tls_cert_file.is_some() => {
                     // Asked as a peer would: trusting the cluster CA, with this
                     // node's client certificate.
-                    let Some(ca) = c.cluster.tls_ca_file.as_deref() else {
-                        eprintln!("chute cluster: the node speaks HTTPS; set cluster.tls_ca_file");
-                        return ExitCode::FAILURE;
-                    };
-                    let identity = c
-                        .cluster
-                        .tls_cert_file
-                        .as_deref()
-                        .zip(c.cluster.tls_key_file.as_deref());
-                    match chute::tls::client_config(ca, identity) {
-                        Ok(tls) => (format!("https://{}", c.http.listen), Some(tls)),
+                    match chute::tls::cluster_client_config(&c.cluster) {
+                        Ok(Some(tls)) => (format!("https://{}", c.http.listen), Some(tls)),
+                        Ok(None) => {
+                            eprintln!(
+                                "chute cluster: the node speaks HTTPS; set cluster.tls_ca_file"
+                            );
+                            return ExitCode::FAILURE;
+                        }
                         Err(e) => {
                             eprintln!("chute cluster: {e:#}");
                             return ExitCode::FAILURE;
@@ -219,13 +216,7 @@ async fn cluster(
 ) -> anyhow::Result<()> {
     use chute::http::cluster::{ClusterReport, QueueReport};
     let endpoint = format!("{}/api/v1/cluster", url.trim_end_matches('/'));
-    let builder = awc::Client::builder().timeout(std::time::Duration::from_secs(10));
-    let client = match tls {
-        Some(tls) => builder
-            .connector(awc::Connector::new().rustls_0_23(tls))
-            .finish(),
-        None => builder.finish(),
-    };
+    let client = chute::tls::http_client(std::time::Duration::from_secs(10), tls);
     let mut response = client
         .get(&endpoint)
         .send()

@@ -67,6 +67,39 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The client side of the peer links from `[cluster]`: `None` without
+/// `tls_ca_file` (peers spoken to over plain HTTP), else [`client_config`] with the
+/// node's certificate when one is set.
+///
+/// # Errors
+/// As [`client_config`].
+pub fn cluster_client_config(
+    cluster: &crate::config::ClusterConfig,
+) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    let Some(ca) = &cluster.tls_ca_file else {
+        return Ok(None);
+    };
+    let identity = cluster
+        .tls_cert_file
+        .as_deref()
+        .zip(cluster.tls_key_file.as_deref());
+    client_config(ca, identity).map(Some)
+}
+
+/// An HTTP client with `timeout`, speaking TLS with `tls` when given.
+pub fn http_client(
+    timeout: std::time::Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> awc::Client {
+    let builder = awc::Client::builder().timeout(timeout);
+    match tls {
+        Some(tls) => builder
+            .connector(awc::Connector::new().rustls_0_23(tls))
+            .finish(),
+        None => builder.finish(),
+    }
+}
+
 /// A client configuration that trusts the CAs in `ca_file` and, with `identity`
 /// (certificate chain, key), presents that certificate (mutual TLS).
 ///

@@ -224,14 +224,10 @@ impl PeerLink {
         let client = self
             .client
             .get_or_insert_with(|| {
-                let builder = awc::Client::builder()
-                    .timeout(Duration::from_millis(self.config.request_timeout_ms));
-                match &self.credentials.tls {
-                    Some(tls) => builder
-                        .connector(awc::Connector::new().rustls_0_23(tls.clone()))
-                        .finish(),
-                    None => builder.finish(),
-                }
+                crate::tls::http_client(
+                    Duration::from_millis(self.config.request_timeout_ms),
+                    self.credentials.tls.clone(),
+                )
             })
             .clone();
         let m = &self.metrics;
