@@ -534,19 +534,21 @@ impl Metrics {
     }
 
     /// Records when the oldest unacknowledged batch of `destination`'s queue was
-    /// appended, and updates its age gauge.
+    /// appended; its age gauge is computed from it when read. Runs on every queue
+    /// append and acknowledgement: the name is copied only the first time.
     pub fn set_queue_oldest_append(&self, destination: &str, at: Option<std::time::SystemTime>) {
-        self.oldest_append.insert(destination.to_owned(), at);
-        self.queue_age(destination);
+        match self.oldest_append.get_mut(destination) {
+            Some(mut entry) => *entry = at,
+            None => {
+                self.oldest_append.insert(destination.to_owned(), at);
+            }
+        }
     }
 
     /// Age of the oldest unacknowledged batch in `destination`'s queue, now (0 when
     /// empty); also sets `chute_queue_oldest_age_seconds`.
     pub fn queue_age(&self, destination: &str) -> f64 {
-        let at = self.oldest_append.get(destination).and_then(|a| *a);
-        let age = at
-            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-            .map_or(0.0, |d| d.as_secs_f64());
+        let age = age(self.oldest_append.get(destination).and_then(|a| *a));
         self.queue_oldest_age
             .with_label_values(&[destination])
             .set(age);
@@ -556,10 +558,10 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.scrapes.inc();
-        let destinations: Vec<String> =
-            self.oldest_append.iter().map(|e| e.key().clone()).collect();
-        for d in destinations {
-            self.queue_age(&d);
+        for e in self.oldest_append.iter() {
+            self.queue_oldest_age
+                .with_label_values(&[e.key()])
+                .set(age(*e.value()));
         }
         for hook in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             hook(self);
@@ -569,6 +571,12 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.inner.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// Seconds since `at` (0 for none, or for a time ahead of the clock).
+fn age(at: Option<std::time::SystemTime>) -> f64 {
+    at.and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -76,6 +76,11 @@ impl Health {
         v
     }
 
+    /// Whether some peer link's queue has failed (which makes the node unready).
+    pub fn peer_queue_failed(&self) -> bool {
+        self.peers.iter().any(|e| e.value().queue_failed)
+    }
+
     /// Every shard's state, ordered by id.
     pub fn snapshot(&self) -> Vec<(u32, ShardState)> {
         let mut v: Vec<_> = self
