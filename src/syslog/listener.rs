@@ -334,15 +334,17 @@ async fn deliver(shared: &Shared, records: Vec<Record>, wait: bool) {
         }
     }
     while !parts.is_empty() {
-        let outcomes = match shared
-            .router
-            .send(RouteParts {
-                parts: parts.clone(),
-            })
-            .await
-        {
+        // Only a stream connection (`wait`) resends refused parts, so only it keeps
+        // a copy (the rows are shared bytes; their offsets are copied).
+        let sizes: Vec<u64> = parts.iter().map(|(_, rows)| rows.len() as u64).collect();
+        let sent = if wait {
+            parts.clone()
+        } else {
+            std::mem::take(&mut parts)
+        };
+        let outcomes = match shared.router.send(RouteParts { parts: sent }).await {
             Ok(outcomes) => outcomes,
-            Err(_) => parts
+            Err(_) => sizes
                 .iter()
                 .map(|_| {
                     Err(DeliverError::Stopped {
@@ -351,15 +353,16 @@ async fn deliver(shared: &Shared, records: Vec<Record>, wait: bool) {
                 })
                 .collect(),
         };
-        let mut refused = Vec::new();
+        let mut refused = vec![false; sizes.len()];
+        let mut accepted = 0;
         let mut pause = None;
-        for (part, outcome) in parts.into_iter().zip(outcomes) {
-            let n = part.1.len() as u64;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let n = sizes[i];
             match outcome {
-                Ok(()) => m.records_accepted.with_label_values(&["syslog"]).inc_by(n),
+                Ok(()) => accepted += n,
                 Err(DeliverError::Full { retry_after, .. }) if wait => {
                     pause = Some(retry_after);
-                    refused.push(part);
+                    refused[i] = true;
                 }
                 Err(e) => {
                     m.records_rejected
@@ -369,11 +372,20 @@ async fn deliver(shared: &Shared, records: Vec<Record>, wait: bool) {
                 }
             }
         }
+        if accepted > 0 {
+            m.records_accepted
+                .with_label_values(&["syslog"])
+                .inc_by(accepted);
+        }
         if let Some(after) = pause {
             m.syslog_paused.with_label_values(&[&shared.label]).inc();
             tokio::time::sleep(after).await;
         }
-        parts = refused;
+        let mut i = 0;
+        parts.retain(|_| {
+            i += 1;
+            refused[i - 1]
+        });
     }
 }
 
