@@ -368,17 +368,15 @@ fn write_fields(r: &Record, out: &mut Vec<u8>, order: &mut Vec<u32>) -> serde_js
     };
     // Only the syslog parser sets `sd`, and it never puts an `sd` in `fields`.
     debug_assert!(!r.fields.contains_key("sd"));
-    out.extend_from_slice(b"{\"sd\":");
-    sd.write_json(out, order)?;
-    if r.fields.is_empty() {
-        out.push(b'}');
-    } else {
-        // The other fields' object without its `{`, after a comma.
+    // The other fields' object, open at its end for `sd`.
+    serde_json::to_writer(&mut *out, &r.fields)?;
+    out.pop();
+    if !r.fields.is_empty() {
         out.push(b',');
-        let at = out.len();
-        serde_json::to_writer(&mut *out, &r.fields)?;
-        out.remove(at);
     }
+    out.extend_from_slice(b"\"sd\":");
+    sd.write_json(out, order)?;
+    out.push(b'}');
     Ok(())
 }
 
