@@ -163,11 +163,9 @@ impl TestCluster {
         out
     }
 
-    /// Waits until every node's queues are empty.
+    /// Waits until every node's queues are empty at once.
     async fn settle(&self) {
-        for base in self.bases() {
-            settle(&base).await;
-        }
+        settle_all(&self.bases()).await;
     }
 
     fn log(&self, i: usize) -> String {

@@ -543,21 +543,36 @@ impl Load {
 
 /// Waits until a running chute (at `base`) has written everything it queued.
 pub async fn settle(base: &str) {
+    settle_all(&[base.to_owned()]).await
+}
+
+/// Waits until the chutes at `bases` have all drained their queues at once: a node
+/// whose peer queue empties has just handed batches to another node's queue, so
+/// one node after another is not enough.
+pub async fn settle_all(bases: &[String]) {
     let http = awc::Client::default();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(mut r) = http.get(format!("{base}/metrics")).send().await {
-            let text = String::from_utf8_lossy(&r.body().limit(16 << 20).await.unwrap_or_default())
-                .into_owned();
-            if text.contains("chute_queue_entries")
-                && metric_in(&text, "chute_queue_entries", &[]) == 0.0
-            {
-                return;
-            }
+        let mut drained = true;
+        for base in bases {
+            drained &= queue_entries(&http, base).await == Some(0.0);
+        }
+        if drained {
+            return;
         }
         assert!(Instant::now() < deadline, "chute did not drain its queues");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `chute_queue_entries` summed over the queues of the chute at `base`; `None`
+/// while it does not answer or has no queue yet.
+async fn queue_entries(http: &awc::Client, base: &str) -> Option<f64> {
+    let mut r = http.get(format!("{base}/metrics")).send().await.ok()?;
+    let text =
+        String::from_utf8_lossy(&r.body().limit(16 << 20).await.unwrap_or_default()).into_owned();
+    text.contains("chute_queue_entries")
+        .then(|| metric_in(&text, "chute_queue_entries", &[]))
 }
 
 /// Every acknowledged id is stored, and nothing is stored twice.
