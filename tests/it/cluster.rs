@@ -157,8 +157,7 @@ impl TestCluster {
     async fn rows_per_shard(&self) -> Vec<i64> {
         let mut out = Vec::new();
         for dsn in &self.dsns {
-            let db = connect(dsn).await;
-            out.push(count(&db, "SELECT count(*) FROM chute.logs").await);
+            out.push(count_rows(dsn).await);
         }
         out
     }
@@ -180,10 +179,6 @@ impl TestCluster {
 async fn get_text(url: &str) -> String {
     let mut r = awc::Client::default().get(url).send().await.expect("GET");
     String::from_utf8_lossy(&r.body().limit(16 << 20).await.expect("body")).into_owned()
-}
-
-async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
-    db.query_one(sql, &[]).await.expect("count").get(0)
 }
 
 /// A record of tenant `default`, app `app`, from `host`.

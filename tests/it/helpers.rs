@@ -234,6 +234,16 @@ pub async fn connect(dsn: &str) -> tokio_postgres::Client {
     client
 }
 
+/// Rows in chute.logs of the database at `dsn`, now.
+pub async fn count_rows(dsn: &str) -> i64 {
+    connect(dsn)
+        .await
+        .query_one("SELECT count(*) FROM chute.logs", &[])
+        .await
+        .expect("count rows")
+        .get(0)
+}
+
 /// An answer: status, headers we check, and the JSON body (Null if not JSON).
 pub struct Answer {
     pub status: u16,

@@ -409,27 +409,11 @@ async fn a_request_retried_with_its_idempotency_key_is_stored_once() {
         .map(|i| json!({"host": format!("h{i}"), "message": format!("m{i}")}).to_string() + "\n")
         .collect();
     for _ in 0..3 {
-        let a = app
-            .post(
-                body.clone(),
-                &[
-                    ("content-type", "application/x-ndjson"),
-                    ("idempotency-key", "batch-2026-11-26-0001"),
-                ],
-            )
-            .await;
+        let a = post_with_key(&app, &body, "batch-2026-11-26-0001").await;
         assert_eq!(a.status, 200, "{}", a.body);
     }
     // Another key is another request: stored again.
-    let a = app
-        .post(
-            body.clone(),
-            &[
-                ("content-type", "application/x-ndjson"),
-                ("idempotency-key", "batch-2026-11-26-0002"),
-            ],
-        )
-        .await;
+    let a = post_with_key(&app, &body, "batch-2026-11-26-0002").await;
     assert_eq!(a.status, 200, "{}", a.body);
     app.settle().await;
     let here = app.stored().await;
@@ -438,24 +422,19 @@ async fn a_request_retried_with_its_idempotency_key_is_stored_once() {
     assert!(here > 0 && there > 0, "both shards hold records");
     assert_eq!(app.metric("chute_duplicate_batches_total", &[]), 4.0);
 
-    let bad = app
-        .post(
-            body,
-            &[
-                ("content-type", "application/x-ndjson"),
-                ("idempotency-key", ""),
-            ],
-        )
-        .await;
+    let bad = post_with_key(&app, &body, "").await;
     assert_eq!(bad.status, 400);
     assert_eq!(bad.body["reason"], "invalid_header");
 }
 
-async fn count_rows(dsn: &str) -> i64 {
-    connect(dsn)
-        .await
-        .query_one("SELECT count(*) FROM chute.logs", &[])
-        .await
-        .unwrap()
-        .get(0)
+/// Posts `body` as NDJSON with `Idempotency-Key: key`.
+async fn post_with_key(app: &TestApp, body: &str, key: &str) -> Answer {
+    app.post(
+        body.to_owned(),
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("idempotency-key", key),
+        ],
+    )
+    .await
 }
