@@ -507,6 +507,84 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One chute with one shard, measured from the first record sent until PostgreSQL
+/// holds them all; its database is settled when the phase ends.
+struct Phase<'a> {
+    pg: &'a EmbeddedPostgres,
+    db: &'static str,
+    dir: PathBuf,
+    addr: String,
+    child: ChuteChild,
+    before: Snapshot,
+    /// When the first record is sent; the caller sets it.
+    started: Instant,
+    records: usize,
+}
+
+impl<'a> Phase<'a> {
+    /// Starts chute in `dir` on a fresh database `db` (see [`start_one_shard`]).
+    async fn start(
+        pg: &'a EmbeddedPostgres,
+        dir: &Path,
+        db: &'static str,
+        listeners: &str,
+        records: usize,
+    ) -> anyhow::Result<Phase<'a>> {
+        let (child, addr) = start_one_shard(pg, dir, db, listeners).await?;
+        Ok(Phase {
+            pg,
+            db,
+            dir: dir.to_owned(),
+            addr,
+            child,
+            before: Snapshot::take(pg, db).await?,
+            started: Instant::now(),
+            records,
+        })
+    }
+
+    /// Waits until PostgreSQL holds every record; returns the time since `started`.
+    async fn committed(&self, client: &awc::Client) -> anyhow::Result<Duration> {
+        let done = wait_committed(
+            client,
+            std::slice::from_ref(&self.addr),
+            self.pg,
+            &[self.db],
+            self.records,
+        )
+        .await?;
+        Ok(done - self.started)
+    }
+
+    /// Prints the writes, chute's CPU, PostgreSQL's costs and chute's peak RSS,
+    /// labelled `what`; stops chute and settles the database.
+    async fn finish(
+        self,
+        client: &awc::Client,
+        what: &str,
+        elapsed: Duration,
+    ) -> anyhow::Result<()> {
+        let pid = self.child.0.id();
+        let cpu = cpu_seconds(pid);
+        print_writes(client, &self.addr, self.records, elapsed).await;
+        println!(
+            "{:<26}{cpu:.2} s ({:.1} us/record)",
+            format!("chute CPU ({what})"),
+            cpu * 1e6 / self.records as f64
+        );
+        self.before
+            .report(self.pg, self.db, self.records, cpu)
+            .await?;
+        println!(
+            "{:<26}{:.1} MiB",
+            format!("chute peak RSS ({what})"),
+            peak_rss_kib(pid) as f64 / 1024.0
+        );
+        drop(self.child);
+        settle_db(self.pg, self.db)
+    }
+}
+
 /// HTTP: the NDJSON bodies posted `args.connections` at a time; returns the
 /// committed rows/s.
 async fn http_phase(
@@ -516,42 +594,26 @@ async fn http_phase(
     args: &Args,
     raw_rate: f64,
 ) -> anyhow::Result<f64> {
-    let (child, addr) =
-        start_one_shard(pg, &dir.join("http"), "bench", "[syslog]\nlisteners = []\n").await?;
-    let pid = child.0.id();
-
+    let no_syslog = "[syslog]\nlisteners = []\n";
+    let mut phase = Phase::start(pg, &dir.join("http"), "bench", no_syslog, args.records).await?;
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(120))
         .finish();
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies);
-    let before = Snapshot::take(pg, "bench").await?;
-    let started = Instant::now();
-    let latencies = send_bodies(
-        &client,
-        std::slice::from_ref(&addr),
-        &bodies,
-        args.connections,
-    )
-    .await?;
-    let acked_after = started.elapsed();
+    let addrs = std::slice::from_ref(&phase.addr);
+    phase.started = Instant::now();
+    let mut latencies = send_bodies(&client, addrs, &bodies, args.connections).await?;
+    let acked_after = phase.started.elapsed();
     // Acknowledged means fsynced in chute's queue; wait until PostgreSQL has it all.
-    let committed = wait_committed(
-        &client,
-        std::slice::from_ref(&addr),
-        pg,
-        &["bench"],
-        args.records,
-    )
-    .await?;
-    let elapsed = committed - started;
-    let rss = peak_rss_kib(pid);
+    let elapsed = phase.committed(&client).await?;
     let rate = args.records as f64 / elapsed.as_secs_f64();
-    let queue_bytes = scrape_sum(&client, &addr, "chute_queue_appended_bytes_total").await;
-    let fsyncs = scrape_sum(&client, &addr, "chute_fsync_duration_seconds_count").await;
-    let cpu = cpu_seconds(pid);
-    let mut l = latencies;
-    l.sort();
-    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
+    let queue_bytes = scrape_sum(&client, &phase.addr, "chute_queue_appended_bytes_total").await;
+    let fsyncs = scrape_sum(&client, &phase.addr, "chute_fsync_duration_seconds_count").await;
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p) as usize).min(latencies.len() - 1);
+        latencies[i].as_secs_f64() * 1000.0
+    };
     println!(
         "chute, acknowledged       {:>10.0} rows/s  ({:.1} s; fsynced in chute's queue)",
         args.records as f64 / acked_after.as_secs_f64(),
@@ -567,20 +629,12 @@ async fn http_phase(
         fsyncs / acked_after.as_secs_f64()
     );
     println!("ratio chute / raw         {:>10.2}", rate / raw_rate);
-    print_writes(&client, &addr, args.records, elapsed).await;
-    println!(
-        "chute CPU                 {cpu:.2} s ({:.1} us/record)",
-        cpu * 1e6 / args.records as f64
-    );
-    before.report(pg, "bench", args.records, cpu).await?;
     println!(
         "request latency           p50 {:.1} ms, p99 {:.1} ms",
         pct(0.50),
         pct(0.99)
     );
-    println!("chute peak RSS            {:.1} MiB", rss as f64 / 1024.0);
-    drop(child);
-    settle_db(pg, "bench")?;
+    phase.finish(&client, "HTTP", elapsed).await?;
     Ok(rate)
 }
 
@@ -592,16 +646,10 @@ async fn syslog_phase(
     streams: Vec<Vec<u8>>,
     args: &Args,
 ) -> anyhow::Result<f64> {
-    // The same records as RFC 5424 over TCP, octet-counted, several connections.
-    let syslog_dir = dir.join("syslog");
-    let (child, syslog_addr) = start_one_shard(
-        pg,
-        &syslog_dir,
-        "bench_syslog",
-        "[[syslog.listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n",
-    )
-    .await?;
-    let text = std::fs::read_to_string(syslog_dir.join("chute.log"))?;
+    let tcp = "[[syslog.listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n";
+    let mut phase =
+        Phase::start(pg, &dir.join("syslog"), "bench_syslog", tcp, args.records).await?;
+    let text = std::fs::read_to_string(phase.dir.join("chute.log"))?;
     let port: u16 = text
         .lines()
         .find(|l| l.contains("syslog listener ready"))
@@ -609,8 +657,7 @@ async fn syslog_phase(
         .and_then(|s| s.split(')').next())
         .and_then(|a| a.rsplit(':').next()?.parse().ok())
         .context("syslog port in chute's log")?;
-    let before = Snapshot::take(pg, "bench_syslog").await?;
-    let started = Instant::now();
+    phase.started = Instant::now();
     let senders: Vec<_> = streams
         .into_iter()
         .map(|stream| {
@@ -625,39 +672,22 @@ async fn syslog_phase(
     for s in senders {
         s.await??;
     }
-    let sent_after = started.elapsed();
+    let sent_after = phase.started.elapsed();
     let client = awc::Client::default();
-    let committed = wait_committed(
-        &client,
-        std::slice::from_ref(&syslog_addr),
-        pg,
-        &["bench_syslog"],
-        args.records,
-    )
-    .await?;
-    let syslog_elapsed = committed - started;
-    let syslog_cpu = cpu_seconds(child.0.id());
-    let syslog_rate = args.records as f64 / syslog_elapsed.as_secs_f64();
+    let elapsed = phase.committed(&client).await?;
+    let rate = args.records as f64 / elapsed.as_secs_f64();
     println!(
-        "chute syslog TCP (5424)   {syslog_rate:>10.0} rows/s  ({:.1} s; sent in {:.1} s; committed in PostgreSQL)",
-        syslog_elapsed.as_secs_f64(),
+        "chute syslog TCP (5424)   {rate:>10.0} rows/s  ({:.1} s; sent in {:.1} s; committed in PostgreSQL)",
+        elapsed.as_secs_f64(),
         sent_after.as_secs_f64()
     );
-    print_writes(&client, &syslog_addr, args.records, syslog_elapsed).await;
-    println!(
-        "chute CPU (syslog)        {syslog_cpu:.2} s ({:.1} us/record)",
-        syslog_cpu * 1e6 / args.records as f64
-    );
-    before
-        .report(pg, "bench_syslog", args.records, syslog_cpu)
-        .await?;
-    println!(
-        "chute peak RSS (syslog)   {:.1} MiB",
-        peak_rss_kib(child.0.id()) as f64 / 1024.0
-    );
-    drop(child);
-    settle_db(pg, "bench_syslog")?;
-    Ok(syslog_rate)
+    phase.finish(&client, "syslog", elapsed).await?;
+    Ok(rate)
+}
+
+/// `db`'s DSN as the inside of a TOML basic string.
+fn toml_dsn(pg: &EmbeddedPostgres, db: &str) -> String {
+    pg.dsn(db).replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Creates database `db` with chute's schema and starts a chute in `dir` with one
@@ -678,7 +708,7 @@ async fn start_one_shard(
         format!(
             "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{listeners}[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
             dir.join("data").display(),
-            pg.dsn(db).replace('\\', "\\\\").replace('"', "\\\"")
+            toml_dsn(pg, db)
         ),
     )?;
     spawn_chute(&config, dir)
@@ -835,7 +865,7 @@ async fn cluster_run(
                 };
                 text.push_str(&format!(
                     "[[shards]]\nid = {s}\n{owner}dsn = \"{}\"\npool_size = 2\n",
-                    pg.dsn(db).replace('\\', "\\\\").replace('"', "\\\"")
+                    toml_dsn(pg, db)
                 ));
             }
             let node_dir = run.join(format!("n{i}"));
