@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chute::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
-use chute::pg::schema;
+use chute::sinks::postgres::schema;
+use chute_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -6,8 +6,8 @@
 //! shaped like a busy fleet's: 200 hosts, a dozen apps, 80-200 byte texts.
 
 use chrono::{TimeZone, Utc};
-use chute::syslog::framing::Framer;
-use chute::syslog::{parse, Format, Origin, Timezone, DEFAULT_MAX_MESSAGE_BYTES};
+use chute::sources::syslog::framing::Framer;
+use chute::sources::syslog::{parse, Format, Origin, Timezone, DEFAULT_MAX_MESSAGE_BYTES};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 const BATCH: usize = 1000;

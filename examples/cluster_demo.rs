@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use chute::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use chute_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 
 const NODES: [(&str, u16); 3] = [("a", 7281), ("b", 7282), ("c", 7283)];
 const OWNERS: [&str; 4] = ["a", "b", "c", "a"];

@@ -18,14 +18,14 @@ use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
 use crate::actors::spool::Spool;
 use crate::actors::writer::{Drain, QueuePosition, Reconfigure, Writer};
+use crate::cluster::ClusterView;
 use crate::config::{Config, Secret, ShardConfig};
-use crate::http::internal::ClusterView;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
-use crate::queue::{Queue, QueueOptions};
+use crate::sources::syslog::listener::Bound;
 use crate::status::Health;
-use crate::syslog::listener::Bound;
+use chute_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
+use chute_queue::{Queue, QueueOptions};
 
 /// A running chute: its listener, actors, and (on the embedded default) PostgreSQL.
 pub struct Application {
@@ -176,7 +176,7 @@ impl Application {
         let router = router.start();
         heartbeat.push(router.clone().recipient());
         let (syslog_stop, stop) = tokio::sync::watch::channel(false);
-        let (syslog, live_listeners, syslog_tasks) = crate::syslog::listener::start(
+        let (syslog, live_listeners, syslog_tasks) = crate::sources::syslog::listener::start(
             &config.syslog.effective_listeners(),
             Duration::from_millis(config.syslog.group_commit_ms),
             router.clone(),
@@ -410,10 +410,11 @@ impl LocalShard {
     ) -> anyhow::Result<LocalShard> {
         let name = format!("shard-{}", shard.id);
         let invalid = || format!("shard {}: invalid connection string", shard.id);
-        let pool = crate::pg::pool(shard.dsn.expose(), shard.pool_size).with_context(invalid)?;
+        let pool = crate::sinks::postgres::pool(shard.dsn.expose(), shard.pool_size)
+            .with_context(invalid)?;
         // Readiness probes get a connection of their own, so a pool busy with long
         // COPYs never reads as "not ready".
-        let probe = crate::pg::pool(shard.dsn.expose(), 1).with_context(invalid)?;
+        let probe = crate::sinks::postgres::pool(shard.dsn.expose(), 1).with_context(invalid)?;
 
         let OpenQueue {
             io,
@@ -612,7 +613,7 @@ fn start_spool(
 }
 
 /// Logs and counts what opening a queue found damaged and set aside.
-fn report_recovery(name: &str, r: &crate::queue::Recovery, metrics: &Metrics) {
+fn report_recovery(name: &str, r: &chute_queue::Recovery, metrics: &Metrics) {
     let counts = [
         ("torn", r.torn_bytes_truncated.min(1)),
         ("corrupt", r.corrupt_records),
@@ -660,7 +661,7 @@ fn queue_id(dir: &Path) -> anyhow::Result<String> {
 /// The parts of a running chute whose settings SIGHUP can change.
 struct Live {
     http: Arc<std::sync::RwLock<crate::config::HttpConfig>>,
-    listeners: Vec<crate::syslog::listener::Live>,
+    listeners: Vec<crate::sources::syslog::listener::Live>,
 }
 
 /// SIGHUP: reads and validates the configuration file again. An invalid file leaves

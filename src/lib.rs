@@ -7,15 +7,15 @@
 
 pub mod actors;
 pub mod app;
+pub mod batch;
+pub mod cluster;
 pub mod config;
 pub mod http;
-pub mod ingest;
 pub mod metrics;
-pub mod pg;
-pub mod queue;
 pub mod record;
+pub mod sinks;
+pub mod sources;
 pub mod status;
-pub mod syslog;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;

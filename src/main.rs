@@ -172,7 +172,7 @@ fn check_queues(data_dir: &std::path::Path) -> bool {
     dirs.sort();
     let mut clean = true;
     for dir in dirs {
-        match chute::queue::verify(&dir) {
+        match chute_queue::verify(&dir) {
             Ok(r) if r.is_clean() => println!(
                 "queue {}: ok, {} unacknowledged batches in {} segments",
                 dir.display(),
@@ -214,7 +214,7 @@ async fn cluster(
     json: bool,
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) -> anyhow::Result<()> {
-    use chute::http::cluster::{ClusterReport, QueueReport};
+    use chute::cluster::report::{ClusterReport, QueueReport};
     let endpoint = format!("{}/api/v1/cluster", url.trim_end_matches('/'));
     let client = chute::tls::http_client(std::time::Duration::from_secs(10), tls);
     let mut response = client

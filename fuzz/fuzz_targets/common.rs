@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use chute::record::scrub_map;
-use chute::syslog::{Format, Origin, Parsed, Timezone};
+use chute::sources::syslog::{Format, Origin, Parsed, Timezone};
 
 /// 2026-11-26T12:00:00Z.
 pub fn received_at() -> DateTime<Utc> {

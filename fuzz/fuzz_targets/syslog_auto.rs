@@ -5,7 +5,7 @@
 
 mod common;
 
-use chute::syslog::{parse, Format};
+use chute::sources::syslog::{parse, Format};
 use libfuzzer_sys::fuzz_target;
 
 /// Whether the input starts with `<PRI>1 ` (PRI of 1-3 digits).
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         common::check(&p, data);
         let other = parse(
             data,
-            &chute::syslog::Origin {
+            &chute::sources::syslog::Origin {
                 format: forced,
                 ..origin
             },

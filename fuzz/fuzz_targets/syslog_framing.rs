@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use chute::syslog::framing::{Frame, Framer, FramingError};
+use chute::sources::syslog::framing::{Frame, Framer, FramingError};
 use libfuzzer_sys::fuzz_target;
 
 struct Outcome {
@@ -58,17 +58,17 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole.error, split.error);
     assert_eq!(whole.discarded, split.discarded);
     for frame in &whole.frames {
-        let p = chute::syslog::parse(&frame.bytes, &origin());
+        let p = chute::sources::syslog::parse(&frame.bytes, &origin());
         assert!(p.record.severity.is_some());
     }
 });
 
-fn origin() -> chute::syslog::Origin<'static> {
-    static UTC: chute::syslog::Timezone = chute::syslog::Timezone::Utc;
-    chute::syslog::Origin {
+fn origin() -> chute::sources::syslog::Origin<'static> {
+    static UTC: chute::sources::syslog::Timezone = chute::sources::syslog::Timezone::Utc;
+    chute::sources::syslog::Origin {
         received_at: chrono::DateTime::UNIX_EPOCH,
         tenant: "t",
-        format: chute::syslog::Format::Auto,
+        format: chute::sources::syslog::Format::Auto,
         timezone: &UTC,
         max_message_bytes: 64 * 1024,
         peer_host: None,

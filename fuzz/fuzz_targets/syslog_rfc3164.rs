@@ -5,7 +5,7 @@
 
 mod common;
 
-use chute::syslog::{parse, Format};
+use chute::sources::syslog::{parse, Format};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::Datelike;
-use chute::syslog::{parse, rfc5424, Format};
+use chute::sources::syslog::{parse, rfc5424, Format};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         // Offsets can push a 4-digit year out of 0000-9999, which RFC 3339 can't write.
         if clean && (0..=9999).contains(&p.record.ts.year()) {
             let text = rfc5424::format(&p.record);
-            let unlimited = chute::syslog::Origin {
+            let unlimited = chute::sources::syslog::Origin {
                 max_message_bytes: usize::MAX,
                 ..origin
             };

@@ -1,10 +1,12 @@
 //! The actors that carry records from ingest to storage, and the messages they share.
 //!
 //! ```text
-//! HTTP handler ─ParseJson─> Ingest (sync pool) ─> handler ─Route─> Router ─Deliver─> Writer(shard)
+//! HTTP handler ─Parse─> Ingest (sync pool) ─> handler ─Route─> Router ─Deliver─> Spool ─> QueueIo (disk)
+//! syslog connection ─RouteParts─> Router          Spool ─Available─> Writer (local shard) | PeerLink (node)
 //! ```
 //! Every message carries a batch. A `Deliver` is answered only once its records are
-//! committed, so the answer can travel back to the sender as an acknowledgement.
+//! durable (fsynced in the destination's queue), so the answer can travel back to
+//! the sender as an acknowledgement.
 
 pub mod ingest;
 pub mod peer;
@@ -59,7 +61,7 @@ pub(crate) fn deliver(
 #[derive(Clone)]
 pub enum Rows {
     Records(Vec<Record>),
-    Encoded(crate::pg::copy::EncodedRows),
+    Encoded(crate::batch::EncodedRows),
 }
 
 impl Rows {

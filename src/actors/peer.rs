@@ -22,18 +22,11 @@ use bytes::Bytes;
 use super::queue_io::{Acks, QueueIo, ReadAfter};
 use super::writer::Drain;
 use super::Available;
+use crate::batch::wire::{BatchesBody, CONTENT_TYPE, LAYOUT_HEADER, NODE_HEADER};
+use crate::batch::EncodedRows;
 use crate::config::ClusterConfig;
-use crate::http::internal::BatchesBody;
 use crate::metrics::Metrics;
-use crate::pg::copy::EncodedRows;
 use crate::status::PeerStatus;
-
-/// Header naming the sending node.
-pub const NODE_HEADER: &str = "x-chute-node";
-/// Header carrying the sender's layout fingerprint.
-pub const LAYOUT_HEADER: &str = "x-chute-layout";
-/// Content type of a batches request.
-pub const CONTENT_TYPE: &str = "application/vnd.chute.batches";
 
 /// Who this node is, as a peer link presents it.
 #[derive(Clone)]
@@ -174,7 +167,7 @@ impl PeerLink {
     }
 
     /// Frames the entries into one compressed request body ([`BatchesBody`]).
-    fn prepare(&self, entries: Vec<crate::queue::Entry>) -> Option<Prepared> {
+    fn prepare(&self, entries: Vec<chute_queue::Entry>) -> Option<Prepared> {
         let last = entries.last()?.seq;
         let size: usize = entries.iter().map(|e| e.payload.len() + 48).sum();
         let mut body = BatchesBody::with_capacity(size);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::metrics::Metrics;
-use crate::queue::{Entry, Queue, QueueError};
+use chute_queue::{Entry, Queue, QueueError};
 
 /// Appends every payload, then makes them durable with one fsync (group commit).
 /// Each payload gets its sequence number, or its own refusal (a full queue).

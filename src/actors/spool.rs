@@ -18,10 +18,10 @@ use tokio::sync::oneshot;
 
 use super::queue_io::{AppendSync, QueueIo};
 use super::{Available, Deliver, DeliverError, Rows};
+use crate::batch::EncodedRows;
 use crate::metrics::Metrics;
-use crate::pg::copy::EncodedRows;
-use crate::queue::QueueError;
 use crate::status::QueueHealth;
+use chute_queue::QueueError;
 
 /// A batch waiting for its fsync.
 struct Pending {

@@ -4,7 +4,7 @@
 //! - A write starts once `batch_rows` records are waiting, or once the oldest has
 //!   waited `flush_interval_ms`, whichever comes first; up to `pool_size` writes run
 //!   at once, each in one transaction on its own pooled connection.
-//! - Each batch is stored effectively once ([`crate::pg::write`]): its id (the
+//! - Each batch is stored effectively once ([`crate::sinks::postgres::write`]): its id (the
 //!   queue's incarnation and the entry's sequence number, or the origin's id for a
 //!   batch from a peer) is committed with its rows, and a batch seen before is skipped.
 //! - A transient failure (connection lost, admin shutdown, serialization, resources)
@@ -27,11 +27,11 @@ use deadpool_postgres::Pool;
 
 use super::queue_io::{Acks, QueueIo, ReadAfter};
 use super::Available;
+use crate::batch::EncodedRows;
 use crate::config::{StorageConfig, WriterConfig};
 use crate::metrics::Metrics;
-use crate::pg::copy::EncodedRows;
-use crate::pg::write::{write_batches, Batch, WriteError};
-use crate::pg::{schema, Failure};
+use crate::sinks::postgres::write::{write_batches, Batch, WriteError};
+use crate::sinks::postgres::{schema, Failure};
 use crate::status::ShardStatus;
 
 /// How often partitions and batch ids are maintained.
@@ -346,11 +346,7 @@ impl Writer {
 }
 
 /// Turns a queue entry into a batch with its effectively-once id.
-fn decode(
-    queue_id: &str,
-    seq: u64,
-    payload: Bytes,
-) -> Result<Batch, crate::pg::copy::PayloadError> {
+fn decode(queue_id: &str, seq: u64, payload: Bytes) -> Result<Batch, crate::batch::PayloadError> {
     let (origin, rows) = EncodedRows::from_payload(payload)?;
     let id = origin.unwrap_or_else(|| format!("{queue_id}:{seq}"));
     Ok(Batch { id, rows })

@@ -7,8 +7,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::actors::DeliverError;
-use crate::ingest::body::BodyError;
-use crate::ingest::json::ParseError;
+use crate::cluster::Refusal;
+use crate::sources::http::body::BodyError;
+use crate::sources::http::json::ParseError;
 
 /// An error answer of the HTTP API.
 #[derive(Debug, thiserror::Error)]
@@ -96,5 +97,15 @@ impl From<DeliverError> for ApiError {
             }
         };
         ApiError::unavailable(e.reason(), e.to_string(), retry_after)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(e: Refusal) -> Self {
+        let status = match e {
+            Refusal::Unauthorized | Refusal::UnknownNode => StatusCode::UNAUTHORIZED,
+            Refusal::LayoutMismatch { .. } => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, e.reason(), e.to_string())
     }
 }

@@ -1,4 +1,4 @@
-//! `/metrics`, `/healthz` and `/readyz`.
+//! The operator's routes: `/metrics`, `/healthz`, `/readyz` and `/api/v1/cluster`.
 
 use std::time::Duration;
 
@@ -16,6 +16,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
+}
+
+/// `GET /api/v1/cluster`: the cluster as this node sees it.
+pub async fn get_cluster(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::cluster::report::report(
+        &state.cluster,
+        &state.health,
+        &state.metrics,
+    ))
 }
 
 /// Liveness: the process answers HTTP.

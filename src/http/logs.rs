@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::ingest::ParseJson;
+use crate::actors::ingest::Parse;
 use crate::actors::Route;
-use crate::ingest::body::{BodyCollector, BodyError, BodyFormat, ContentEncoding};
-use crate::ingest::json::Rejection;
+use crate::sources::http::body::{BodyCollector, BodyError, BodyFormat, ContentEncoding};
+use crate::sources::http::json::Rejection;
+use crate::sources::http::JsonBody;
 
 /// Header that names the tenant of every record in the request.
 pub const TENANT_HEADER: &str = "x-chute-tenant";
@@ -76,12 +77,12 @@ async fn ingest(
 
     let mut parsed = state
         .ingest
-        .send(ParseJson {
+        .send(Parse(JsonBody {
             body,
             format,
             received_at,
             tenant,
-        })
+        }))
         .await
         .map_err(|_| stopping())??;
 

@@ -1,9 +1,8 @@
 //! The HTTP API: one listener for ingest, cluster traffic, metrics and health.
 
-pub mod cluster;
 pub mod error;
 mod health;
-pub mod internal;
+mod internal;
 mod logs;
 
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use futures_util::FutureExt;
 
 use crate::actors::ingest::Ingest;
 use crate::actors::router::Router;
+use crate::cluster::ClusterView;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 use crate::status::Health;
@@ -31,7 +31,7 @@ pub struct AppState {
     /// One-connection pools per local shard, for readiness probes.
     pub probes: Vec<(u32, Pool)>,
     /// The cluster layout, the peer token, and the spools peers deliver to.
-    pub cluster: Arc<internal::ClusterView>,
+    pub cluster: Arc<ClusterView>,
 }
 
 /// Registers every route, and counts each answer by route and status class.
@@ -63,7 +63,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     })
                 })
                 .route("/api/v1/logs", web::post().to(logs::post_logs))
-                .route("/api/v1/cluster", web::get().to(cluster::get_cluster))
+                .route("/api/v1/cluster", web::get().to(health::get_cluster))
                 .route(
                     "/internal/v1/batches",
                     web::post().to(internal::post_batches),

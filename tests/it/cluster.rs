@@ -495,11 +495,11 @@ async fn a_wrong_token_or_a_different_layout_is_refused_counted_and_stores_nothi
     // A member with the right token and layout, but a batch for a shard b does not
     // write: refused whole (b never forwards); a batch for b's own shard is stored.
     let rows =
-        chute::pg::copy::EncodedRows::encode(&[record("h", "from-c-1"), record("h", "from-c-2")])
+        chute::batch::EncodedRows::encode(&[record("h", "from-c-1"), record("h", "from-c-2")])
             .unwrap()
             .to_payload(&[], None);
     for (shard, want) in [(2, 409), (1, 200)] {
-        let mut batches = chute::http::internal::BatchesBody::with_capacity(0);
+        let mut batches = chute::batch::wire::BatchesBody::with_capacity(0);
         batches.push(shard, &format!("test-queue:{shard}"), &rows);
         let mut r = http
             .post(format!("{}/internal/v1/batches", bases[1]))

@@ -12,7 +12,7 @@ use actix_web::dev::ServerHandle;
 use chute::app::Application;
 use chute::config::{Config, Secret, ShardConfig};
 use chute::metrics::Metrics;
-use chute::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use chute_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
@@ -177,7 +177,7 @@ pub struct TestApp {
     pub metrics: Arc<Metrics>,
     pub app_embedded: Option<Arc<EmbeddedPostgres>>,
     /// Where the syslog listeners listen.
-    pub syslog: Vec<chute::syslog::listener::Bound>,
+    pub syslog: Vec<chute::sources::syslog::listener::Bound>,
     handle: ServerHandle,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }

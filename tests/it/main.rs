@@ -7,6 +7,7 @@ mod cluster;
 mod durability;
 mod helpers;
 mod ingest_api;
+mod layout;
 mod ops;
 mod storage;
 mod syslog;

@@ -1,0 +1,11 @@
+//! Where records come in: one folder per protocol, each turning bytes into
+//! [`crate::record::Record`]s (or encoded batches) and handing them on. A source
+//! depends on `record`, `batch` and the actors it feeds, never on another source.
+//!
+//! - [`http`]: chute's JSON / NDJSON bodies (decompression with limits, parsing
+//!   with per-record errors); its route is `crate::http`'s `POST /api/v1/logs`.
+//! - [`syslog`]: RFC 5424 / 3164 over UDP, TCP, TLS and Unix sockets, with their
+//!   listeners.
+
+pub mod http;
+pub mod syslog;

@@ -1,0 +1,608 @@
+//! The syslog sockets: UDP, TCP, TLS and Unix datagram listeners.
+//!
+//! Every listener parses what arrives ([`parse`], with [`Framer`] for streams) and
+//! hands records to the shard-router in groups: a group goes once it holds
+//! [`GROUP_RECORDS`] records or its first record has waited `syslog.group_commit_ms`,
+//! and its records are durable (fsynced in their shard's queue) when the router
+//! answers. Syslog has no acknowledgement, so the counts tell the story:
+//! `chute_records_received_total{source="syslog"}` (parsed into records),
+//! `chute_records_accepted_total{source="syslog"}` (durable) and
+//! `chute_records_rejected_total{source="syslog"}` (dropped, with the reason).
+//!
+//! Backpressure: a stream connection keeps at most two groups going (one being
+//! made durable while the next is read); past that its reads pause, so the
+//! sender's TCP window fills. A full queue is retried, never dropped.
+//! UDP and Unix datagrams cannot wait: a group refused by a full queue is dropped
+//! and counted (`reason="backpressure"`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
+use tokio::sync::{watch, Semaphore};
+
+use super::framing::Framer;
+use super::{parse, Format, Origin, Parsed, Timezone};
+use crate::actors::router::{Layout, Router};
+use crate::actors::{DeliverError, RouteParts, Rows};
+use crate::batch::EncodedRows;
+use crate::config::{ListenerConfig, Protocol};
+use crate::metrics::Metrics;
+use crate::record::Record;
+
+/// A group goes to the router once it holds this many records.
+pub const GROUP_RECORDS: usize = 2000;
+/// Largest datagram read (UDP's own limit).
+const DATAGRAM_BYTES: usize = 65_536;
+/// Stream read size.
+const READ_BYTES: usize = 64 * 1024;
+/// Groups on their way to disk at once per stream connection; past it reading waits.
+const STREAM_GROUPS_IN_FLIGHT: usize = 2;
+/// Datagram groups in flight at once per listener; past it reading waits.
+const DATAGRAM_GROUPS_IN_FLIGHT: usize = 4;
+
+/// Where a listener ended up listening.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub label: String,
+    pub protocol: Protocol,
+    /// The bound address (port 0 resolved), for network listeners.
+    pub addr: Option<SocketAddr>,
+    pub path: Option<PathBuf>,
+}
+
+/// What every task of one listener shares.
+struct Shared {
+    label: String,
+    format: Format,
+    timezone: Timezone,
+    tenant: String,
+    /// Live (SIGHUP): read when a connection starts or a message is parsed.
+    max_message_bytes: AtomicUsize,
+    idle_timeout_ms: AtomicU64,
+    group_commit: Duration,
+    router: Addr<Router>,
+    /// How the router maps records to shards: groups are split and encoded here.
+    layout: Layout,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A running listener's settings that can change without a restart.
+#[derive(Clone)]
+pub struct Live(Arc<Shared>);
+
+impl Live {
+    /// The listener's label.
+    pub fn label(&self) -> &str {
+        &self.0.label
+    }
+
+    /// Applies `max_message_bytes` (to messages and new connections) and
+    /// `idle_timeout_ms` (to the next read of every connection).
+    pub fn update(&self, l: &ListenerConfig) {
+        self.0
+            .max_message_bytes
+            .store(l.max_message_bytes, Ordering::Relaxed);
+        self.0
+            .idle_timeout_ms
+            .store(l.idle_timeout_ms, Ordering::Relaxed);
+    }
+}
+
+/// Binds every listener and starts serving it until `stop` turns true.
+///
+/// # Errors
+/// A socket cannot be bound, or a TLS certificate or key cannot be read.
+pub async fn start(
+    listeners: &[ListenerConfig],
+    group_commit: Duration,
+    router: Addr<Router>,
+    layout: Layout,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Vec<Bound>, Vec<Live>, Vec<tokio::task::JoinHandle<()>>)> {
+    let mut bound = Vec::new();
+    let mut live = Vec::new();
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let label = l.label();
+        let shared = Arc::new(Shared {
+            label: label.clone(),
+            format: l.format,
+            timezone: l.timezone.parse().context("invalid timezone")?,
+            tenant: l.tenant.clone(),
+            max_message_bytes: AtomicUsize::new(l.max_message_bytes),
+            idle_timeout_ms: AtomicU64::new(l.idle_timeout_ms),
+            group_commit,
+            router: router.clone(),
+            layout,
+            metrics: metrics.clone(),
+        });
+        metrics
+            .syslog_connections
+            .with_label_values(&[&label])
+            .set(0);
+        live.push(Live(shared.clone()));
+        let stop = stop.clone();
+        let (addr, path) = match l.protocol {
+            Protocol::Udp => {
+                let at = l.address.context("udp needs an address")?;
+                let socket = UdpSocket::bind(at)
+                    .await
+                    .with_context(|| format!("cannot bind udp {at}"))?;
+                let addr = socket.local_addr()?;
+                tasks.push(actix_web::rt::spawn(serve_datagrams(
+                    Datagrams::Udp(socket),
+                    shared,
+                    stop,
+                )));
+                (Some(addr), None)
+            }
+            Protocol::Unix => {
+                let path = l.path.clone().context("unix needs a path")?;
+                let socket = bind_unix(&path)?;
+                tasks.push(actix_web::rt::spawn(serve_datagrams(
+                    Datagrams::Unix(socket),
+                    shared,
+                    stop,
+                )));
+                (None, Some(path))
+            }
+            Protocol::Tcp | Protocol::Tls => {
+                let at = l.address.context("tcp and tls need an address")?;
+                let tls = match l.protocol {
+                    Protocol::Tls => Some(tokio_rustls::TlsAcceptor::from(tls_config(l)?)),
+                    _ => None,
+                };
+                let listener = TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot bind tcp {at}"))?;
+                let addr = listener.local_addr()?;
+                let limit = Arc::new(Semaphore::new(l.max_connections));
+                tasks.push(actix_web::rt::spawn(serve_streams(
+                    listener, tls, limit, shared, stop,
+                )));
+                (Some(addr), None)
+            }
+        };
+        tracing::info!(listener = %label, addr = ?addr, path = ?path, "syslog listener ready");
+        bound.push(Bound {
+            label,
+            protocol: l.protocol,
+            addr,
+            path,
+        });
+    }
+    Ok((bound, live, tasks))
+}
+
+/// Binds a Unix datagram socket, replacing a stale socket file (never another kind of file).
+fn bind_unix(path: &Path) -> anyhow::Result<UnixDatagram> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        } else {
+            anyhow::bail!("{} exists and is not a socket", path.display());
+        }
+    }
+    UnixDatagram::bind(path).with_context(|| format!("cannot bind unix {}", path.display()))
+}
+
+/// The server side of TLS, from the listener's PEM files.
+fn tls_config(l: &ListenerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let cert_file = l.cert_file.as_ref().context("tls needs cert_file")?;
+    let key_file = l.key_file.as_ref().context("tls needs key_file")?;
+    let mut config = crate::tls::server_config(cert_file, key_file, l.client_ca_file.as_deref())?;
+    // Syslog over TLS (RFC 5425) negotiates no application protocol.
+    Arc::make_mut(&mut config).alpn_protocols.clear();
+    Ok(config)
+}
+
+/// Records gathered for the router, with what was wrong with them: counted into
+/// the metrics once per group, not once per message.
+struct Group {
+    shared: Arc<Shared>,
+    records: Vec<Record>,
+    since: Option<Instant>,
+    tally: Tally,
+}
+
+/// Per-group counts of the messages' flags.
+#[derive(Default)]
+struct Tally {
+    malformed: u64,
+    truncated: u64,
+    invalid_utf8: u64,
+    nul: u64,
+}
+
+impl Group {
+    fn new(shared: Arc<Shared>) -> Group {
+        Group {
+            shared,
+            records: Vec::new(),
+            since: None,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Parses one message, received at `received_at`, into the group.
+    fn add(&mut self, msg: &[u8], truncated: bool, peer: Option<&str>, received_at: DateTime<Utc>) {
+        let s = &self.shared;
+        let origin = Origin {
+            received_at,
+            tenant: &s.tenant,
+            format: s.format,
+            timezone: &s.timezone,
+            max_message_bytes: s.max_message_bytes.load(Ordering::Relaxed),
+            peer_host: peer,
+        };
+        let mut parsed: Parsed = parse(msg, &origin);
+        if truncated {
+            parsed.mark_truncated();
+        }
+        let (f, t) = (parsed.flags, &mut self.tally);
+        t.malformed += u64::from(f.malformed);
+        t.truncated += u64::from(f.truncated);
+        t.invalid_utf8 += u64::from(f.invalid_utf8);
+        t.nul += u64::from(f.nul_replaced);
+        self.since.get_or_insert_with(Instant::now);
+        self.records.push(parsed.record);
+    }
+
+    /// When the group must go at the latest.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.since
+            .map(|t| tokio::time::Instant::from_std(t + self.shared.group_commit))
+    }
+
+    fn due(&self) -> bool {
+        self.records.len() >= GROUP_RECORDS
+            || self
+                .since
+                .is_some_and(|t| t.elapsed() >= self.shared.group_commit)
+    }
+
+    /// The group's records; counts them into the listener's metrics.
+    fn take(&mut self) -> Vec<Record> {
+        let (m, l) = (&self.shared.metrics, [self.shared.label.as_str()]);
+        let t = std::mem::take(&mut self.tally);
+        let n = self.records.len() as u64;
+        m.syslog_messages.with_label_values(&l).inc_by(n);
+        m.syslog_parsed
+            .with_label_values(&l)
+            .inc_by(n - t.malformed);
+        for (counter, count) in [
+            (&m.syslog_malformed, t.malformed),
+            (&m.syslog_truncated, t.truncated),
+        ] {
+            if count > 0 {
+                counter.with_label_values(&l).inc_by(count);
+            }
+        }
+        for (reason, count) in [("invalid_utf8", t.invalid_utf8), ("nul", t.nul)] {
+            if count > 0 {
+                m.records_sanitized
+                    .with_label_values(&["syslog", reason])
+                    .inc_by(count);
+            }
+        }
+        self.since = None;
+        std::mem::take(&mut self.records)
+    }
+}
+
+/// Hands records to the router and counts the outcome. The group is split by shard
+/// and encoded here, on the connection's thread, so a part refused by a full queue
+/// is resent as the same bytes and the parts taken are never sent twice. With
+/// `wait`, refused parts are retried (the caller's reads stay paused meanwhile);
+/// without, they are dropped and counted.
+async fn deliver(shared: &Shared, records: Vec<Record>, wait: bool) {
+    if records.is_empty() {
+        return;
+    }
+    let m = &shared.metrics;
+    m.records_received
+        .with_label_values(&["syslog"])
+        .inc_by(records.len() as u64);
+    let mut parts: Vec<(usize, Rows)> = Vec::new();
+    for (i, part) in shared.layout.split(records) {
+        match EncodedRows::encode(&part) {
+            Ok(rows) => parts.push((i, Rows::Encoded(rows))),
+            Err(e) => {
+                // Parsing rules this out; count it rather than lose it silently.
+                m.records_rejected
+                    .with_label_values(&["syslog", "invalid_record"])
+                    .inc_by(part.len() as u64);
+                tracing::warn!(listener = %shared.label, records = part.len(), error = %e, "syslog records cannot be encoded; dropped");
+            }
+        }
+    }
+    while !parts.is_empty() {
+        // Only a stream connection (`wait`) resends refused parts, so only it keeps
+        // a copy (the rows are shared bytes; their offsets are copied).
+        let sizes: Vec<u64> = parts.iter().map(|(_, rows)| rows.len() as u64).collect();
+        let sent = if wait {
+            parts.clone()
+        } else {
+            std::mem::take(&mut parts)
+        };
+        let outcomes = match shared.router.send(RouteParts { parts: sent }).await {
+            Ok(outcomes) => outcomes,
+            Err(_) => sizes
+                .iter()
+                .map(|_| {
+                    Err(DeliverError::Stopped {
+                        destination: "router".into(),
+                    })
+                })
+                .collect(),
+        };
+        let mut refused = vec![false; sizes.len()];
+        let mut accepted = 0;
+        let mut pause = None;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let n = sizes[i];
+            match outcome {
+                Ok(()) => accepted += n,
+                Err(DeliverError::Full { retry_after, .. }) if wait => {
+                    pause = Some(retry_after);
+                    refused[i] = true;
+                }
+                Err(e) => {
+                    m.records_rejected
+                        .with_label_values(&["syslog", e.reason()])
+                        .inc_by(n);
+                    tracing::warn!(listener = %shared.label, records = n, error = %e, "syslog records dropped");
+                }
+            }
+        }
+        if accepted > 0 {
+            m.records_accepted
+                .with_label_values(&["syslog"])
+                .inc_by(accepted);
+        }
+        if let Some(after) = pause {
+            m.syslog_paused.with_label_values(&[&shared.label]).inc();
+            tokio::time::sleep(after).await;
+        }
+        let mut i = 0;
+        parts.retain(|_| {
+            i += 1;
+            refused[i - 1]
+        });
+    }
+}
+
+enum Datagrams {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl Datagrams {
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<(usize, Option<String>)> {
+        match self {
+            Datagrams::Udp(s) => s
+                .recv_from(buf)
+                .await
+                .map(|(n, from)| (n, Some(from.ip().to_string()))),
+            Datagrams::Unix(s) => s.recv_from(buf).await.map(|(n, _)| (n, None)),
+        }
+    }
+}
+
+/// One datagram is one message. Groups go to the router in the background (a few at
+/// a time) so reading goes on while they are made durable.
+async fn serve_datagrams(socket: Datagrams, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; DATAGRAM_BYTES];
+    let mut group = Group::new(shared.clone());
+    let in_flight = Arc::new(Semaphore::new(DATAGRAM_GROUPS_IN_FLIGHT));
+    loop {
+        let deadline = group.deadline();
+        tokio::select! {
+            r = socket.recv(&mut buf) => match r {
+                Ok((n, peer)) => {
+                    shared.metrics.syslog_bytes.with_label_values(&[&shared.label]).inc_by(n as u64);
+                    // A datagram at the buffer's size may have been cut by the kernel.
+                    group.add(&buf[..n], n == DATAGRAM_BYTES, peer.as_deref(), Utc::now());
+                }
+                Err(e) => {
+                    tracing::warn!(listener = %shared.label, error = %e, "syslog receive failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = sleep_until(deadline) => {}
+            _ = stop.changed() => break,
+        }
+        if group.due() {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let (records, shared) = (group.take(), shared.clone());
+            actix_web::rt::spawn(async move {
+                deliver(&shared, records, false).await;
+                drop(permit);
+            });
+        }
+    }
+    deliver(&shared, group.take(), false).await;
+    // Wait for the groups still in flight.
+    let _ = in_flight
+        .acquire_many(DATAGRAM_GROUPS_IN_FLIGHT as u32)
+        .await;
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Accepts connections up to the listener's limit; each is served by its own task.
+async fn serve_streams(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limit: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads: Vec<actix::Arbiter> = (0..cores).map(|_| actix::Arbiter::new()).collect();
+    let mut next = 0;
+    let capacity = limit.available_permits() as u32;
+    loop {
+        let (socket, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(listener = %shared.label, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            shared
+                .metrics
+                .syslog_refused
+                .with_label_values(&[&shared.label, "max_connections"])
+                .inc();
+            tracing::warn!(listener = %shared.label, "connection refused: max_connections reached");
+            continue; // dropping the socket closes it
+        };
+        let (shared, tls, stop) = (shared.clone(), tls.clone(), stop.clone());
+        // Connections are spread over one thread per core: parsing is CPU work.
+        next = (next + 1) % threads.len();
+        threads[next].spawn(async move {
+            let gauge = shared
+                .metrics
+                .syslog_connections
+                .with_label_values(&[&shared.label]);
+            gauge.inc();
+            let peer = peer.ip().to_string();
+            match tls {
+                None => serve_stream(socket, &peer, &shared, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(shared.idle_timeout(), acceptor.accept(socket)).await
+                    {
+                        Ok(Ok(stream)) => serve_stream(stream, &peer, &shared, stop).await,
+                        Ok(Err(e)) => {
+                            shared
+                                .metrics
+                                .syslog_refused
+                                .with_label_values(&[&shared.label, "tls_handshake"])
+                                .inc();
+                            tracing::warn!(listener = %shared.label, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            shared
+                                .metrics
+                                .syslog_refused
+                                .with_label_values(&[&shared.label, "tls_handshake"])
+                                .inc();
+                        }
+                    }
+                }
+            }
+            gauge.dec();
+            drop(permit);
+        });
+    }
+    // Every connection delivers what it holds and returns its permit; then the
+    // threads can go.
+    let _ = limit.acquire_many(capacity).await;
+    for t in &threads {
+        t.stop();
+    }
+}
+
+/// Reads one connection until it closes, idles out, breaks its framing, or chute
+/// stops; whatever was read before is kept.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: &str,
+    shared: &Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut framer = Framer::new(shared.max_message_bytes.load(Ordering::Relaxed));
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut group = Group::new(shared.clone());
+    let mut in_flight: std::collections::VecDeque<tokio::task::JoinHandle<()>> =
+        std::collections::VecDeque::new();
+    let l = [shared.label.as_str()];
+    loop {
+        let deadline = group.deadline();
+        let mut done = false;
+        tokio::select! {
+            r = tokio::time::timeout(shared.idle_timeout(), stream.read(&mut buf)) => {
+                let framed = match r {
+                    Err(_) => {
+                        shared.metrics.syslog_closed.with_label_values(&[&shared.label, "idle"]).inc();
+                        done = true;
+                        framer.finish(&mut frames)
+                    }
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        done = true;
+                        framer.finish(&mut frames)
+                    }
+                    Ok(Ok(n)) => {
+                        shared.metrics.syslog_bytes.with_label_values(&l).inc_by(n as u64);
+                        framer.push(&buf[..n], &mut frames)
+                    }
+                };
+                // One clock read per read, not per message.
+                let now = Utc::now();
+                for f in frames.drain(..) {
+                    group.add(&f.bytes, f.truncated, Some(peer), now);
+                }
+                if let Err(e) = framed {
+                    shared.metrics.syslog_closed.with_label_values(&[&shared.label, e.reason()]).inc();
+                    tracing::warn!(listener = %shared.label, error = %e, "closing a syslog connection: its framing broke; the messages before are kept");
+                    done = true;
+                }
+            }
+            _ = sleep_until(deadline) => {}
+            _ = stop.changed() => done = true,
+        }
+        if done {
+            break;
+        }
+        if group.due() {
+            // A few groups may be on their way to disk while the next is read; past
+            // that, wait for the oldest. Memory stays within a few groups.
+            if in_flight.len() >= STREAM_GROUPS_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    let _ = oldest.await;
+                }
+            }
+            let (shared, records) = (shared.clone(), group.take());
+            in_flight.push_back(actix_web::rt::spawn(async move {
+                deliver(&shared, records, true).await;
+            }));
+        }
+    }
+    for group in in_flight {
+        let _ = group.await;
+    }
+    deliver(shared, group.take(), true).await;
+    // A clean close (for TLS: close_notify, so the sender knows nothing was cut).
+    let _ = stream.shutdown().await;
+}
