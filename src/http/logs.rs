@@ -23,8 +23,6 @@ pub const TENANT_HEADER: &str = "x-chute-tenant";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Tenant of records whose request names none.
 pub const DEFAULT_TENANT: &str = "default";
-/// Rejections listed in one answer; the count covers them all.
-const MAX_LISTED_REJECTIONS: usize = 1000;
 
 #[derive(Serialize)]
 struct Answer<'a> {
@@ -75,7 +73,7 @@ async fn ingest(
 
     let body = read_body(&mut payload, encoding, limit).await?;
 
-    let mut parsed = state
+    let parsed = state
         .ingest
         .send(Parse(JsonBody {
             body,
@@ -86,8 +84,7 @@ async fn ingest(
         .await
         .map_err(|_| stopping())??;
 
-    let rejected_count = parsed.rejected.len();
-    parsed.rejected.truncate(MAX_LISTED_REJECTIONS);
+    let rejected_count = parsed.rejected_count;
     let accepted = parsed.records.len();
     if accepted == 0 && rejected_count > 0 {
         state

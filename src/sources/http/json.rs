@@ -64,6 +64,14 @@ use serde_json::{Map, Number, Value};
 use crate::record::{facility_from_name, severity_from_name, Record, REPLACEMENT};
 use crate::sources::http::body::BodyFormat;
 
+/// At most this many rejections are kept (and answered) per body; the rest are
+/// counted. A body of millions of bad records costs a count, not a list.
+pub const MAX_LISTED_REJECTIONS: usize = 1000;
+
+/// At most this many records are reserved for up front; more grow the list as they
+/// come, so a body of blank lines or of bad elements reserves nothing by their count.
+const RESERVE_RECORDS: usize = 4096;
+
 /// At most this many characters of a rejected value are quoted in an error.
 const MAX_QUOTE_CHARS: usize = 40;
 
@@ -92,8 +100,10 @@ pub struct Rejection {
 pub struct Parsed {
     /// Accepted records, in body order.
     pub records: Vec<Record>,
-    /// Refused records, in body order.
+    /// Refused records, in body order: the first [`MAX_LISTED_REJECTIONS`].
     pub rejected: Vec<Rejection>,
+    /// Every refused record, listed or not.
+    pub rejected_count: usize,
     /// Records in which NUL bytes were replaced with U+FFFD.
     pub nul_replaced: usize,
     /// Records in which invalid UTF-8 was replaced with U+FFFD.
@@ -175,7 +185,7 @@ fn parse_array(body: &[u8], ctx: &mut Context<'_>) -> Result<(), ParseError> {
         // costs only itself.
         let elements: Vec<&RawValue> =
             serde_json::from_str(&text).map_err(|e| ParseError::Syntax(e.to_string()))?;
-        ctx.out.records.reserve(elements.len());
+        ctx.out.records.reserve(elements.len().min(RESERVE_RECORDS));
         for (index, raw) in elements.into_iter().enumerate() {
             let json = raw.get();
             // After the lossy pass, U+FFFD in an element means it held
@@ -217,7 +227,7 @@ fn kind_of_first_byte(b: Option<u8>) -> &'static str {
 
 fn parse_ndjson(body: &[u8], ctx: &mut Context<'_>) {
     let lines = body.iter().filter(|&&b| b == b'\n').count() + 1;
-    ctx.out.records.reserve(lines);
+    ctx.out.records.reserve(lines.min(RESERVE_RECORDS));
     for (index, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(|&b| is_json_ws(b)) {
@@ -259,7 +269,12 @@ impl Context<'_> {
                 }
                 self.out.records.push(record);
             }
-            Err(error) => self.out.rejected.push(Rejection { index, error }),
+            Err(error) => {
+                self.out.rejected_count += 1;
+                if self.out.rejected.len() < MAX_LISTED_REJECTIONS {
+                    self.out.rejected.push(Rejection { index, error });
+                }
+            }
         }
     }
 

@@ -791,3 +791,32 @@ fn deeply_nested_value_is_a_rejection_not_a_crash() {
     assert_eq!(messages(&p.records), ["ok"]);
     assert_eq!(indexes(&p.rejected), [0]);
 }
+
+#[test]
+fn rejections_past_the_listed_ones_are_counted_not_kept() {
+    let body = format!("[{}1]", "1,".repeat(4999));
+    let p = array(&body);
+    assert_eq!(p.rejected_count, 5000);
+    assert_eq!(p.rejected.len(), MAX_LISTED_REJECTIONS);
+    assert_eq!(p.rejected.last().map(|r| r.index), Some(999));
+    assert!(p.records.is_empty());
+    let lines = ndjson(&"x\n".repeat(3000));
+    assert_eq!((lines.rejected_count, lines.rejected.len()), (3000, 1000));
+}
+
+#[test]
+fn a_body_of_blank_lines_or_bad_elements_reserves_nothing_by_their_count() {
+    let blank = ndjson(&format!("{}{{\"message\":\"x\"}}", "\n".repeat(1 << 20)));
+    assert_eq!(blank.records.len(), 1);
+    assert!(
+        blank.records.capacity() <= RESERVE_RECORDS,
+        "{}",
+        blank.records.capacity()
+    );
+    let bad = array(&format!("[{}1]", "1,".repeat(100_000)));
+    assert!(
+        bad.records.capacity() <= RESERVE_RECORDS,
+        "{}",
+        bad.records.capacity()
+    );
+}

@@ -31,12 +31,12 @@ impl Decode for JsonBody {
         let parsed = json::parse(&self.body, format, self.received_at, &self.tenant)?;
         m.records_received
             .with_label_values(&["http"])
-            .inc_by((parsed.records.len() + parsed.rejected.len()) as u64);
-        if !parsed.rejected.is_empty() {
+            .inc_by((parsed.records.len() + parsed.rejected_count) as u64);
+        if let Some(first) = parsed.rejected.first() {
             m.records_rejected
                 .with_label_values(&["http", "invalid_record"])
-                .inc_by(parsed.rejected.len() as u64);
-            tracing::debug!(rejected = parsed.rejected.len(), first = %parsed.rejected[0].error, "records rejected");
+                .inc_by(parsed.rejected_count as u64);
+            tracing::debug!(rejected = parsed.rejected_count, first = %first.error, "records rejected");
         }
         if parsed.nul_replaced > 0 {
             m.records_sanitized
