@@ -21,7 +21,7 @@ use crate::actors::writer::{Drain, QueuePosition, Reconfigure, Writer};
 use crate::cluster::ClusterView;
 use crate::config::{Config, Secret, ShardConfig};
 use crate::http::{self, AppState};
-use crate::metrics::Metrics;
+use crate::metrics::{KnownLabels, Metrics};
 use crate::sources::syslog::listener::Bound;
 use crate::status::Health;
 use chute_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
@@ -185,6 +185,7 @@ impl Application {
             stop,
         )
         .await?;
+        metrics.export_known(&known_labels(&config, &shards, &syslog));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let ingest = {
             let metrics = metrics.clone();
@@ -610,6 +611,29 @@ fn start_spool(
     Spool::start_in_arbiter(&arbiter.handle(), move |_| {
         Spool::new(name, io, consumer, metrics, status, shard_prefix)
     })
+}
+
+/// The label values this node knows before any traffic: its shards and queues, its
+/// syslog listeners, its peers and its routes.
+fn known_labels(config: &Config, shards: &[ShardConfig], syslog: &[Bound]) -> KnownLabels {
+    let local: Vec<&ShardConfig> = shards.iter().filter(|s| config.is_local(s)).collect();
+    let peers: Vec<String> = config
+        .nodes
+        .iter()
+        .filter(|n| n.id != config.node.id)
+        .map(|n| n.id.clone())
+        .collect();
+    KnownLabels {
+        shards: local.iter().map(|s| s.id.to_string()).collect(),
+        destinations: local
+            .iter()
+            .map(|s| format!("shard-{}", s.id))
+            .chain(peers.iter().map(|p| format!("peer-{p}")))
+            .collect(),
+        listeners: syslog.iter().map(|b| b.label.clone()).collect(),
+        peers,
+        routes: http::ROUTES.iter().map(|r| (*r).to_owned()).collect(),
+    }
 }
 
 /// Logs and counts what opening a queue found damaged and set aside.

@@ -34,6 +34,18 @@ pub struct AppState {
     pub cluster: Arc<ClusterView>,
 }
 
+/// The route patterns [`configure`] registers (the `route` label of
+/// `chute_http_requests_total`, exported at 0 from start-up).
+pub const ROUTES: &[&str] = &[
+    "/api/v1/logs",
+    "/api/v1/cluster",
+    "/internal/v1/batches",
+    "/internal/{rest:.*}",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+];
+
 /// Registers every route, and counts each answer by route and status class.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {

@@ -201,6 +201,37 @@ fn record(host: &str, message: &str) -> Record {
 }
 
 #[actix_web::test]
+async fn a_cluster_node_exports_its_peer_metrics_at_0_before_any_traffic() {
+    let cluster = TestCluster::start(["", "", ""]).await;
+    let text = cluster.metrics(0).await;
+    let present = crate::ops::families_in(&text);
+    let mut missing: Vec<String> = crate::ops::watched_exprs()
+        .iter()
+        .flat_map(|e| crate::ops::metric_names(e))
+        .filter(|n| crate::ops::cluster_only(n) && !present.contains(n))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "not in /metrics before traffic: {missing:?}"
+    );
+    for peer in ["b", "c"] {
+        for (name, labels) in [
+            ("chute_peer_failures_total", &[peer, "layout_mismatch"][..]),
+            ("chute_peer_failures_total", &[peer, "unauthorized"]),
+            ("chute_peer_batches_sent_total", &[peer]),
+            ("chute_queue_errors_total", &[&format!("peer-{peer}"), "io"]),
+        ] {
+            assert!(
+                crate::ops::series_at_zero(&text, name, labels),
+                "{name} {labels:?} is not at 0"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
 async fn records_sent_to_any_node_are_stored_once_in_the_shard_their_stream_maps_to() {
     let cluster = TestCluster::start(["", "", ""]).await;
     let bases = cluster.bases();

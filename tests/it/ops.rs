@@ -201,7 +201,7 @@ async fn sighup_keeps_a_broken_file_out_applies_live_settings_and_reports_the_re
 }
 
 /// Metric names used in a PromQL expression (chute's and the process collector's).
-fn metric_names(expr: &str) -> Vec<String> {
+pub fn metric_names(expr: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut word = String::new();
     for c in expr.chars().chain([' ']) {
@@ -237,20 +237,104 @@ fn dashboard_exprs() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_dashboard_and_the_alert_rules_name_only_metrics_chute_exports() {
-    let exported = chute::metrics::Metrics::new().names();
+/// Every PromQL expression of the dashboard and the alert rules.
+pub fn watched_exprs() -> Vec<String> {
     let rules = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/grafana/alerts/chute-rules.yml"
     ))
     .unwrap();
-    let rule_exprs: Vec<String> = rules
+    let rule_exprs = rules
         .lines()
         .filter_map(|l| l.trim().strip_prefix("expr:"))
-        .map(str::to_owned)
+        .map(str::to_owned);
+    dashboard_exprs().into_iter().chain(rule_exprs).collect()
+}
+
+/// The metric families present in a `/metrics` text (histograms by their base name).
+pub fn families_in(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name)
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Whether `text` holds a series of `name` with each of `labels` as a label value,
+/// at 0.
+pub fn series_at_zero(text: &str, name: &str, labels: &[&str]) -> bool {
+    text.lines().any(|l| {
+        l.starts_with(&format!("{name}{{"))
+            && labels.iter().all(|v| l.contains(&format!("\"{v}\"")))
+            && l.ends_with(" 0")
+    })
+}
+
+/// Families that exist only where there are peers (checked on a cluster node).
+pub fn cluster_only(name: &str) -> bool {
+    name.starts_with("chute_peer_")
+}
+
+#[actix_web::test]
+async fn every_metric_the_dashboard_and_alerts_watch_is_exported_before_any_traffic() {
+    let app = spawn_app_with(|c| {
+        let udp = chute::config::ListenerConfig::plain(
+            chute::config::Protocol::Udp,
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        c.syslog.listeners = Some(vec![udp]);
+    })
+    .await;
+    let (status, text) = app.get("/metrics").await;
+    assert_eq!(status, 200);
+    let present = families_in(&text);
+    let mut missing: Vec<String> = watched_exprs()
+        .iter()
+        .flat_map(|e| metric_names(e))
+        .filter(|n| !cluster_only(n) && !present.contains(n))
         .collect();
-    let exprs: Vec<String> = dashboard_exprs().into_iter().chain(rule_exprs).collect();
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "not in /metrics before traffic: {missing:?}"
+    );
+    // The series the alerts select by label are there at 0 as well.
+    for (name, labels) in [
+        (
+            "chute_records_rejected_total",
+            &["http", "invalid_record"][..],
+        ),
+        ("chute_records_rejected_total", &["syslog", "backpressure"]),
+        ("chute_rows_dropped_total", &["0", "quarantine_refused"]),
+        ("chute_queue_errors_total", &["shard-0", "io"]),
+        ("chute_queue_errors_total", &["shard-0", "poisoned"]),
+        ("chute_config_reloads_total", &["invalid"]),
+        ("chute_internal_refused_total", &["unauthorized"]),
+        ("chute_write_retries_total", &["0", "connection"]),
+        (
+            "chute_syslog_connections_closed_total",
+            &["udp:127.0.0.1:0", "idle"],
+        ),
+    ] {
+        assert!(
+            series_at_zero(&text, name, labels),
+            "{name} {labels:?} is not at 0 in:\n{text}"
+        );
+    }
+    app.stop().await;
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_name_only_metrics_chute_exports() {
+    let exported = chute::metrics::Metrics::new().names();
+    let exprs = watched_exprs();
     assert!(exprs.len() > 20, "{} expressions", exprs.len());
     for expr in &exprs {
         let names = metric_names(expr);
