@@ -65,6 +65,7 @@ impl Application {
     /// or the listen address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Metrics::new();
+        create_data_dir(&config)?;
         let mut embedded = None;
         let shards = if config.embedded() {
             let pg = start_embedded(&config).await?;
@@ -376,10 +377,22 @@ impl Application {
     }
 }
 
+/// Creates the data directory, private to chute's user whatever the umask: its
+/// queues hold log records. When chute runs as root and the embedded PostgreSQL as
+/// its own user, others may pass through it (0711) to reach `<data_dir>/pg`, but
+/// not list it; everything inside is 0700 / 0600.
+fn create_data_dir(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let passable = config.embedded() && nix::unistd::geteuid().is_root();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(if passable { 0o711 } else { 0o700 })
+        .create(&config.node.data_dir)
+        .with_context(|| format!("cannot create {}", config.node.data_dir.display()))
+}
+
 async fn start_embedded(config: &Config) -> anyhow::Result<Arc<EmbeddedPostgres>> {
     let dir = config.embedded_pg_dir();
-    std::fs::create_dir_all(&config.node.data_dir)
-        .with_context(|| format!("cannot create {}", config.node.data_dir.display()))?;
     let options = EmbeddedOptions {
         run_as: config.embedded.run_as.clone(),
         ..EmbeddedOptions::default()
@@ -672,7 +685,13 @@ fn queue_id(dir: &Path) -> anyhow::Result<String> {
     let tmp = dir.join("queue-id.tmp");
     let write = || -> std::io::Result<()> {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(id.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &file)?;

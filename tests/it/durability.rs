@@ -293,3 +293,42 @@ async fn damaged_queue_records_are_set_aside_counted_and_the_rest_delivered() {
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn the_data_dir_and_queue_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let dsn = fresh_database().await;
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), &data, &dsn, "");
+    let daemon = Daemon::start_with_umask(&config, dir.path().join("chute.log"), Some(0));
+    let base = daemon.base();
+    let ok = awc::Client::default()
+        .post(format!("{base}/api/v1/logs"))
+        .insert_header(("content-type", "application/json"))
+        .send_body(r#"[{"message":"private"}]"#)
+        .await
+        .expect("answer");
+    assert_eq!(ok.status().as_u16(), 200);
+    settle(&base).await;
+    let mut checked = 0;
+    let mut todo = vec![data.clone()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+        }
+        checked += 1;
+    }
+    // data, queues, shard-0, its quarantine, a segment, lock, position, queue-id
+    assert!(
+        checked >= 8,
+        "only {checked} paths under {}",
+        data.display()
+    );
+    drop(daemon);
+}

@@ -349,13 +349,29 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `chute serve --config config` and waits until its shards are ready.
     pub fn start(config: &Path, log: std::path::PathBuf) -> Daemon {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+        Daemon::start_with_umask(config, log, None)
+    }
+
+    /// As [`Daemon::start`], with the process's umask set to `umask` first.
+    pub fn start_with_umask(config: &Path, log: std::path::PathBuf, umask: Option<u32>) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chute"));
+        command
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("chute starts");
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Some(mask) = umask {
+            let mask = nix::sys::stat::Mode::from_bits_truncate(mask);
+            // SAFETY: umask(2) is async-signal-safe and touches no memory.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::stat::umask(mask);
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().expect("chute starts");
         let d = Daemon { child, log };
         d.wait_for("shard ready");
         d

@@ -46,7 +46,7 @@ mod tests;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +59,12 @@ pub use verify::{verify, PositionFile, VerifyReport};
 use format::{segment_name, Header, HEADER_LEN_U64};
 use quarantine::Quarantine;
 use read::ReadCursor;
+
+/// Queue files hold log records: readable by chute's user alone, whatever the
+/// umask (it can only take bits away).
+const FILE_MODE: u32 = 0o600;
+/// Directories of a queue, for the same reason.
+const DIR_MODE: u32 = 0o700;
 
 const POSITION_FILE: &str = "position";
 const POSITION_TMP: &str = "position.tmp";
@@ -459,6 +465,7 @@ impl Queue {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(FILE_MODE)
             .open(&path)
             .map_err(io_err("create", &path))?;
         self.active = file;
@@ -496,6 +503,7 @@ fn lock_dir(dir: &Path) -> Result<Flock<File>, QueueError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(io_err("open", &path))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -513,7 +521,10 @@ fn create_dir_durably(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
     match dir.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => fsync_dir(parent),
         _ => Ok(()),

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::format::segment_name;
 use super::scan::BadRegion;
-use super::{fsync_dir, now_ms};
+use super::{fsync_dir, now_ms, FILE_MODE};
 
 /// The quarantine directory of one queue, and what this process put there.
 pub(crate) struct Quarantine {
@@ -172,7 +172,7 @@ impl Quarantine {
 fn copy_out(src: &Path, start: u64, end: u64, dest: &Path) -> io::Result<()> {
     let input = File::open(src)?;
     let tmp = dest.with_extension("tmp");
-    let mut out = File::create(&tmp)?;
+    let mut out = create_private(&tmp)?;
     let chunk = usize::try_from(end - start)
         .unwrap_or(usize::MAX)
         .min(1 << 20);
@@ -192,7 +192,18 @@ fn copy_out(src: &Path, start: u64, end: u64, dest: &Path) -> io::Result<()> {
 }
 
 fn write_note(path: &Path, note: &str) -> io::Result<()> {
-    let mut f = File::create(path)?;
+    let mut f = create_private(path)?;
     f.write_all(note.as_bytes())?;
     f.sync_all()
+}
+
+/// Creates (or truncates) a file only chute's user can read: quarantined bytes are
+/// log records.
+fn create_private(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
 }

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -13,7 +14,7 @@ use super::quarantine::Quarantine;
 use super::scan::{self, scan_segment, Mode, SegReader, Visit};
 use super::{
     create_dir_durably, fsync_dir, io_err, lock_dir, remove_segment_file, Pos, Queue, QueueError,
-    QueueOptions, Recovery, Segment, POSITION_FILE, POSITION_TMP, QUARANTINE_DIR,
+    QueueOptions, Recovery, Segment, FILE_MODE, POSITION_FILE, POSITION_TMP, QUARANTINE_DIR,
 };
 
 impl Queue {
@@ -115,6 +116,7 @@ impl Queue {
                 File::options()
                     .write(true)
                     .create_new(true)
+                    .mode(FILE_MODE)
                     .open(&path)
                     .map_err(io_err("create", &path))?;
                 Segment {
@@ -309,6 +311,7 @@ pub(crate) fn write_position(dir: &Path, position: &Position) -> Result<(), Queu
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(FILE_MODE)
         .open(&tmp)
         .map_err(io_err("create", &tmp))?;
     f.write_all(&position.encode())
