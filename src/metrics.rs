@@ -173,6 +173,7 @@ pub struct KnownLabels {
 pub mod reasons {
     pub const RECORDS_REJECTED: &[&str] = &[
         "invalid_record",
+        "too_large",
         "backpressure",
         "timeout",
         "shutdown",
@@ -231,6 +232,7 @@ pub mod reasons {
         "refused",
         "unavailable",
         "server_error",
+        "compress",
     ];
     pub const INTERNAL_REFUSED: &[&str] = &[
         "unauthorized",

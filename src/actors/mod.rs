@@ -120,6 +120,14 @@ pub enum DeliverError {
         destination: String,
         retry_after: Duration,
     },
+    /// The batch can never fit in the destination's queue (over `queue.max_bytes` or
+    /// the queue's entry limit): a retry cannot succeed, the sender must send less.
+    #[error("a batch of {bytes} bytes is larger than destination {destination} can ever hold ({limit} bytes); send smaller requests")]
+    TooLarge {
+        destination: String,
+        bytes: u64,
+        limit: u64,
+    },
     /// The destination stopped before confirming; the records may or may not be stored.
     #[error("destination {destination} stopped before confirming the records")]
     Stopped { destination: String },
@@ -133,6 +141,7 @@ impl DeliverError {
     pub fn reason(&self) -> &'static str {
         match self {
             DeliverError::Full { .. } => "backpressure",
+            DeliverError::TooLarge { .. } => "too_large",
             DeliverError::Stopped { .. } => "shutdown",
             DeliverError::Unavailable { .. } => "queue_failed",
         }

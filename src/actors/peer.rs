@@ -155,20 +155,40 @@ impl PeerLink {
             };
             let last = entries.last().map_or(link.durable_upto, |e| e.seq);
             match link.prepare(entries) {
-                Some(prepared) => link.send(prepared, ctx),
-                None => {
+                Ok(Some(prepared)) => link.send(prepared, ctx),
+                Ok(None) => {
                     // Nothing sendable up to what is durable (damaged entries were
                     // set aside by the queue): move past it.
                     link.delivered(last, ctx);
                     link.pump(ctx);
                 }
+                Err(e) => {
+                    // The entries are intact; only building the request failed. They
+                    // are read again, never acknowledged unsent.
+                    tracing::error!(peer = %link.node, error = %e, "cannot compress a request; retrying in 1 s");
+                    link.metrics
+                        .peer_failures
+                        .with_label_values(&[&link.node, "compress"])
+                        .inc();
+                    link.busy = true;
+                    ctx.run_later(Duration::from_secs(1), |link, ctx| {
+                        link.busy = false;
+                        link.pump(ctx);
+                    });
+                }
             }
         }));
     }
 
-    /// Frames the entries into one compressed request body ([`BatchesBody`]).
-    fn prepare(&self, entries: Vec<chute_queue::Entry>) -> Option<Prepared> {
-        let last = entries.last()?.seq;
+    /// Frames the entries into one compressed request body ([`BatchesBody`]);
+    /// `Ok(None)` when none of them holds a sendable batch.
+    ///
+    /// # Errors
+    /// Compressing the body failed; the entries stay unsent.
+    fn prepare(&self, entries: Vec<chute_queue::Entry>) -> std::io::Result<Option<Prepared>> {
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Ok(None);
+        };
         let size: usize = entries.iter().map(|e| e.payload.len() + 48).sum();
         let mut body = BatchesBody::with_capacity(size);
         let mut records = 0;
@@ -194,13 +214,13 @@ impl PeerLink {
             body.push(shard, &id, &payload);
         }
         let batches = body.len();
-        Some(Prepared {
+        Ok(body.finish()?.map(|body| Prepared {
             last,
-            body: body.finish()?,
+            body,
             batches,
             records,
             tried: false,
-        })
+        }))
     }
 
     fn skip_malformed(&self, seq: u64) {

@@ -96,7 +96,11 @@ impl Spool {
                     Ok(Ok(results)) => results,
                     Ok(Err(e)) => {
                         spool.poisoned = true;
-                        spool.status.set_queue_failed(&format!("queue failed: {e}"));
+                        tracing::error!(destination = %spool.name, error = %e, "the queue failed");
+                        // Shown by /readyz: the class, not the error text with its paths.
+                        spool
+                            .status
+                            .set_queue_failed(&format!("queue failed ({})", e.reason()));
                         let err = spool.unavailable("the queue failed to fsync; restart chute");
                         for (_, ack) in waiting {
                             let _ = ack.send(Err(err.clone()));
@@ -119,11 +123,7 @@ impl Spool {
                             durable.rows += rows;
                             Ok(())
                         }
-                        Err(QueueError::Full { .. }) => Err(DeliverError::Full {
-                            destination: spool.name.clone(),
-                            retry_after: Duration::from_secs(1),
-                        }),
-                        Err(e) => Err(spool.unavailable(&e.to_string())),
+                        Err(e) => Err(refusal(&spool.name, &e)),
                     };
                     // A sender that gave up waiting still has its records stored.
                     let _ = ack.send(answer);
@@ -137,6 +137,29 @@ impl Spool {
         );
         // spawn, not wait: new batches must keep arriving while this group syncs.
         ctx.spawn(commit);
+    }
+}
+
+/// What a sender is told when the queue refuses its batch. The queue's own error
+/// text names files; it is logged here, and the answer carries only its class.
+fn refusal(destination: &str, e: &QueueError) -> DeliverError {
+    match e {
+        QueueError::Full { .. } => DeliverError::Full {
+            destination: destination.to_owned(),
+            retry_after: Duration::from_secs(1),
+        },
+        QueueError::TooLarge { bytes, limit } => DeliverError::TooLarge {
+            destination: destination.to_owned(),
+            bytes: *bytes,
+            limit: *limit,
+        },
+        e => {
+            tracing::error!(%destination, error = %e, "the queue refused a batch");
+            DeliverError::Unavailable {
+                destination: destination.to_owned(),
+                why: format!("its queue failed ({})", e.reason()),
+            }
+        }
     }
 }
 
@@ -191,4 +214,30 @@ impl Handler<super::Ping> for Spool {
 
     /// Answered as soon as the actor's thread gets to it.
     fn handle(&mut self, _: super::Ping, _: &mut Self::Context) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_that_can_never_fit_is_too_large_and_no_answer_names_a_file() {
+        let too_large = QueueError::TooLarge {
+            bytes: 5 << 20,
+            limit: 1 << 20,
+        };
+        assert!(matches!(
+            refusal("shard-0", &too_large),
+            DeliverError::TooLarge { bytes, limit, .. } if bytes == 5 << 20 && limit == 1 << 20
+        ));
+        let io = QueueError::Io {
+            op: "write",
+            path: "/var/lib/chute/queues/shard-0/00000000000000000001.seg".into(),
+            source: std::io::Error::other("disk on fire"),
+        };
+        let answer = refusal("shard-0", &io);
+        assert_eq!(answer.reason(), "queue_failed");
+        let text = answer.to_string();
+        assert!(!text.contains('/') && !text.contains("disk"), "{text}");
+    }
 }

@@ -56,14 +56,18 @@ impl BatchesBody {
         self.count == 0
     }
 
-    /// The body, zstd-compressed; `None` when it holds no batch.
-    pub fn finish(mut self) -> Option<Bytes> {
+    /// The body, zstd-compressed; `Ok(None)` when it holds no batch.
+    ///
+    /// # Errors
+    /// zstd failed to compress (it could not allocate its context): the batches are
+    /// still to be sent, so the caller retries rather than moving past them.
+    pub fn finish(mut self) -> std::io::Result<Option<Bytes>> {
         if self.count == 0 {
-            return None;
+            return Ok(None);
         }
         self.buf[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&self.count.to_be_bytes());
         // Level 1: most of zstd's gain on log text at a fraction of its CPU.
-        zstd::bulk::compress(&self.buf, 1).ok().map(Bytes::from)
+        zstd::bulk::compress(&self.buf, 1).map(|b| Some(Bytes::from(b)))
     }
 }
 
@@ -131,7 +135,7 @@ mod tests {
         for (shard, id, rows) in frames {
             b.push(*shard, id, &rows.to_payload(&[], None));
         }
-        let compressed = b.finish().unwrap();
+        let compressed = b.finish().unwrap().unwrap();
         Bytes::from(zstd::bulk::decompress(&compressed, 1 << 20).unwrap())
     }
 

@@ -91,6 +91,10 @@ impl From<ParseError> for ApiError {
 impl From<DeliverError> for ApiError {
     fn from(e: DeliverError) -> Self {
         let retry_after = match &e {
+            // A retry cannot succeed: 413, without Retry-After.
+            DeliverError::TooLarge { .. } => {
+                return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.reason(), e.to_string())
+            }
             DeliverError::Full { retry_after, .. } => *retry_after,
             DeliverError::Stopped { .. } | DeliverError::Unavailable { .. } => {
                 Duration::from_secs(5)

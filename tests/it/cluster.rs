@@ -538,7 +538,7 @@ async fn a_wrong_token_or_a_different_layout_is_refused_counted_and_stores_nothi
             .insert_header(("x-chute-node", "c"))
             .insert_header(("x-chute-layout", layout.as_str()))
             .insert_header(("content-encoding", "zstd"))
-            .send_body(batches.finish().unwrap())
+            .send_body(batches.finish().unwrap().unwrap())
             .await
             .expect("answer");
         let body = String::from_utf8_lossy(&r.body().await.unwrap()).into_owned();

@@ -438,3 +438,31 @@ async fn post_with_key(app: &TestApp, body: &str, key: &str) -> Answer {
     )
     .await
 }
+
+#[actix_web::test]
+async fn a_request_that_can_never_fit_the_queue_is_413_not_503() {
+    let app = spawn_app_with(|c| {
+        c.queue.max_bytes = 1 << 20;
+        c.queue.segment_bytes = 1 << 20;
+    })
+    .await;
+    let line = format!("{{\"message\":\"{}\"}}\n", "x".repeat(1000));
+    let big = line.repeat(3000);
+    let r = app
+        .post(big, &[("content-type", "application/x-ndjson")])
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.body["reason"], "too_large");
+    assert_eq!(r.retry_after, None, "a retry cannot succeed");
+    assert_eq!(
+        app.metric("chute_records_rejected_total", &["http", "too_large"]),
+        3000.0
+    );
+    let small = app
+        .post(line, &[("content-type", "application/x-ndjson")])
+        .await;
+    assert_eq!(small.status, 200, "{}", small.body);
+    app.settle().await;
+    assert_eq!(app.stored().await, 1);
+    app.stop().await;
+}
