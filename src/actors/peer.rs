@@ -133,12 +133,15 @@ impl PeerLink {
 
     fn read(&mut self, ctx: &mut Context<Self>) {
         self.busy = true;
+        // Every entry up to here was synced before this read reaches the queue thread;
+        // entries made durable after it may be missing from its answer.
+        let durable_now = self.durable_upto;
         let read = self.io.send(ReadAfter {
             after: self.sent_upto,
             max_entries: 4096,
             max_bytes: self.config.batch_bytes,
         });
-        ctx.spawn(read.into_actor(self).map(|result, link, ctx| {
+        ctx.spawn(read.into_actor(self).map(move |result, link, ctx| {
             link.busy = false;
             let entries = match result {
                 Ok(Ok(entries)) => entries,
@@ -153,7 +156,7 @@ impl PeerLink {
                 }
                 Err(_) => return, // the queue thread stopped: shutting down
             };
-            let last = entries.last().map_or(link.durable_upto, |e| e.seq);
+            let last = entries.last().map_or(durable_now, |e| e.seq);
             match link.prepare(entries) {
                 Ok(Some(prepared)) => link.send(prepared, ctx),
                 Ok(None) => {

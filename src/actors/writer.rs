@@ -236,6 +236,8 @@ impl Writer {
     fn read(&mut self, ctx: &mut Context<Self>) {
         self.reading = true;
         let after = self.read_upto;
+        // Every entry up to here was synced before this read reaches the queue thread.
+        let durable_now = self.durable_upto;
         let read = self.io.send(ReadAfter {
             after,
             max_entries: 4096,
@@ -252,6 +254,12 @@ impl Writer {
                 }
                 Err(_) => return, // the queue thread stopped: shutting down
             };
+            if entries.is_empty() {
+                // Nothing is left up to `durable_now`: numbers without an entry (a
+                // torn record's, whose header survived a crash) are passed over,
+                // or the writer would read again and again until new records come.
+                w.read_upto = w.read_upto.max(durable_now);
+            }
             let mut rows = 0;
             for entry in entries {
                 w.read_upto = w.read_upto.max(entry.seq);

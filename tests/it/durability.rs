@@ -332,3 +332,67 @@ async fn the_data_dir_and_queue_files_are_private_whatever_the_umask() {
     );
     drop(daemon);
 }
+
+#[actix_web::test]
+async fn after_recovering_a_torn_tail_an_idle_chute_stays_idle() {
+    let dir = temp_dir();
+    let dsn = fresh_database().await;
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), &data, &dsn, "");
+    let post = |base: String, message: &'static str| async move {
+        awc::Client::default()
+            .post(format!("{base}/api/v1/logs"))
+            .insert_header(("content-type", "application/json"))
+            .send_body(format!(r#"[{{"message":"{message}"}}]"#))
+            .await
+            .expect("answer")
+            .status()
+            .as_u16()
+    };
+    let mut first = Daemon::start(&config, dir.path().join("first.log"));
+    assert_eq!(post(first.base(), "stored").await, 200);
+    settle(&first.base()).await;
+    // The second entry is durable but not written (the table is locked), then chute
+    // dies and the entry is torn after its header.
+    let locker = connect(&dsn).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    assert_eq!(post(first.base(), "torn").await, 200);
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("wait");
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    let queue = data.join("queues/shard-0");
+    let segment = std::fs::read_dir(&queue)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let records = records_in(&bytes);
+    assert_eq!(records.len(), 2);
+    let (at, len) = records[1];
+    bytes.truncate(at + 32 + (len - 32) / 2);
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let second = Daemon::start(&config, dir.path().join("second.log"));
+    let base = second.base();
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let before = second.cpu_ticks();
+    actix_web::rt::time::sleep(Duration::from_secs(10)).await;
+    let used = second.cpu_ticks() - before;
+    // 5% of one core over 10 s is 50 ticks.
+    assert!(
+        used < 50,
+        "chute used {used} ticks (1/100 s) in 10 idle seconds"
+    );
+    // And it still works.
+    assert_eq!(post(base.clone(), "after").await, 200);
+    settle(&base).await;
+    assert_eq!(
+        count_rows(&dsn).await,
+        2,
+        "the stored one and the one after"
+    );
+}
