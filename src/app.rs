@@ -211,6 +211,7 @@ impl Application {
             health,
             probes,
             cluster,
+            budget: http::budget::Budget::new(),
         });
         let tls = match (
             &running_config.http.tls_cert_file,
@@ -226,8 +227,17 @@ impl Application {
             ),
             _ => None,
         };
+        let h = &running_config.http;
+        let keep_alive = match h.keep_alive_ms {
+            0 => actix_web::http::KeepAlive::Disabled,
+            ms => actix_web::http::KeepAlive::Timeout(Duration::from_millis(ms)),
+        };
         let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
             .workers(workers)
+            // actix counts connections per worker.
+            .max_connections(h.max_connections.div_ceil(workers).max(1))
+            .client_request_timeout(Duration::from_millis(h.request_timeout_ms))
+            .keep_alive(keep_alive)
             .shutdown_timeout(shutdown_timeout.as_secs().max(1));
         let https = tls.is_some();
         let server = match tls {
@@ -744,6 +754,8 @@ fn reload(
     }
     applied.http.max_body_bytes = new.http.max_body_bytes;
     applied.http.ack_timeout_ms = new.http.ack_timeout_ms;
+    applied.http.max_inflight_bytes = new.http.max_inflight_bytes;
+    applied.http.body_timeout_ms = new.http.body_timeout_ms;
     *live.http.write().unwrap_or_else(|p| p.into_inner()) = applied.http.clone();
     if new.writer != running.writer {
         applied.writer = new.writer.clone();

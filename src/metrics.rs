@@ -191,6 +191,8 @@ pub mod reasons {
         "invalid_tenant",
         "read_error",
         "no_valid_records",
+        "body_timeout",
+        "overloaded",
         "backpressure",
         "timeout",
         "shutdown",

@@ -86,6 +86,27 @@ pub struct HttpConfig {
     /// HTTP worker threads; 0 means one per CPU core.
     #[serde(default)]
     pub workers: usize,
+    /// Request bytes held at once across all requests (bodies as decompressed, from
+    /// the first byte read until the answer). A request that would pass it gets 503
+    /// with Retry-After; the requests already running finish. A request alone is
+    /// always let through up to its own limit, so none is refused forever.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: usize,
+    /// Most open connections, all workers together; past it new connections wait
+    /// in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A client must send its request line and headers within this time (a
+    /// slow-loris client is answered 408 and closed).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// A request body that sends nothing for this long is answered 408.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this time; 0 disables
+    /// keep-alive.
+    #[serde(default = "default_keep_alive_ms")]
+    pub keep_alive_ms: u64,
     /// PEM certificate chain: with `tls_key_file`, the listener speaks HTTPS only.
     #[serde(default)]
     pub tls_cert_file: Option<PathBuf>,
@@ -298,6 +319,21 @@ fn default_max_body_bytes() -> usize {
 fn default_ack_timeout_ms() -> u64 {
     30_000
 }
+fn default_max_inflight_bytes() -> usize {
+    128 << 20
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_request_timeout_ms() -> u64 {
+    5_000
+}
+fn default_body_timeout_ms() -> u64 {
+    10_000
+}
+fn default_keep_alive_ms() -> u64 {
+    5_000
+}
 fn default_batch_rows() -> usize {
     2_000
 }
@@ -462,6 +498,21 @@ impl Config {
         }
         if self.http.ack_timeout_ms == 0 {
             err("http.ack_timeout_ms".into(), "must be at least 1");
+        }
+        if self.http.max_inflight_bytes < self.http.max_body_bytes {
+            err(
+                "http.max_inflight_bytes".into(),
+                "must be at least http.max_body_bytes",
+            );
+        }
+        if self.http.max_connections == 0 {
+            err("http.max_connections".into(), "must be at least 1");
+        }
+        if self.http.request_timeout_ms == 0 {
+            err("http.request_timeout_ms".into(), "must be at least 1");
+        }
+        if self.http.body_timeout_ms == 0 {
+            err("http.body_timeout_ms".into(), "must be at least 1");
         }
         if self.writer.batch_rows == 0 {
             err("writer.batch_rows".into(), "must be at least 1");

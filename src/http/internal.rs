@@ -82,13 +82,14 @@ async fn receive(
     let encoding =
         ContentEncoding::from_header(header_text(req.headers(), header::CONTENT_ENCODING)?)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
-    let body = read_body(payload, encoding, state.cluster.max_request_bytes)
+    let (body, _charge) = read_body(payload, encoding, state.cluster.max_request_bytes, state)
         .await
         .map_err(|e| {
-            let reason = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                "too_large"
-            } else {
-                "malformed"
+            let reason = match e.status {
+                StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                // Overloaded: the peer link retries, as after any 503.
+                StatusCode::SERVICE_UNAVAILABLE => return e,
+                _ => "malformed",
             };
             ApiError::new(e.status, reason, e.message)
         })?;

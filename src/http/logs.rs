@@ -9,6 +9,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::budget::Charge;
 use super::error::ApiError;
 use super::AppState;
 use crate::actors::ingest::Parse;
@@ -71,7 +72,8 @@ async fn ingest(
         return Err(BodyError::TooLarge { limit }.into());
     }
 
-    let body = read_body(&mut payload, encoding, limit).await?;
+    // Held until the answer: the parsed records take about as much again.
+    let (body, _charge) = read_body(&mut payload, encoding, limit, state).await?;
 
     let parsed = state
         .ingest
@@ -140,14 +142,36 @@ async fn ingest(
 }
 
 /// Reads the whole body, decoded, refusing it once either its received or its
-/// decoded size passes `limit`.
+/// decoded size passes `limit`, once it would pass the budget of bytes held by all
+/// requests (503), or once it sends nothing for `http.body_timeout_ms` (408). The
+/// returned [`Charge`] holds the body's bytes in the budget until it is dropped.
 pub(super) async fn read_body(
     payload: &mut web::Payload,
     encoding: ContentEncoding,
     limit: usize,
-) -> Result<Vec<u8>, ApiError> {
+    state: &AppState,
+) -> Result<(Vec<u8>, Charge), ApiError> {
+    let (budget_limit, idle) = {
+        let http = state.http.read().unwrap_or_else(|p| p.into_inner());
+        (
+            http.max_inflight_bytes,
+            Duration::from_millis(http.body_timeout_ms),
+        )
+    };
+    let mut charge = state.budget.charge();
     let mut collector = BodyCollector::new(encoding, limit);
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let chunk = match tokio::time::timeout(idle, payload.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_elapsed) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body sent nothing for {} ms", idle.as_millis()),
+                ))
+            }
+        };
         let chunk = chunk.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -156,8 +180,23 @@ pub(super) async fn read_body(
             )
         })?;
         collector.push(&chunk)?;
+        charge
+            .grow_to(collector.held_bytes(), budget_limit)
+            .map_err(|_| overloaded())?;
     }
-    Ok(collector.finish()?)
+    let body = collector.finish()?;
+    charge
+        .grow_to(body.capacity(), budget_limit)
+        .map_err(|_| overloaded())?;
+    Ok((body, charge))
+}
+
+fn overloaded() -> ApiError {
+    ApiError::unavailable(
+        "overloaded",
+        "chute holds as many request bytes as it may (http.max_inflight_bytes); retry later",
+        Duration::from_secs(1),
+    )
 }
 
 fn stopping() -> ApiError {

@@ -1,5 +1,6 @@
 //! The HTTP API: one listener for ingest, cluster traffic, metrics and health.
 
+pub mod budget;
 pub mod error;
 mod health;
 mod internal;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub probes: Vec<(u32, Pool)>,
     /// The cluster layout, the peer token, and the spools peers deliver to.
     pub cluster: Arc<ClusterView>,
+    /// Request bytes held by running requests (`http.max_inflight_bytes`).
+    pub budget: Arc<budget::Budget>,
 }
 
 /// The route patterns [`configure`] registers (the `route` label of

@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod durability;
 mod helpers;
+mod hostile;
 mod ingest_api;
 mod layout;
 mod ops;

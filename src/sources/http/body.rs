@@ -275,6 +275,16 @@ impl BodyCollector {
         }
     }
 
+    /// Bytes the decoded body holds in memory now (its buffer's capacity).
+    pub fn held_bytes(&self) -> usize {
+        match &self.state {
+            State::Identity(out) => out.buf.capacity(),
+            State::Gzip(d) => d.get_ref().buf.capacity(),
+            State::Zstd(d) => d.get_ref().buf.capacity(),
+            State::Failed(_) => 0,
+        }
+    }
+
     /// Ends the body and returns it decompressed.
     ///
     /// A body of zero bytes is returned empty whatever the encoding.
