@@ -454,6 +454,28 @@ async fn a_lying_octet_count_closes_the_connection_after_keeping_what_came_befor
 }
 
 #[actix_web::test]
+async fn an_octet_counted_message_over_the_limit_is_cut_and_the_connection_goes_on() {
+    let app = with_listeners(vec![ListenerConfig {
+        max_message_bytes: 600,
+        ..ListenerConfig::plain(Protocol::Tcp, any_port())
+    }])
+    .await;
+    let mut s = std::net::TcpStream::connect(addr_of(&app, Protocol::Tcp)).unwrap();
+    let long = format!("<13>1 - h longframe - - - start{}", "x".repeat(50_000));
+    let next = "<13>1 - h after - - - the next message";
+    s.write_all(format!("{} {long}{} {next}", long.len(), next.len()).as_bytes())
+        .unwrap();
+    let row = row_where(&app, "app = 'after'").await;
+    assert_eq!(row["message"], "the next message");
+    let cut = row_where(&app, "app = 'longframe'").await;
+    assert_eq!(cut["fields"]["truncated"], true);
+    assert!(cut["message"].as_str().unwrap().len() < 600);
+    assert_eq!(app.metric("chute_syslog_truncated_total", &[]), 1.0);
+    assert_eq!(app.metric("chute_syslog_connections_closed_total", &[]), 0.0);
+    app.stop().await;
+}
+
+#[actix_web::test]
 async fn oversized_and_malformed_messages_are_kept_marked_and_counted() {
     let app = with_listeners(vec![
         ListenerConfig {

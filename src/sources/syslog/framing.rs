@@ -16,14 +16,15 @@
 //!
 //! # Limits
 //!
-//! A delimited message longer than `max_message_bytes` is cut at that length
-//! (at a UTF-8 character boundary), passed on marked as truncated, and the
-//! rest of it, up to the next delimiter, is discarded and counted. An
-//! octet-counted message cannot be cut without losing the framing, so a
-//! length over the limit, a length that is not a number, or one not followed
-//! by a space is an error that closes the connection, after the messages
-//! that were complete before it have been passed on. A connection that ends
-//! in the middle of an octet-counted message is an error too.
+//! A message longer than `max_message_bytes` is cut at that length (at a
+//! UTF-8 character boundary), passed on marked as truncated, and the rest of
+//! it is discarded and counted: up to the next delimiter when delimited, or
+//! read through to the end of its announced length when octet-counted (as
+//! rsyslog does), so the connection goes on. Only an octet count over
+//! [`MAX_FRAME_BYTES`] (64 MiB), a length that is not a number, or one not
+//! followed by a space is an error that closes the connection, after the
+//! messages that were complete before it have been passed on. A connection
+//! that ends in the middle of an octet-counted message is an error too.
 //!
 //! A connection never holds more than `max_message_bytes` plus the bytes of
 //! one read in memory.
@@ -35,6 +36,11 @@ use super::char_boundary;
 /// Digits in the longest length that is read whole before it is judged;
 /// longer ones are over any limit.
 const MAX_LENGTH_DIGITS: usize = 20;
+
+/// The longest octet-counted frame read through (cut to `max_message_bytes`)
+/// rather than refused; a larger count is a broken or hostile sender, and
+/// closes the connection. The same as the largest `max_message_bytes`.
+pub const MAX_FRAME_BYTES: u64 = 64 << 20;
 
 /// One message cut from the stream, to be handed to [`super::parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,13 +55,13 @@ pub struct Frame {
 /// A stream that cannot be framed any further: the connection must be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
-    /// An octet-counted frame announced more bytes than the limit.
+    /// An octet-counted frame announced more bytes than any message may have.
     #[error("octet-counted message of {len} bytes is over the limit of {max} bytes")]
     TooLong {
         /// The announced length; `u64::MAX` when it has more than 20 digits.
         len: u64,
-        /// The limit, `max_message_bytes`.
-        max: usize,
+        /// The limit: [`MAX_FRAME_BYTES`], or `max_message_bytes` if larger.
+        max: u64,
     },
     /// Where a frame length was expected, there was no number followed by a
     /// space.
@@ -94,6 +100,14 @@ enum Mode {
     Length,
     /// Octet counting, inside a frame of this many bytes.
     Body(usize),
+    /// Octet counting, reading through the rest of a frame that was longer than
+    /// the limit (its first `max` bytes were passed on, cut).
+    Skip {
+        /// The frame's announced length.
+        len: usize,
+        /// Bytes of it still to be read and discarded.
+        left: usize,
+    },
     /// LF / CRLF / NUL delimited.
     Delimited {
         /// The current message was cut; its rest is being discarded up to
@@ -205,6 +219,10 @@ impl Framer {
                 expected: len,
                 got: self.buf.len(),
             }),
+            Mode::Skip { len, left } => Err(FramingError::Incomplete {
+                expected: len,
+                got: len - left,
+            }),
         };
         self.buf = BytesMut::new();
         self.scanned = 0;
@@ -286,12 +304,44 @@ impl Framer {
     fn octets(&mut self, out: &mut Vec<Frame>) -> Result<(), FramingError> {
         loop {
             match self.mode {
-                Mode::Body(len) => {
+                Mode::Body(len) if len <= self.max => {
                     if self.buf.len() < len {
                         return Ok(());
                     }
                     let frame = self.buf.split_to(len);
                     emit(frame, out);
+                    self.mode = Mode::Length;
+                }
+                Mode::Body(len) => {
+                    // Longer than the limit: pass the first `max` bytes on, cut and
+                    // marked, and read the rest through without keeping it.
+                    if self.buf.len() < self.max {
+                        return Ok(());
+                    }
+                    let mut head = self.buf.split_to(self.max);
+                    let at = char_boundary(&head, self.max);
+                    self.discarded += (self.max - at) as u64;
+                    head.truncate(at);
+                    out.push(Frame {
+                        bytes: head.freeze(),
+                        truncated: true,
+                    });
+                    self.mode = Mode::Skip {
+                        len,
+                        left: len - self.max,
+                    };
+                }
+                Mode::Skip { len, left } => {
+                    let n = left.min(self.buf.len());
+                    let _ = self.buf.split_to(n);
+                    self.discarded += n as u64;
+                    if n < left {
+                        self.mode = Mode::Skip {
+                            len,
+                            left: left - n,
+                        };
+                        return Ok(());
+                    }
                     self.mode = Mode::Length;
                 }
                 Mode::Length => {
@@ -305,21 +355,19 @@ impl Framer {
                     let len = self.buf[..digits].iter().fold(0u64, |n, d| {
                         n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
                     });
+                    let cap = MAX_FRAME_BYTES.max(self.max as u64);
                     if digits > MAX_LENGTH_DIGITS {
                         return self.failed(FramingError::TooLong {
                             len: u64::MAX,
-                            max: self.max,
+                            max: cap,
                         });
                     }
                     match self.buf.get(digits) {
                         None => return Ok(()),
                         Some(b' ') if digits > 0 => {
                             let len = match usize::try_from(len) {
-                                Ok(n) if n <= self.max => n,
-                                _ => {
-                                    return self
-                                        .failed(FramingError::TooLong { len, max: self.max })
-                                }
+                                Ok(n) if len <= cap => n,
+                                _ => return self.failed(FramingError::TooLong { len, max: cap }),
                             };
                             let _ = self.buf.split_to(digits + 1);
                             self.mode = Mode::Body(len);
@@ -443,17 +491,52 @@ mod tests {
     }
 
     #[test]
-    fn octet_length_over_the_limit_closes_after_the_complete_frames() {
-        let (f, e) = frames(10, &[b"5 <14>a3 <1", b"4", b"999 <14>"]);
-        assert_eq!(f, whole(&["<14>a", "<14"]));
-        assert_eq!(e, Some(FramingError::TooLong { len: 999, max: 10 }));
+    fn octet_frame_over_the_limit_is_cut_marked_and_read_through() {
+        let (f, e) = frames(10, &[b"5 <14>a3 <1", b"4", b"20 <14>0123456789abcdef5 <14>b"]);
+        assert_eq!(
+            f,
+            vec![
+                ("<14>a".to_owned(), false),
+                ("<14".to_owned(), false),
+                ("<14>012345".to_owned(), true),
+                ("<14>b".to_owned(), false),
+            ]
+        );
+        assert_eq!(e, None, "the connection goes on");
+        // The rest is discarded as it arrives, whatever the reads.
+        let mut f = Framer::new(10);
+        let mut out = Vec::new();
+        f.push(b"1000 <14>", &mut out).unwrap();
+        for _ in 0..99 {
+            f.push(&[b'x'; 10], &mut out).unwrap();
+            assert!(f.buffered() <= 10 + 10);
+        }
+        f.push(b"xxxxxx4 <1", &mut out).unwrap();
+        f.push(b"4>", &mut out).unwrap();
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].truncated && out[0].bytes.len() == 10);
+        assert_eq!(&out[1].bytes[..], b"<14>");
+        assert_eq!(f.take_discarded(), 990);
+    }
+
+    #[test]
+    fn octet_length_over_the_hard_cap_closes_after_the_complete_frames() {
+        let (f, e) = frames(10, &[b"5 <14>a", b"67108865 <14>"]);
+        assert_eq!(f, whole(&["<14>a"]));
+        assert_eq!(
+            e,
+            Some(FramingError::TooLong {
+                len: 67_108_865,
+                max: MAX_FRAME_BYTES
+            })
+        );
         assert_eq!(e.as_ref().map(FramingError::reason), Some("frame_too_long"));
         let (_, e) = frames(10, &[b"123456789012345678901234567890"]);
         assert_eq!(
             e,
             Some(FramingError::TooLong {
                 len: u64::MAX,
-                max: 10
+                max: MAX_FRAME_BYTES
             })
         );
         // Found by fuzzing: the length reported must not depend on how the
@@ -463,6 +546,19 @@ mod tests {
         for i in 0..digits.len() {
             assert_eq!(frames(13, &[&digits[..i], &digits[i..]]), whole);
         }
+    }
+
+    #[test]
+    fn a_stream_ending_inside_a_frame_being_read_through_is_incomplete() {
+        let (f, e) = frames(4, &[b"10 <14>abc"]);
+        assert_eq!(f, vec![("<14>".to_owned(), true)]);
+        assert_eq!(
+            e,
+            Some(FramingError::Incomplete {
+                expected: 10,
+                got: 7
+            })
+        );
     }
 
     #[test]
@@ -604,11 +700,12 @@ mod tests {
 
     #[test]
     fn every_split_of_a_stream_gives_the_same_frames() {
-        let streams: [&[u8]; 4] = [
+        let streams: [&[u8]; 5] = [
             b"<14>a\r\n<14>bcdefghijklmnop\n\n<14>c\x00<14>d\r",
             b"\n5 <14>a\n12 <14>bcdefghi\n3 <14",
             b"5 <14>a99 <14>",
             "<14>é€é€é€é€é\n<14>x".as_bytes(),
+            "30 <14>é€é€é€é€é€é€é€é€4 <14>".as_bytes(),
         ];
         for stream in streams {
             let reference = frames(12, &[stream]);
