@@ -15,6 +15,11 @@ pub use sd::StructuredData;
 /// The replacement for what PostgreSQL text cannot hold (NUL, invalid UTF-8).
 pub const REPLACEMENT: char = '\u{FFFD}';
 
+/// Longest `host`, `app`, `procid` or `msgid`, from any source. These are names,
+/// not messages, and `host` is in a btree index, whose entries PostgreSQL caps at
+/// about 2.7 kB: a longer value would have the row refused.
+pub const MAX_NAME_BYTES: usize = 1024;
+
 /// One log record, with the columns of `chute.logs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -471,7 +471,25 @@ async fn an_octet_counted_message_over_the_limit_is_cut_and_the_connection_goes_
     assert_eq!(cut["fields"]["truncated"], true);
     assert!(cut["message"].as_str().unwrap().len() < 600);
     assert_eq!(app.metric("chute_syslog_truncated_total", &[]), 1.0);
-    assert_eq!(app.metric("chute_syslog_connections_closed_total", &[]), 0.0);
+    assert_eq!(
+        app.metric("chute_syslog_connections_closed_total", &[]),
+        0.0
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_hostname_too_long_for_the_index_is_cut_and_the_record_stored() {
+    let app = with_listeners(vec![ListenerConfig::plain(Protocol::Tcp, any_port())]).await;
+    let mut s = std::net::TcpStream::connect(addr_of(&app, Protocol::Tcp)).unwrap();
+    // Random text does not compress: PostgreSQL would refuse its btree entry.
+    let host: String = (0..4000).map(|_| fastrand::lowercase()).collect();
+    s.write_all(format!("<14>1 - {host} longhost - - - stored anyway\n").as_bytes())
+        .unwrap();
+    let row = row_where(&app, "app = 'longhost'").await;
+    assert_eq!(row["host"].as_str().map(str::len), Some(1024));
+    assert_eq!(row["fields"]["truncated"], true);
+    assert_eq!(app.scalar("SELECT count(*) FROM chute.rejected").await, 0);
     app.stop().await;
 }
 

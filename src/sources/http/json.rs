@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use crate::record::{facility_from_name, severity_from_name, Record, REPLACEMENT};
+use crate::record::{facility_from_name, severity_from_name, Record, MAX_NAME_BYTES, REPLACEMENT};
 use crate::sources::http::body::BodyFormat;
 
 /// At most this many rejections are kept (and answered) per body; the rest are
@@ -367,10 +367,6 @@ fn message_text(key: &str, v: Value) -> Result<String, String> {
         )),
     }
 }
-
-/// Longest `host`, `app`, `procid` or `msgid`. These are names, not messages, and
-/// `host` is in a btree index, whose entries PostgreSQL caps at about 2.7 kB.
-pub const MAX_NAME_BYTES: usize = 1024;
 
 /// `host`, `app`, `procid`, `msgid`: a string or a number, or absent.
 fn optional_text(key: &str, v: Option<Value>) -> Result<Option<String>, String> {

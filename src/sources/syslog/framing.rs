@@ -492,7 +492,10 @@ mod tests {
 
     #[test]
     fn octet_frame_over_the_limit_is_cut_marked_and_read_through() {
-        let (f, e) = frames(10, &[b"5 <14>a3 <1", b"4", b"20 <14>0123456789abcdef5 <14>b"]);
+        let (f, e) = frames(
+            10,
+            &[b"5 <14>a3 <1", b"4", b"20 <14>0123456789abcdef5 <14>b"],
+        );
         assert_eq!(
             f,
             vec![

@@ -50,6 +50,10 @@
 //!   character boundary, and then parsed; the record gets
 //!   `fields.truncated = true`. A cut can break an RFC 5424 header or
 //!   STRUCTURED-DATA; what follows is then as for a malformed message.
+//! - HOSTNAME, APP-NAME (or TAG), PROCID and MSGID longer than 1024 bytes
+//!   (`record::MAX_NAME_BYTES`, as for HTTP records) are cut to it, and the
+//!   record is marked `fields.truncated`: `host` is indexed, and PostgreSQL
+//!   refuses index entries over about 2.7 kB.
 //! - PostgreSQL text holds neither NUL nor invalid UTF-8, yet neither is a
 //!   reason to lose a message: invalid UTF-8 sequences and NUL bytes anywhere
 //!   are replaced with U+FFFD (�) and counted.
@@ -66,7 +70,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use crate::config::syslog::{Format, Timezone, TimezoneError};
-use crate::record::{lossy_utf8, Record, StructuredData};
+use crate::record::{lossy_utf8, Record, StructuredData, MAX_NAME_BYTES};
 
 pub mod framing;
 pub mod listener;
@@ -236,6 +240,15 @@ pub fn parse(msg: &[u8], origin: &Origin) -> Parsed {
     };
     let nul_replaced =
         record.scrub() > 0 || record.sd.as_ref().is_some_and(|sd| sd.nul_replaced() > 0);
+    // After scrubbing (a NUL becomes three bytes): names longer than a record may
+    // hold are cut, like a long message.
+    let names_cut = cut_names(&mut record);
+    if names_cut && !truncated {
+        record
+            .fields
+            .insert("truncated".to_owned(), Value::Bool(true));
+    }
+    let truncated = truncated || names_cut;
     Parsed {
         record,
         flags: Flags {
@@ -285,6 +298,31 @@ fn split_pri(text: &str) -> Result<(u8, &str), &'static str> {
         Ok(pri) if pri <= 191 => Ok((pri, &text[digits + 2..])),
         _ => Err("PRI over 191"),
     }
+}
+
+/// Cuts `host`, `app`, `procid` and `msgid` to [`MAX_NAME_BYTES`] at a character
+/// boundary; whether any was cut.
+fn cut_names(record: &mut Record) -> bool {
+    let mut any = false;
+    for name in [
+        &mut record.host,
+        &mut record.app,
+        &mut record.procid,
+        &mut record.msgid,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if name.len() > MAX_NAME_BYTES {
+            let mut at = MAX_NAME_BYTES;
+            while !name.is_char_boundary(at) {
+                at -= 1;
+            }
+            name.truncate(at);
+            any = true;
+        }
+    }
+    any
 }
 
 /// Removes trailing LF, CR and NUL bytes.
@@ -463,6 +501,32 @@ pub(crate) mod tests {
         assert_eq!(p.record.message, "abc");
         assert!(!p.flags.truncated);
         assert!(!p.record.fields.contains_key("truncated"));
+    }
+
+    #[test]
+    fn names_longer_than_a_record_holds_are_cut_and_marked() {
+        let o = origin("2026-11-26T12:00:00Z", Format::Auto);
+        let long = format!("{}é", "h".repeat(1023));
+        let msg = format!("<14>1 - {long} {} - - - hello", "a".repeat(3000));
+        let p = parse(msg.as_bytes(), &o);
+        assert_eq!(
+            p.record.host.as_deref(),
+            Some(&"h".repeat(1023)[..]),
+            "cut before the é"
+        );
+        assert_eq!(p.record.app.as_ref().map(String::len), Some(MAX_NAME_BYTES));
+        assert_eq!(p.record.message, "hello");
+        assert!(p.flags.truncated && !p.flags.malformed);
+        assert_eq!(p.record.fields["truncated"], true);
+        // NUL bytes become three bytes each: the cut comes after.
+        let nul = format!("<14>1 - {} app - - - x", "\0".repeat(500));
+        let p = parse(nul.as_bytes(), &o);
+        assert!(p
+            .record
+            .host
+            .as_ref()
+            .is_some_and(|h| h.len() <= MAX_NAME_BYTES));
+        assert!(p.flags.truncated && p.flags.nul_replaced);
     }
 
     #[test]
