@@ -44,9 +44,14 @@ pub struct ListenerConfig {
     /// Address to listen on (`udp`, `tcp`, `tls`); port 0 picks a free one.
     #[serde(default)]
     pub address: Option<SocketAddr>,
-    /// Socket file (`unix`); a stale file there is replaced.
+    /// Socket file (`unix`); a stale socket there is replaced, but never one that
+    /// another process still listens on.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Permissions of the socket file (`unix`), e.g. `0o666` (the default, as
+    /// `/dev/log`: every local program may log) or `0o660` with a group.
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: u32,
     /// Name in metrics (`listener` label) and logs. Default: `<protocol>:<address or path>`.
     #[serde(default)]
     pub name: Option<String>,
@@ -99,6 +104,7 @@ impl ListenerConfig {
             protocol,
             address: Some(address),
             path: None,
+            socket_mode: default_socket_mode(),
             name: None,
             format: Default::default(),
             timezone: default_timezone(),
@@ -146,6 +152,9 @@ impl SyslogConfig {
                     "must be at least 480 (RFC 5424 §6.1) and at most 64 MiB",
                 );
             }
+            if l.socket_mode > 0o777 {
+                err(at("socket_mode"), "must be permission bits, at most 0o777");
+            }
             if l.max_connections == 0 {
                 err(at("max_connections"), "must be at least 1");
             }
@@ -182,6 +191,9 @@ fn default_tenant() -> String {
 pub const MAX_MESSAGE_BYTES_LIMIT: usize = 64 << 20;
 fn default_max_message_bytes() -> usize {
     64 * 1024
+}
+fn default_socket_mode() -> u32 {
+    0o666
 }
 fn default_max_connections() -> usize {
     1024

@@ -588,3 +588,39 @@ async fn a_unix_datagram_socket_takes_what_glibc_syslog_sends() {
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_unix_socket_gets_its_mode_and_one_in_use_is_never_taken_over() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let path = dir.path().join("log");
+    let unix = |mode: u32| ListenerConfig {
+        path: Some(path.clone()),
+        address: None,
+        socket_mode: mode,
+        ..ListenerConfig::plain(Protocol::Unix, any_port())
+    };
+    // Another process receives on the path: chute refuses to start, the socket stays.
+    let other = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let dsn = fresh_database().await;
+    let mut config = test_config(&dsn);
+    config.syslog.listeners = Some(vec![unix(0o666)]);
+    let refused = chute::app::Application::build(config.clone()).await;
+    let error = format!("{:#}", refused.err().expect("refused"));
+    assert!(error.contains("another process receives on"), "{error}");
+    let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    client.send_to(b"still mine", &path).unwrap();
+    let mut buf = [0u8; 64];
+    let n = other.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"still mine");
+    drop(other);
+
+    // A stale socket is replaced, with the mode asked for. (A fresh data directory:
+    // the refused start still holds its queue's lock.)
+    config.syslog.listeners = Some(vec![unix(0o620)]);
+    config.node.data_dir = data_dir();
+    let app = spawn_config(config).await;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o620);
+    app.stop().await;
+}

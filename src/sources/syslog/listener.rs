@@ -153,7 +153,7 @@ pub async fn start(
             }
             Protocol::Unix => {
                 let path = l.path.clone().context("unix needs a path")?;
-                let socket = bind_unix(&path)?;
+                let socket = bind_unix(&path, l.socket_mode)?;
                 tasks.push(actix_web::rt::spawn(serve_datagrams(
                     Datagrams::Unix(socket),
                     shared,
@@ -189,18 +189,30 @@ pub async fn start(
     Ok((bound, live, tasks))
 }
 
-/// Binds a Unix datagram socket, replacing a stale socket file (never another kind of file).
-fn bind_unix(path: &Path) -> anyhow::Result<UnixDatagram> {
-    use std::os::unix::fs::FileTypeExt;
+/// Binds a Unix datagram socket with permissions `mode`, replacing a stale socket
+/// file: never another kind of file, and never a socket another process still
+/// receives on (a second chute, or the system's syslog daemon on /dev/log).
+fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixDatagram> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_socket() {
-            std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
-        } else {
+        if !meta.file_type().is_socket() {
             anyhow::bail!("{} exists and is not a socket", path.display());
         }
+        let probe = std::os::unix::net::UnixDatagram::unbound()?;
+        if probe.connect(path).is_ok() {
+            anyhow::bail!(
+                "another process receives on {}; stop it or choose another path",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
     }
-    UnixDatagram::bind(path).with_context(|| format!("cannot bind unix {}", path.display()))
+    let socket =
+        UnixDatagram::bind(path).with_context(|| format!("cannot bind unix {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(socket)
 }
 
 /// The server side of TLS, from the listener's PEM files.
