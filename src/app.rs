@@ -434,11 +434,13 @@ impl LocalShard {
     ) -> anyhow::Result<LocalShard> {
         let name = format!("shard-{}", shard.id);
         let invalid = || format!("shard {}: invalid connection string", shard.id);
-        let pool = crate::sinks::postgres::pool(shard.dsn.expose(), shard.pool_size)
+        let idle_in_tx = Some(Duration::from_millis(config.writer.write_timeout_ms));
+        let pool = crate::sinks::postgres::pool(shard.dsn.expose(), shard.pool_size, idle_in_tx)
             .with_context(invalid)?;
         // Readiness probes get a connection of their own, so a pool busy with long
         // COPYs never reads as "not ready".
-        let probe = crate::sinks::postgres::pool(shard.dsn.expose(), 1).with_context(invalid)?;
+        let probe =
+            crate::sinks::postgres::pool(shard.dsn.expose(), 1, None).with_context(invalid)?;
 
         let OpenQueue {
             io,

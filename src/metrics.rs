@@ -202,10 +202,14 @@ pub mod reasons {
         &["data_exception", "integrity_violation", "program_limit"];
     pub const ROWS_DROPPED: &[&str] = &["quarantine_refused"];
     pub const WRITE_RETRIES: &[&str] = &[
+        "timeout",
         "connection",
         "admin_shutdown",
         "serialization",
         "resources",
+        "canceled",
+        "permission",
+        "undefined_object",
         "other",
         "schema",
     ];

@@ -154,6 +154,7 @@ impl Writer {
             status: self.status.clone(),
             retry_initial: Duration::from_millis(self.config.retry_initial_ms),
             retry_max: Duration::from_millis(self.config.retry_max_ms),
+            write_timeout: Duration::from_millis(self.config.write_timeout_ms),
         }
     }
 
@@ -448,6 +449,8 @@ struct WriteCtx {
     status: Arc<ShardStatus>,
     retry_initial: Duration,
     retry_max: Duration,
+    /// A write with no answer this long is abandoned with its connection.
+    write_timeout: Duration,
 }
 
 /// Backoff with ±25% jitter, so writers that failed together do not retry together.
@@ -497,7 +500,25 @@ impl WriteCtx {
         let outcome = loop {
             let attempt = async {
                 let mut client = self.pool.get().await?;
-                write_batches(&mut client, self.shard as i32, batches).await
+                let write = write_batches(&mut client, self.shard as i32, batches);
+                match tokio::time::timeout(self.write_timeout, write).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => {
+                        // The connection went silent: it must never serve another
+                        // write. PostgreSQL ends its transaction on its own
+                        // (idle_in_transaction_session_timeout), so the retry on a
+                        // new connection is not blocked by its locks for long.
+                        drop(deadpool_postgres::Object::take(client));
+                        Err(WriteError {
+                            failure: Failure::Transient("timeout"),
+                            sqlstate: None,
+                            message: format!(
+                                "no answer from PostgreSQL within {} ms; the connection was dropped",
+                                self.write_timeout.as_millis()
+                            ),
+                        })
+                    }
+                }
             };
             match attempt.await {
                 Ok(outcome) => break outcome,

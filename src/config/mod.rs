@@ -135,6 +135,13 @@ pub struct WriterConfig {
     /// Longest wait between retries of a failed write.
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
+    /// A write that gets no answer from PostgreSQL for this long is abandoned, its
+    /// connection dropped (never reused), and the batch written again on a new one:
+    /// a connection that went silent (a half-open TCP link, a hung proxy) cannot
+    /// stall the shard. PostgreSQL ends the orphaned transaction after the same time
+    /// (`idle_in_transaction_session_timeout`), so the retry is not blocked by it.
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
 }
 
 /// `[storage]`: the shape of `chute.logs` on every shard.
@@ -346,6 +353,9 @@ fn default_retry_initial_ms() -> u64 {
 fn default_retry_max_ms() -> u64 {
     5_000
 }
+fn default_write_timeout_ms() -> u64 {
+    30_000
+}
 fn default_partition_days_ahead() -> u32 {
     3
 }
@@ -519,6 +529,9 @@ impl Config {
         }
         if self.writer.flush_interval_ms == 0 {
             err("writer.flush_interval_ms".into(), "must be at least 1");
+        }
+        if self.writer.write_timeout_ms < 1000 {
+            err("writer.write_timeout_ms".into(), "must be at least 1000");
         }
         if self.writer.retry_initial_ms == 0
             || self.writer.retry_max_ms < self.writer.retry_initial_ms

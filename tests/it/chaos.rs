@@ -1,9 +1,10 @@
 //! A TCP proxy between chute and PostgreSQL that the tests can break on purpose:
-//! cut every connection and refuse new ones (an outage), or swallow the reply to
-//! the next COMMIT (the commit happened; chute never hears of it).
+//! cut every connection and refuse new ones (an outage), swallow the reply to
+//! the next COMMIT (the commit happened; chute never hears of it), or mute the open
+//! connections without closing them (a half-open link: no FIN, no RST).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +20,10 @@ pub struct ChaosProxy {
     cut_after_commit: Arc<AtomicBool>,
     /// COMMITs whose reply was swallowed.
     pub swallowed: Arc<AtomicUsize>,
+    /// Connections numbered below this relay nothing more, and stay open.
+    muted_below: Arc<AtomicU64>,
+    /// Number of the next connection.
+    next_id: Arc<AtomicU64>,
 }
 
 impl ChaosProxy {
@@ -28,9 +33,12 @@ impl ChaosProxy {
         let (up, up_rx) = watch::channel(true);
         let cut_after_commit = Arc::new(AtomicBool::new(false));
         let swallowed = Arc::new(AtomicUsize::new(0));
+        let muted_below = Arc::new(AtomicU64::new(0));
+        let next_id = Arc::new(AtomicU64::new(0));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         {
             let (cut, swallowed) = (cut_after_commit.clone(), swallowed.clone());
+            let (muted_below, next_id) = (muted_below.clone(), next_id.clone());
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -53,9 +61,13 @@ impl ChaosProxy {
                             cut.clone(),
                             swallowed.clone(),
                         );
+                        let mute = Mute {
+                            id: next_id.fetch_add(1, Ordering::SeqCst),
+                            below: muted_below.clone(),
+                        };
                         tokio::spawn(async move {
                             if let Ok(server) = UnixStream::connect(&socket).await {
-                                pipe(client, server, up_rx, cut, swallowed).await;
+                                pipe(client, server, up_rx, cut, swallowed, mute).await;
                             }
                         });
                     }
@@ -67,7 +79,16 @@ impl ChaosProxy {
             up,
             cut_after_commit,
             swallowed,
+            muted_below,
+            next_id,
         }
+    }
+
+    /// Every connection open now stops relaying in both directions, but stays open:
+    /// neither side hears a FIN or a RST. New connections work.
+    pub fn mute_open_connections(&self) {
+        self.muted_below
+            .store(self.next_id.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
     /// A DSN for `dbname` through the proxy.
@@ -90,12 +111,28 @@ impl ChaosProxy {
     }
 }
 
+/// Whether a connection has been muted.
+struct Mute {
+    id: u64,
+    below: Arc<AtomicU64>,
+}
+
+impl Mute {
+    /// Never returns once the connection is muted: what was read is not relayed.
+    async fn hold_if_muted(&self) {
+        if self.id < self.below.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 async fn pipe(
     mut client: tokio::net::TcpStream,
     server: UnixStream,
     mut up: watch::Receiver<bool>,
     cut: Arc<AtomicBool>,
     swallowed: Arc<AtomicUsize>,
+    mute: Mute,
 ) {
     let (mut sr, mut sw) = server.into_split();
     let (mut cr, mut cw) = client.split();
@@ -108,6 +145,7 @@ async fn pipe(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            mute.hold_if_muted().await;
             let chunk = &buf[..n];
             let commit = chunk.windows(COMMIT.len()).any(|w| w == COMMIT)
                 && cut.swap(false, Ordering::SeqCst);
@@ -132,6 +170,7 @@ async fn pipe(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            mute.hold_if_muted().await;
             if swallowing.load(Ordering::SeqCst) {
                 // Hold the connection open (but mute) until the COMMIT has landed.
                 std::future::pending::<()>().await;

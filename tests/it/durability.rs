@@ -123,6 +123,41 @@ async fn a_commit_whose_reply_is_lost_is_not_stored_twice() {
 }
 
 #[actix_web::test]
+async fn a_connection_that_goes_silent_mid_write_is_dropped_and_the_batch_written_on_a_new_one() {
+    let dir = temp_dir();
+    let (proxy, direct, dbname) = proxied_database().await;
+    let mut config = test_config(&proxy.dsn(&dbname));
+    config.node.data_dir = dir.path().join("data");
+    config.writer.write_timeout_ms = 2000;
+    let app = spawn_config(config).await;
+    let body = |ids: &[String]| {
+        json!(ids
+            .iter()
+            .map(|id| json!({"message": id}))
+            .collect::<Vec<_>>())
+    };
+    let before: Vec<String> = (0..50).map(|i| format!("before-{i}")).collect();
+    assert_eq!(app.post_json(&body(&before)).await.status, 200);
+    app.settle().await;
+
+    // The pooled connections go silent: no FIN, no RST, no bytes either way.
+    proxy.mute_open_connections();
+    let started = Instant::now();
+    let after: Vec<String> = (0..50).map(|i| format!("after-{i}")).collect();
+    assert_eq!(app.post_json(&body(&after)).await.status, 200);
+    app.settle().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(60), "written after {took:?}");
+    assert!(
+        app.metric("chute_write_retries_total", &["timeout"]) >= 1.0,
+        "the silent write was abandoned"
+    );
+    let all: Vec<String> = before.into_iter().chain(after).collect();
+    assert_exactly_once(&direct, &all).await;
+    app.stop().await;
+}
+
+#[actix_web::test]
 async fn sigterm_under_load_exits_0_and_loses_nothing_acknowledged() {
     let dir = temp_dir();
     let dsn = fresh_database().await;

@@ -11,15 +11,51 @@ pub mod write;
 
 pub use error::{classify, classify_pool, Failure};
 
+use std::time::Duration;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 /// Builds a connection pool for one shard. Connections are made lazily.
 ///
+/// Each connection notices a dead peer: TCP keepalives (15 s idle, then 3 probes
+/// 5 s apart) and a 30 s TCP user timeout for data that is never acknowledged, unless
+/// the DSN sets its own; and with `idle_in_tx`, PostgreSQL ends a transaction whose
+/// client went quiet that long, so an abandoned write releases its locks.
+///
 /// # Errors
 /// An invalid connection string.
-pub fn pool(dsn: &str, size: usize) -> Result<Pool, tokio_postgres::Error> {
-    let config: tokio_postgres::Config = dsn.parse()?;
+pub fn pool(
+    dsn: &str,
+    size: usize,
+    idle_in_tx: Option<Duration>,
+) -> Result<Pool, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = dsn.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    // The library's default idle time is two hours: a link dead that long is noticed
+    // far too late.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(15));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(30));
+    }
+    if let Some(idle) = idle_in_tx {
+        let mut options = config.get_options().unwrap_or("").to_owned();
+        if !options.is_empty() {
+            options.push(' ');
+        }
+        options.push_str(&format!(
+            "-c idle_in_transaction_session_timeout={}",
+            idle.as_millis()
+        ));
+        config.options(options);
+    }
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -32,7 +68,7 @@ pub fn pool(dsn: &str, size: usize) -> Result<Pool, tokio_postgres::Error> {
     Ok(Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
-        .create_timeout(Some(std::time::Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
         .build()
         .expect("a runtime is set, so building cannot fail"))
 }
