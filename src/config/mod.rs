@@ -252,7 +252,8 @@ pub struct EmbeddedConfig {
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// OS user PostgreSQL runs as when chute runs as root (PostgreSQL refuses root).
-    /// Unset: `postgres` if that user exists, else `nobody`.
+    /// Unset: `postgres`; chute stops with a message if no such user exists (it never
+    /// falls back to a shared account such as `nobody`).
     #[serde(default)]
     pub run_as: Option<String>,
 }

@@ -31,20 +31,70 @@ pub(crate) struct Owner {
 
 /// Finds `postgres` and `initdb`: the first absolute PATH directory holding both
 /// (so their versions match), else the highest `/usr/lib/postgresql/<v>/bin`.
-pub(crate) fn find_binaries() -> Result<Binaries, EmbeddedError> {
-    find_binaries_in(std::env::var_os("PATH"), Path::new(DEBIAN_PG_LIB))
+pub(crate) fn find_binaries(data_dir: &Path) -> Result<Binaries, EmbeddedError> {
+    let want = data_version(data_dir);
+    find_binaries_in(
+        std::env::var_os("PATH"),
+        Path::new(DEBIAN_PG_LIB),
+        want.as_deref(),
+    )
+}
+
+/// The major version the data directory was made by (its `PG_VERSION`), if any.
+pub(crate) fn data_version(data_dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(data_dir.join("PG_VERSION")).ok()?;
+    let v = text.trim();
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+/// The major version of a `postgres` binary, from `postgres -V`
+/// (`postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` → `15`).
+fn binary_major(postgres: &Path) -> Option<String> {
+    let out = std::process::Command::new(postgres)
+        .arg("-V")
+        .env_clear()
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let version = text.split_whitespace().nth(2)?;
+    Some(major_of(version))
+}
+
+/// `15.18` → `15`; before PostgreSQL 10 the major had two parts (`9.6.24` → `9.6`).
+fn major_of(version: &str) -> String {
+    let parts: Vec<&str> = version.split('.').collect();
+    match parts.first().and_then(|p| p.parse::<u32>().ok()) {
+        Some(n) if n < 10 && parts.len() > 1 => format!("{}.{}", parts[0], parts[1]),
+        _ => parts.first().copied().unwrap_or(version).to_owned(),
+    }
 }
 
 /// [`find_binaries`] over a given PATH value and Debian-style library directory.
+/// With `want` (the data directory's major version), only binaries of that major
+/// will do: PostgreSQL cannot open another major's data, and must never be tried.
 pub(crate) fn find_binaries_in(
     path: Option<std::ffi::OsString>,
     lib: &Path,
+    want: Option<&str>,
 ) -> Result<Binaries, EmbeddedError> {
     let both = |dir: &Path| {
         let (postgres, initdb) = (dir.join("postgres"), dir.join("initdb"));
         (is_executable(&postgres) && is_executable(&initdb))
             .then_some(Binaries { postgres, initdb })
     };
+    if let Some(major) = want {
+        return both(&lib.join(major).join("bin"))
+            .or_else(|| {
+                let path = path?;
+                std::env::split_paths(&path)
+                    .filter(|d| d.is_absolute())
+                    .filter_map(|d| both(&d))
+                    .find(|b| binary_major(&b.postgres).as_deref() == Some(major))
+            })
+            .ok_or_else(|| EmbeddedError::BinariesForDataNotFound {
+                major: major.to_owned(),
+            });
+    }
     if let Some(path) = path {
         // Relative entries would resolve differently once we chdir to the data dir.
         if let Some(found) = std::env::split_paths(&path)
@@ -87,21 +137,31 @@ pub(crate) fn is_executable(path: &Path) -> bool {
 
 /// The OS user to run PostgreSQL as, when we are root.
 pub(crate) fn resolve_owner(run_as: Option<&str>) -> Result<Owner, EmbeddedError> {
-    let lookup = |name: &str| {
+    resolve_owner_with(run_as, |name| {
         User::from_name(name)
             .map_err(|e| io_err(format!("look up OS user {name:?}"))(io::Error::from(e)))
-    };
-    let (name, user) = match run_as {
-        Some(name) => (name.to_string(), lookup(name)?),
-        None => match lookup("postgres")? {
-            Some(user) => ("postgres".to_string(), Some(user)),
-            None => ("nobody".to_string(), lookup("nobody")?),
-        },
-    };
-    let Some(user) = user else {
+    })
+}
+
+/// [`resolve_owner`] with the user database given by `lookup`.
+pub(crate) fn resolve_owner_with(
+    run_as: Option<&str>,
+    lookup: impl Fn(&str) -> Result<Option<User>, EmbeddedError>,
+) -> Result<Owner, EmbeddedError> {
+    let name = run_as.unwrap_or("postgres").to_owned();
+    let Some(user) = lookup(&name)? else {
+        // Never a shared account such as `nobody`: the server's files would belong
+        // to every other program running as it.
         return Err(EmbeddedError::InvalidRunAs {
+            reason: if run_as.is_some() {
+                "no such user".into()
+            } else {
+                "no such user; create a system user for the server (Debian's postgresql \
+                 package makes `postgres`; or `useradd --system --home-dir /nonexistent \
+                 postgres`) or set [embedded] run_as"
+                    .into()
+            },
             user: name,
-            reason: "no such user".into(),
         });
     };
     if user.uid.is_root() {

@@ -122,7 +122,7 @@ pub struct EmbeddedOptions {
     pub port: u16,
     /// OS user that runs initdb and PostgreSQL when chute runs as root, because
     /// PostgreSQL refuses to run as root. `None` means `postgres` if that user
-    /// exists, else `nobody`. Ignored when chute is not root: then PostgreSQL
+    /// exists; chute stops when it does not. Ignored when chute is not root: then PostgreSQL
     /// runs as chute's own user.
     pub run_as: Option<String>,
     /// Extra server settings `(name, value)`, passed as `-c name=value` after
@@ -156,6 +156,16 @@ pub enum EmbeddedError {
          `apt-get install postgresql` (or `apt-get install postgresql-15`)"
     )]
     BinariesNotFound,
+    /// The data directory was made by another major version than any installed.
+    #[error(
+        "the data directory was made by PostgreSQL {major}, and no PostgreSQL {major} \
+         server binaries were found; install them with `apt-get install postgresql-{major}` \
+         (another major version cannot open this data, and is never tried)"
+    )]
+    BinariesForDataNotFound {
+        /// The major version in the data directory's `PG_VERSION`.
+        major: String,
+    },
     /// The data directory cannot be used as given.
     #[error("cannot use {dir} as PostgreSQL data directory: {reason}")]
     InvalidDataDir {

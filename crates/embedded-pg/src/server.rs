@@ -91,7 +91,7 @@ impl Server {
         for (name, value) in &opts.settings {
             validate_setting(name, value)?;
         }
-        let bins = find_binaries()?;
+        let bins = find_binaries(&dir)?;
         let owner = if nix::unistd::geteuid().is_root() {
             Some(resolve_owner(opts.run_as.as_deref())?)
         } else {

@@ -124,25 +124,88 @@ fn binaries_come_from_path_first_then_the_highest_debian_version() {
     let nothing = tmp.path().join("empty");
     fs::create_dir_all(&nothing).expect("mkdir");
     assert!(matches!(
-        find_binaries_in(Some(nothing.clone().into()), &lib),
+        find_binaries_in(Some(nothing.clone().into()), &lib, None),
         Err(EmbeddedError::BinariesNotFound)
     ));
     fake(&lib.join("13/bin"));
     fake(&lib.join("15/bin"));
     fs::create_dir_all(lib.join("16/bin")).expect("mkdir"); // no binaries: skipped
-    let found = find_binaries_in(Some(nothing.into()), &lib).expect("found");
+    let found = find_binaries_in(Some(nothing.into()), &lib, None).expect("found");
     assert_eq!(found.postgres, lib.join("15/bin/postgres"));
     let on_path = tmp.path().join("path");
     fake(&on_path);
-    let found = find_binaries_in(Some(on_path.clone().into()), &lib).expect("found");
+    let found = find_binaries_in(Some(on_path.clone().into()), &lib, None).expect("found");
     assert_eq!(found.initdb, on_path.join("initdb"));
+}
+
+#[test]
+fn binaries_must_match_the_major_version_of_the_data() {
+    let tmp = TempDir::new().expect("temp dir");
+    let fake = |dir: &Path, version: &str| {
+        fs::create_dir_all(dir).expect("mkdir");
+        let script = format!("#!/bin/sh\necho 'postgres (PostgreSQL) {version} (Debian)'\n");
+        for bin in ["postgres", "initdb"] {
+            fs::write(dir.join(bin), &script).expect("write");
+            fs::set_permissions(dir.join(bin), fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    };
+    let lib = tmp.path().join("lib");
+    let on_path = tmp.path().join("path");
+    fake(&on_path, "16.2");
+    fake(&lib.join("15/bin"), "15.18");
+    fake(&lib.join("16/bin"), "16.2");
+    let path = || Some(on_path.clone().into_os_string());
+    // No data yet: PATH first, as before.
+    let fresh = find_binaries_in(path(), &lib, None).expect("found");
+    assert_eq!(fresh.postgres, on_path.join("postgres"));
+    // Data of 15: the 15 binaries, although 16 comes first on PATH.
+    let old = find_binaries_in(path(), &lib, Some("15")).expect("found");
+    assert_eq!(old.postgres, lib.join("15/bin/postgres"));
+    // Data of 16 without a Debian directory for it: the PATH binary says 16.
+    fs::remove_dir_all(lib.join("16")).expect("rm");
+    let on = find_binaries_in(path(), &lib, Some("16")).expect("found");
+    assert_eq!(on.postgres, on_path.join("postgres"));
+    // Data of 14: nothing will do, and the message names the package.
+    let err = find_binaries_in(path(), &lib, Some("14")).expect_err("no 14");
+    let text = err.to_string();
+    assert!(
+        text.contains("postgresql-14") && text.contains("PostgreSQL 14"),
+        "{text}"
+    );
+    // PG_VERSION is read from the data directory.
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).expect("mkdir");
+    assert_eq!(data_version(&data), None);
+    fs::write(data.join("PG_VERSION"), "15\n").expect("write");
+    assert_eq!(data_version(&data).as_deref(), Some("15"));
+}
+
+#[test]
+fn without_a_server_user_chute_stops_rather_than_run_postgres_as_nobody() {
+    let err = resolve_owner(Some("no-such-user-for-chute")).expect_err("no such user");
+    assert!(err.to_string().contains("no such user"), "{err}");
+    // A host with `nobody` but no `postgres` user.
+    let only_nobody = |name: &str| {
+        Ok(User::from_name(name)
+            .ok()
+            .flatten()
+            .filter(|_| name == "nobody"))
+    };
+    let err = resolve_owner_with(None, only_nobody).expect_err("no postgres user");
+    let text = err.to_string();
+    assert!(
+        text.contains("\"postgres\"") && text.contains("useradd --system"),
+        "{text}"
+    );
+    let named = resolve_owner_with(Some("nobody"), only_nobody).expect("asked for by name");
+    assert_eq!(named.name, "nobody");
 }
 
 #[test]
 fn missing_binaries_error_names_the_package() {
     let text = EmbeddedError::BinariesNotFound.to_string();
     assert!(text.contains("apt-get install postgresql"), "{text}");
-    find_binaries().expect("this machine has PostgreSQL server binaries");
+    find_binaries(Path::new("/nonexistent")).expect("this machine has PostgreSQL server binaries");
 }
 
 #[test]
@@ -341,7 +404,7 @@ fn stops_a_postmaster_left_by_an_earlier_run() {
 
     // An orphaned postmaster, as a pre-PDEATHSIG chute killed with -9 would
     // leave: started through a shell that exits at once.
-    let bins = find_binaries().expect("binaries");
+    let bins = find_binaries(Path::new("/nonexistent")).expect("binaries");
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg("\"$@\" >/dev/null 2>&1 &")
