@@ -338,17 +338,23 @@ impl Application {
             }
         }
         crate::systemd::stopping();
+        // One deadline for everything that follows: HTTP, syslog, the drain and
+        // the embedded PostgreSQL share node.shutdown_timeout_ms.
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         if !server.is_finished() {
-            handle.stop(true).await;
+            // Stops accepting at once; running requests get what is left.
+            let stopped = tokio::time::timeout(left(), handle.stop(true)).await;
+            if stopped.is_err() {
+                tracing::warn!("HTTP requests still running at the shutdown deadline");
+                handle.stop(false).await;
+            }
             server.await??;
         }
         self.syslog_stop.send_replace(true);
         let listeners = join_all(self.syslog_tasks);
-        if tokio::time::timeout(self.shutdown_timeout, listeners)
-            .await
-            .is_err()
-        {
-            tracing::warn!("syslog listeners still delivering at the shutdown timeout");
+        if tokio::time::timeout(left(), listeners).await.is_err() {
+            tracing::warn!("syslog listeners still delivering at the shutdown deadline");
         }
         let drains = self
             .writers
@@ -356,12 +362,12 @@ impl Application {
             .map(|w| w.clone().recipient::<Drain>())
             .chain(self.links.iter().map(|l| l.clone().recipient()))
             .map(|r| r.send(Drain));
-        if tokio::time::timeout(self.shutdown_timeout, join_all(drains))
+        if tokio::time::timeout(left(), join_all(drains))
             .await
             .is_err()
         {
             tracing::warn!(
-                "writes still running at the shutdown timeout; their batches stay queued"
+                "writes still running at the shutdown deadline; their batches stay queued"
             );
         }
         for queue in &self.queues {
@@ -371,8 +377,12 @@ impl Application {
             arbiter.stop();
         }
         if let Some(pg) = self.embedded {
+            // Fast shutdown gets what is left of the deadline (at least 1 s); past
+            // it, SIGQUIT and then SIGKILL take at most 10 s more, which the unit's
+            // TimeoutStopSec leaves room for.
+            let fast = left().max(Duration::from_secs(1));
             tokio::task::spawn_blocking(move || match Arc::try_unwrap(pg) {
-                Ok(pg) => pg.shutdown(),
+                Ok(pg) => pg.shutdown_within(fast),
                 Err(_) => {
                     tracing::warn!(
                         "the embedded PostgreSQL is still in use; it stops when released"

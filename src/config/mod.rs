@@ -63,8 +63,10 @@ pub struct NodeConfig {
     /// PostgreSQL (`pg/`).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// On SIGTERM/SIGINT: how long to finish running requests and writes before exiting.
-    /// Whatever is not written by then stays in the queues for the next start.
+    /// On SIGTERM/SIGINT: one deadline for everything shutting down (running HTTP
+    /// requests, syslog deliveries, the writers' drain, the embedded PostgreSQL's
+    /// fast shutdown). Whatever is not written by then stays in the queues for the
+    /// next start. A PostgreSQL that ignores it is stopped within 10 s more.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
 }

@@ -431,3 +431,60 @@ async fn after_recovering_a_torn_tail_an_idle_chute_stays_idle() {
         "the stored one and the one after"
     );
 }
+
+#[actix_web::test]
+async fn sigterm_exits_0_within_one_deadline_while_a_request_and_the_drain_hang() {
+    let dir = temp_dir();
+    let dsn = fresh_database().await;
+    let config = dir.path().join("chute.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = \"{}\"\nshutdown_timeout_ms = 2000\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [syslog]\nlisteners = []\n[writer]\nflush_interval_ms = 20\n[[shards]]\nid = 0\ndsn = \"{dsn}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&config, dir.path().join("chute.log"));
+    let base = daemon.base();
+    // A write that cannot finish: the table is locked.
+    let locker = connect(&dsn).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let ok = awc::Client::default()
+        .post(format!("{base}/api/v1/logs"))
+        .insert_header(("content-type", "application/json"))
+        .send_body(r#"[{"message":"queued"}]"#)
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    // A request whose body never ends.
+    let mut slow = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut slow,
+        b"POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[{",
+    )
+    .await
+    .unwrap();
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.child.wait().unwrap();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
+    assert!(
+        took < Duration::from_millis(3500),
+        "stopped after {took:?}, deadline 2 s"
+    );
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    // The record stayed queued: the next start writes it.
+    let daemon = Daemon::start(&config, dir.path().join("again.log"));
+    settle(&daemon.base()).await;
+    assert_eq!(count_rows(&dsn).await, 1);
+}

@@ -369,8 +369,9 @@ struct Shared {
 enum Request {
     /// Fast shutdown, then start again.
     Restart(mpsc::Sender<Result<(), EmbeddedError>>),
-    /// Fast shutdown and end supervision.
-    Shutdown(mpsc::Sender<Result<(), EmbeddedError>>),
+    /// Fast shutdown (for at most the given time, then SIGQUIT, then SIGKILL) and
+    /// end supervision.
+    Shutdown(mpsc::Sender<Result<(), EmbeddedError>>, Duration),
 }
 
 impl EmbeddedPostgres {
@@ -548,18 +549,27 @@ impl EmbeddedPostgres {
     /// server could not be signalled or would not exit, and
     /// [`EmbeddedError::Stopped`] if the supervisor thread had died (its
     /// postmaster then got SIGINT from the kernel).
-    pub fn shutdown(mut self) -> Result<(), EmbeddedError> {
-        self.stop()
+    pub fn shutdown(self) -> Result<(), EmbeddedError> {
+        self.shutdown_within(FAST_SHUTDOWN_GRACE)
+    }
+
+    /// [`Self::shutdown`], giving fast shutdown at most `fast` (then SIGQUIT, and
+    /// SIGKILL 5 s later): for a caller with a deadline of its own.
+    ///
+    /// # Errors
+    /// As [`Self::shutdown`].
+    pub fn shutdown_within(mut self, fast: Duration) -> Result<(), EmbeddedError> {
+        self.stop(fast)
     }
 
     /// Shutdown shared by [`Self::shutdown`] and `Drop`; a no-op the second time.
-    fn stop(&mut self) -> Result<(), EmbeddedError> {
+    fn stop(&mut self, fast: Duration) -> Result<(), EmbeddedError> {
         let Some(supervisor) = self.supervisor.take() else {
             return Ok(());
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
-        let result = match self.requests.send(Request::Shutdown(tx)) {
+        let result = match self.requests.send(Request::Shutdown(tx, fast)) {
             Ok(()) => rx.recv().unwrap_or(Err(EmbeddedError::Stopped)),
             Err(_) => Err(EmbeddedError::Stopped),
         };
@@ -575,7 +585,7 @@ impl EmbeddedPostgres {
 
 impl Drop for EmbeddedPostgres {
     fn drop(&mut self) {
-        if let Err(e) = self.stop() {
+        if let Err(e) = self.stop(FAST_SHUTDOWN_GRACE) {
             warn!(error = %e, dir = %self.dir.display(), "stopping embedded PostgreSQL failed");
         }
     }

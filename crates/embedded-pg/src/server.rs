@@ -364,6 +364,16 @@ impl Server {
         child: &mut Child,
         shared: &Shared,
     ) -> Result<(), EmbeddedError> {
+        self.stop_child_within(child, shared, FAST_SHUTDOWN_GRACE)
+    }
+
+    /// [`Self::stop_child`], giving fast shutdown at most `fast` before SIGQUIT.
+    pub(crate) fn stop_child_within(
+        &self,
+        child: &mut Child,
+        shared: &Shared,
+        fast: Duration,
+    ) -> Result<(), EmbeddedError> {
         shared.running.store(false, Ordering::SeqCst);
         let pid = child.id();
         let result = (|| -> io::Result<()> {
@@ -373,12 +383,12 @@ impl Server {
                 return Ok(());
             }
             signal(pid_of(pid), Signal::SIGINT)?;
-            if wait_child(child, FAST_SHUTDOWN_GRACE)? {
+            if wait_child(child, fast)? {
                 return Ok(());
             }
             warn!(
                 pid,
-                "PostgreSQL fast shutdown took over {FAST_SHUTDOWN_GRACE:?}; sending SIGQUIT"
+                "PostgreSQL fast shutdown took over {fast:?}; sending SIGQUIT"
             );
             signal(pid_of(pid), Signal::SIGQUIT)?;
             if wait_child(child, QUIT_GRACE)? {

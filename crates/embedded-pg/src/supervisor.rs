@@ -13,7 +13,7 @@ use crate::client::ensure_database;
 use crate::server::Server;
 use crate::{
     io_err, EmbeddedError, Request, Shared, BACKOFF_MAX, BACKOFF_START, CHUTE_DATABASE,
-    FIRST_START_ATTEMPTS, POLL, STABLE_UPTIME,
+    FAST_SHUTDOWN_GRACE, FIRST_START_ATTEMPTS, POLL, STABLE_UPTIME,
 };
 
 /// The supervisor thread: first start, then the watch loop. The postmaster is
@@ -54,7 +54,7 @@ pub(crate) fn supervise(
     };
     if ready.send(Ok(())).is_err() {
         // Nobody waits for us any more (cannot happen: start() blocks on it).
-        let _ = supervisor.stop();
+        let _ = supervisor.stop(FAST_SHUTDOWN_GRACE);
         return;
     }
     supervisor.run(&requests);
@@ -116,8 +116,8 @@ impl Supervisor {
     pub(crate) fn run(&mut self, requests: &mpsc::Receiver<Request>) {
         loop {
             match requests.recv_timeout(POLL) {
-                Ok(Request::Shutdown(reply)) => {
-                    let _ = reply.send(self.stop());
+                Ok(Request::Shutdown(reply, fast)) => {
+                    let _ = reply.send(self.stop(fast));
                     return;
                 }
                 Ok(Request::Restart(reply)) => {
@@ -125,7 +125,7 @@ impl Supervisor {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.stop();
+                    let _ = self.stop(FAST_SHUTDOWN_GRACE);
                     return;
                 }
             }
@@ -223,15 +223,16 @@ impl Supervisor {
         }
     }
 
-    /// Stops the postmaster for good.
-    pub(crate) fn stop(&mut self) -> Result<(), EmbeddedError> {
+    /// Stops the postmaster for good, giving fast shutdown at most `fast`.
+    pub(crate) fn stop(&mut self, fast: Duration) -> Result<(), EmbeddedError> {
         self.next_attempt = None;
         self.shared.running.store(false, Ordering::SeqCst);
         match self.child.take() {
             Some(mut child) => {
                 info!(pid = child.id(), dir = %self.server.dir.display(),
                     "stopping PostgreSQL (fast shutdown)");
-                self.server.stop_child(&mut child, &self.shared)
+                self.server
+                    .stop_child_within(&mut child, &self.shared, fast)
             }
             None => self.server.kill_remaining(),
         }
