@@ -1,23 +1,20 @@
 //! Start-up: builds every actor, binds the listener, and runs until stopped.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
-use deadpool_postgres::Pool;
 use futures_util::future::join_all;
 
 use crate::actors::ingest::Ingest;
 use crate::actors::peer::{Credentials, PeerLink};
 use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
-use crate::actors::spool::Spool;
-use crate::actors::writer::{Drain, QueuePosition, Reconfigure, Writer};
+use crate::actors::writer::{Drain, Writer};
 use crate::cluster::ClusterView;
 use crate::config::{Config, Secret, ShardConfig};
 use crate::http::{self, AppState};
@@ -25,7 +22,12 @@ use crate::metrics::{KnownLabels, Metrics};
 use crate::sources::syslog::listener::Bound;
 use crate::status::Health;
 use chute_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
-use chute_queue::{Queue, QueueOptions};
+
+mod destinations;
+mod reload;
+
+use destinations::{LocalShard, RemoteNode};
+use reload::Live;
 
 /// A running chute: its listener, actors, and (on the embedded default) PostgreSQL.
 pub struct Application {
@@ -332,7 +334,7 @@ impl Application {
                     break;
                 }
                 _ = hup.recv() => {
-                    let result = reload(self.config_path.as_deref(), &mut self.config, &self.live, &self.writers);
+                    let result = reload::reload(self.config_path.as_deref(), &mut self.config, &self.live, &self.writers);
                     self.metrics.config_reloads.with_label_values(&[result]).inc();
                 }
             }
@@ -424,230 +426,6 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Arc<EmbeddedPostgres>
     Ok(Arc::new(pg))
 }
 
-/// One local shard's actors, on a thread of their own: the spool (durable queue
-/// front), the queue's I/O thread, and the writer (queue to PostgreSQL).
-struct LocalShard {
-    spool: Addr<Spool>,
-    io: Addr<QueueIo>,
-    writer: Addr<Writer>,
-    arbiter: Arbiter,
-    pool: Pool,
-    probe: Pool,
-}
-
-impl LocalShard {
-    async fn start(
-        shard: &ShardConfig,
-        config: &Config,
-        metrics: &Arc<Metrics>,
-        health: &Arc<Health>,
-    ) -> anyhow::Result<LocalShard> {
-        let name = format!("shard-{}", shard.id);
-        let invalid = || format!("shard {}: invalid connection string", shard.id);
-        let idle_in_tx = Some(Duration::from_millis(config.writer.write_timeout_ms));
-        let pool = crate::sinks::postgres::pool(shard.dsn.expose(), shard.pool_size, idle_in_tx)
-            .with_context(invalid)?;
-        // Readiness probes get a connection of their own, so a pool busy with long
-        // COPYs never reads as "not ready".
-        let probe =
-            crate::sinks::postgres::pool(shard.dsn.expose(), 1, None).with_context(invalid)?;
-
-        let OpenQueue {
-            io,
-            position,
-            queue_id,
-        } = OpenQueue::open(&name, config, metrics).await?;
-        let arbiter = Arbiter::new();
-        let status = health.register(shard.id);
-        let writer = {
-            let (pool, io, config, metrics, status) = (
-                pool.clone(),
-                io.clone(),
-                config.clone(),
-                metrics.clone(),
-                status.clone(),
-            );
-            let (id, size) = (shard.id, shard.pool_size);
-            Writer::start_in_arbiter(&arbiter.handle(), move |_| {
-                Writer::new(
-                    id,
-                    queue_id,
-                    position,
-                    pool,
-                    size,
-                    io,
-                    config.writer,
-                    config.storage,
-                    metrics,
-                    status,
-                )
-            })
-        };
-        let spool = start_spool(
-            &arbiter,
-            name,
-            &io,
-            writer.clone().recipient(),
-            metrics,
-            status,
-            false,
-        );
-        Ok(LocalShard {
-            spool,
-            io,
-            writer,
-            arbiter,
-            pool,
-            probe,
-        })
-    }
-}
-
-/// A destination's queue, open, with its I/O thread.
-struct OpenQueue {
-    io: Addr<QueueIo>,
-    position: QueuePosition,
-    queue_id: String,
-}
-
-impl OpenQueue {
-    /// Opens (or creates) the queue `<data_dir>/queues/<name>`, recovering it.
-    async fn open(
-        name: &str,
-        config: &Config,
-        metrics: &Arc<Metrics>,
-    ) -> anyhow::Result<OpenQueue> {
-        let dir = config.node.data_dir.join("queues").join(name);
-        let options = QueueOptions {
-            max_bytes: config.queue.max_bytes,
-            segment_bytes: config.queue.segment_bytes,
-        };
-        let (queue, recovery, queue_id) = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let (queue, recovery) = Queue::open(&dir, options)
-                    .with_context(|| format!("cannot open the queue in {}", dir.display()))?;
-                Ok((queue, recovery, queue_id(&dir)?))
-            })
-            .await??
-        };
-        report_recovery(name, &recovery, metrics);
-        metrics
-            .queue_max_bytes
-            .with_label_values(&[name])
-            .set(config.queue.max_bytes as i64);
-        let stats = queue.stats();
-        let position = QueuePosition {
-            acked: stats.acked_seq,
-            durable: stats.synced_seq,
-        };
-        tracing::info!(destination = %name, backlog_entries = stats.unacked_entries, backlog_bytes = stats.unacked_bytes, "queue open");
-
-        // SyncArbiter wants a factory; there is exactly one thread and one queue.
-        let slot = Mutex::new(Some(queue));
-        let io = {
-            let (name, metrics) = (name.to_owned(), metrics.clone());
-            SyncArbiter::start(1, move || {
-                let queue = slot
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .expect("a single queue thread is started once");
-                QueueIo::new(queue, name.clone(), metrics.clone())
-            })
-        };
-        Ok(OpenQueue {
-            io,
-            position,
-            queue_id,
-        })
-    }
-}
-
-/// The link to one remote node, on a thread of its own: the spool (durable queue
-/// front for every record bound for that node's shards), the queue's I/O thread,
-/// and the peer link (queue to the node).
-struct RemoteNode {
-    spool: Addr<Spool>,
-    io: Addr<QueueIo>,
-    link: Addr<PeerLink>,
-    arbiter: Arbiter,
-}
-
-impl RemoteNode {
-    async fn start(
-        node: &crate::config::NodeEntry,
-        config: &Config,
-        credentials: &Credentials,
-        metrics: &Arc<Metrics>,
-        health: &Arc<Health>,
-    ) -> anyhow::Result<RemoteNode> {
-        let name = format!("peer-{}", node.id);
-        let OpenQueue {
-            io,
-            position,
-            queue_id,
-        } = OpenQueue::open(&name, config, metrics).await?;
-        let arbiter = Arbiter::new();
-        let status = health.register_peer(&node.id);
-        let link = {
-            let (id, url, io, credentials, cluster, metrics, status) = (
-                node.id.clone(),
-                node.url.clone(),
-                io.clone(),
-                credentials.clone(),
-                config.cluster.clone(),
-                metrics.clone(),
-                status.clone(),
-            );
-            PeerLink::start_in_arbiter(&arbiter.handle(), move |_| {
-                PeerLink::new(
-                    id,
-                    &url,
-                    queue_id,
-                    position,
-                    io,
-                    credentials,
-                    cluster,
-                    metrics,
-                    status,
-                )
-            })
-        };
-        let spool = start_spool(
-            &arbiter,
-            name,
-            &io,
-            link.clone().recipient(),
-            metrics,
-            status,
-            true,
-        );
-        Ok(RemoteNode {
-            spool,
-            io,
-            link,
-            arbiter,
-        })
-    }
-}
-
-/// Starts a destination's spool on `arbiter`, in front of its queue and consumer.
-fn start_spool(
-    arbiter: &Arbiter,
-    name: String,
-    io: &Addr<QueueIo>,
-    consumer: Recipient<crate::actors::Available>,
-    metrics: &Arc<Metrics>,
-    status: Arc<dyn crate::status::QueueHealth>,
-    shard_prefix: bool,
-) -> Addr<Spool> {
-    let (io, metrics) = (io.clone(), metrics.clone());
-    Spool::start_in_arbiter(&arbiter.handle(), move |_| {
-        Spool::new(name, io, consumer, metrics, status, shard_prefix)
-    })
-}
-
 /// The label values this node knows before any traffic: its shards and queues, its
 /// syslog listeners, its peers and its routes.
 fn known_labels(config: &Config, shards: &[ShardConfig], syslog: &[Bound]) -> KnownLabels {
@@ -669,155 +447,4 @@ fn known_labels(config: &Config, shards: &[ShardConfig], syslog: &[Bound]) -> Kn
         peers,
         routes: http::ROUTES.iter().map(|r| (*r).to_owned()).collect(),
     }
-}
-
-/// Logs and counts what opening a queue found damaged and set aside.
-fn report_recovery(name: &str, r: &chute_queue::Recovery, metrics: &Metrics) {
-    let counts = [
-        ("torn", r.torn_bytes_truncated.min(1)),
-        ("corrupt", r.corrupt_records),
-        ("segment", r.quarantined_segments),
-    ];
-    for (reason, n) in counts {
-        if n > 0 {
-            metrics
-                .queue_corrupt
-                .with_label_values(&[name, reason])
-                .inc_by(n);
-        }
-    }
-    if r.torn_bytes_truncated > 0 || r.corrupt_records > 0 || r.quarantined_segments > 0 {
-        tracing::warn!(destination = %name, torn_bytes = r.torn_bytes_truncated, corrupt_records = r.corrupt_records,
-            quarantined_segments = r.quarantined_segments, quarantined_bytes = r.quarantined_bytes,
-            "the queue had damaged records; they were set aside and the records after them are delivered");
-    }
-}
-
-/// The queue's name for all time: made at random when the queue is first created,
-/// so batch ids stay unique even if the data directory is wiped and seqs restart.
-fn queue_id(dir: &Path) -> anyhow::Result<String> {
-    let file = dir.join("queue-id");
-    match std::fs::read_to_string(&file) {
-        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
-    }
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    let tmp = dir.join("queue-id.tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(id.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &file)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().with_context(|| format!("cannot write {}", file.display()))?;
-    Ok(id)
-}
-
-/// The parts of a running chute whose settings SIGHUP can change.
-struct Live {
-    http: Arc<std::sync::RwLock<crate::config::HttpConfig>>,
-    listeners: Vec<crate::sources::syslog::listener::Live>,
-}
-
-/// SIGHUP: reads and validates the configuration file again. An invalid file leaves
-/// everything as it is. Of a valid one, the settings that can change live are
-/// applied (log level, HTTP body limit and ack timeout, writer batching and
-/// retries, syslog listeners' message size and idle timeout); the sections whose
-/// other settings changed are reported as needing a restart. Returns the metric
-/// result.
-fn reload(
-    path: Option<&Path>,
-    running: &mut Config,
-    live: &Live,
-    writers: &[Addr<Writer>],
-) -> &'static str {
-    let Some(path) = path else {
-        tracing::warn!("SIGHUP: chute runs without a configuration file; nothing to reload");
-        return "no_file";
-    };
-    let new = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "SIGHUP: the new configuration is invalid; keeping the running one");
-            return "invalid";
-        }
-    };
-    if &new == running {
-        tracing::info!(file = %path.display(), "SIGHUP: configuration unchanged");
-        return "unchanged";
-    }
-    // Take over what can change live; what still differs needs a restart.
-    let mut applied = running.clone();
-    if new.log.level != running.log.level {
-        match crate::telemetry::set_level(&new.log.level) {
-            Ok(()) => applied.log.level = new.log.level.clone(),
-            Err(e) => tracing::warn!(error = %e, "SIGHUP: cannot change the log level"),
-        }
-    }
-    applied.http.max_body_bytes = new.http.max_body_bytes;
-    applied.http.ack_timeout_ms = new.http.ack_timeout_ms;
-    applied.http.max_inflight_bytes = new.http.max_inflight_bytes;
-    applied.http.body_timeout_ms = new.http.body_timeout_ms;
-    *live.http.write().unwrap_or_else(|p| p.into_inner()) = applied.http.clone();
-    if new.writer != running.writer {
-        applied.writer = new.writer.clone();
-        for w in writers {
-            w.do_send(Reconfigure(new.writer.clone()));
-        }
-    }
-    if let (Some(old), Some(fresh)) = (
-        applied.syslog.listeners.as_mut(),
-        new.syslog.listeners.as_ref(),
-    ) {
-        for (o, f) in old.iter_mut().zip(fresh) {
-            if o.label() == f.label() {
-                o.max_message_bytes = f.max_message_bytes;
-                o.idle_timeout_ms = f.idle_timeout_ms;
-                if let Some(l) = live.listeners.iter().find(|l| l.label() == f.label()) {
-                    l.update(f);
-                }
-            }
-        }
-    }
-    let restart = changed_sections(&applied, &new);
-    *running = applied;
-    if restart.is_empty() {
-        tracing::info!(file = %path.display(), "SIGHUP: configuration applied");
-        "applied"
-    } else {
-        tracing::warn!(file = %path.display(), sections = ?restart, "SIGHUP: live settings applied; these sections changed in ways that need a restart: restart chute to apply it");
-        "restart_needed"
-    }
-}
-
-/// The top-level sections that differ between two configurations.
-fn changed_sections(a: &Config, b: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    let mut check = |name, differs: bool| {
-        if differs {
-            out.push(name);
-        }
-    };
-    check("node", a.node != b.node);
-    check("http", a.http != b.http);
-    check("writer", a.writer != b.writer);
-    check("storage", a.storage != b.storage);
-    check("shards", a.shards != b.shards);
-    check("nodes", a.nodes != b.nodes);
-    check("cluster", a.cluster != b.cluster);
-    check("embedded", a.embedded != b.embedded);
-    check("queue", a.queue != b.queue);
-    check("syslog", a.syslog != b.syslog);
-    check("log", a.log != b.log);
-    out
 }
