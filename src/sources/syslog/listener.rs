@@ -11,7 +11,10 @@
 //!
 //! Backpressure: a stream connection keeps at most two groups going (one being
 //! made durable while the next is read); past that its reads pause, so the
-//! sender's TCP window fills. A full queue is retried, never dropped.
+//! sender's TCP window fills. A full queue is retried, never dropped. Memory is
+//! bounded in bytes as well: a group goes at [`GROUP_BYTES`] of messages, and the
+//! groups on their way to disk, all listeners together, hold at most 64 MiB of
+//! messages; past that every connection pauses reading until some are durable.
 //! UDP and Unix datagrams cannot wait: a group refused by a full queue is dropped
 //! and counted (`reason="backpressure"`).
 
@@ -26,7 +29,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::framing::Framer;
 use super::{parse, Format, Origin, Parsed, Timezone};
@@ -43,6 +46,11 @@ pub const GROUP_RECORDS: usize = 2000;
 const DATAGRAM_BYTES: usize = 65_536;
 /// Stream read size.
 const READ_BYTES: usize = 64 * 1024;
+/// A group goes once its messages hold this many bytes, whatever their count.
+const GROUP_BYTES: usize = 512 * 1024;
+/// Message bytes in groups on their way to disk, all syslog listeners together,
+/// in KiB (64 MiB); past it, connections pause reading until groups are durable.
+const INFLIGHT_KIB: u32 = 64 * 1024;
 /// Groups on their way to disk at once per stream connection; past it reading waits.
 const STREAM_GROUPS_IN_FLIGHT: usize = 2;
 /// Datagram groups in flight at once per listener; past it reading waits.
@@ -72,11 +80,32 @@ struct Shared {
     /// How the router maps records to shards: groups are split and encoded here.
     layout: Layout,
     metrics: Arc<Metrics>,
+    /// The byte budget of groups in flight, shared by every listener
+    /// ([`INFLIGHT_KIB`] permits of 1 KiB).
+    inflight: Arc<Semaphore>,
 }
 
 impl Shared {
     fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Takes room in the in-flight budget for a group of `bytes`, waiting (and
+    /// counting a pause: reading stops meanwhile) while other groups fill it.
+    /// The room is given back when the permit is dropped, once the group is durable.
+    async fn hold(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, INFLIGHT_KIB);
+        if let Ok(permit) = self.inflight.clone().try_acquire_many_owned(kib) {
+            return Some(permit);
+        }
+        self.metrics
+            .syslog_paused
+            .with_label_values(&[&self.label])
+            .inc();
+        // The semaphore is never closed, so this waits rather than fails.
+        self.inflight.clone().acquire_many_owned(kib).await.ok()
     }
 }
 
@@ -117,6 +146,7 @@ pub async fn start(
     let mut bound = Vec::new();
     let mut live = Vec::new();
     let mut tasks = Vec::new();
+    let inflight = Arc::new(Semaphore::new(INFLIGHT_KIB as usize));
     for l in listeners {
         let label = l.label();
         let shared = Arc::new(Shared {
@@ -130,6 +160,7 @@ pub async fn start(
             router: router.clone(),
             layout,
             metrics: metrics.clone(),
+            inflight: inflight.clone(),
         });
         metrics
             .syslog_connections
@@ -230,6 +261,8 @@ fn tls_config(l: &ListenerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
 struct Group {
     shared: Arc<Shared>,
     records: Vec<Record>,
+    /// Bytes of the group's messages as received.
+    bytes: usize,
     since: Option<Instant>,
     tally: Tally,
 }
@@ -248,6 +281,7 @@ impl Group {
         Group {
             shared,
             records: Vec::new(),
+            bytes: 0,
             since: None,
             tally: Tally::default(),
         }
@@ -274,6 +308,7 @@ impl Group {
         t.invalid_utf8 += u64::from(f.invalid_utf8);
         t.nul += u64::from(f.nul_replaced);
         self.since.get_or_insert_with(Instant::now);
+        self.bytes += msg.len();
         self.records.push(parsed.record);
     }
 
@@ -285,6 +320,7 @@ impl Group {
 
     fn due(&self) -> bool {
         self.records.len() >= GROUP_RECORDS
+            || self.bytes >= GROUP_BYTES
             || self
                 .since
                 .is_some_and(|t| t.elapsed() >= self.shared.group_commit)
@@ -292,6 +328,7 @@ impl Group {
 
     /// The group's records; counts them into the listener's metrics.
     fn take(&mut self) -> Vec<Record> {
+        self.bytes = 0;
         let (m, l) = (&self.shared.metrics, [self.shared.label.as_str()]);
         let t = std::mem::take(&mut self.tally);
         let n = self.records.len() as u64;
@@ -445,10 +482,11 @@ async fn serve_datagrams(socket: Datagrams, shared: Arc<Shared>, mut stop: watch
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break;
             };
+            let room = shared.hold(group.bytes).await;
             let (records, shared) = (group.take(), shared.clone());
             actix_web::rt::spawn(async move {
                 deliver(&shared, records, false).await;
-                drop(permit);
+                drop((permit, room));
             });
         }
     }
@@ -605,9 +643,11 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                     let _ = oldest.await;
                 }
             }
+            let room = shared.hold(group.bytes).await;
             let (shared, records) = (shared.clone(), group.take());
             in_flight.push_back(actix_web::rt::spawn(async move {
                 deliver(&shared, records, true).await;
+                drop(room);
             }));
         }
     }
