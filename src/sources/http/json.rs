@@ -180,19 +180,14 @@ fn parse_array(body: &[u8], ctx: &mut Context<'_>) -> Result<(), ParseError> {
     };
     let first = text.bytes().find(|&b| !is_json_ws(b));
     if first == Some(b'[') {
-        // Only the array's syntax is checked here; each element is then
-        // parsed on its own so a bad one (say, a number out of range)
-        // costs only itself.
-        let elements: Vec<&RawValue> =
-            serde_json::from_str(&text).map_err(|e| ParseError::Syntax(e.to_string()))?;
-        ctx.out.records.reserve(elements.len().min(RESERVE_RECORDS));
-        for (index, raw) in elements.into_iter().enumerate() {
-            let json = raw.get();
-            // After the lossy pass, U+FFFD in an element means it held
-            // invalid UTF-8 - or that the sender sent a real U+FFFD, a
-            // slight overcount that is accepted for the metric.
-            ctx.element(index, json, lossy && json.contains(REPLACEMENT), false);
-        }
+        // The array is read element by element, each parsed on its own as it
+        // comes, so a bad one (say, a number out of range) costs only itself and
+        // no list of millions of elements is ever built. A syntax error anywhere
+        // still refuses the whole body (what was parsed before it is dropped).
+        let mut de = serde_json::Deserializer::from_str(&text);
+        de.deserialize_seq(Elements { ctx, lossy })
+            .and_then(|()| de.end())
+            .map_err(|e| ParseError::Syntax(e.to_string()))?;
         return Ok(());
     }
     let raw: &RawValue = serde_json::from_str(&text).map_err(|e| {
@@ -214,6 +209,35 @@ fn parse_array(body: &[u8], ctx: &mut Context<'_>) -> Result<(), ParseError> {
         }
     }
     Ok(())
+}
+
+/// Parses the elements of a top-level array one by one into the context.
+struct Elements<'c, 'a> {
+    ctx: &'c mut Context<'a>,
+    /// Invalid UTF-8 was replaced somewhere in the body.
+    lossy: bool,
+}
+
+impl<'de> Visitor<'de> for Elements<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            let json = raw.get();
+            // After the lossy pass, U+FFFD in an element means it held invalid
+            // UTF-8 - or that the sender sent a real U+FFFD, a slight overcount
+            // that is accepted for the metric.
+            self.ctx
+                .element(index, json, self.lossy && json.contains(REPLACEMENT), false);
+            index += 1;
+        }
+        Ok(())
+    }
 }
 
 fn kind_of_first_byte(b: Option<u8>) -> &'static str {

@@ -820,3 +820,17 @@ fn a_body_of_blank_lines_or_bad_elements_reserves_nothing_by_their_count() {
         bad.records.capacity()
     );
 }
+
+#[test]
+fn an_array_broken_after_good_elements_is_refused_whole() {
+    for body in [
+        r#"[{"message":"a"},{"message":"b"},{"#,
+        r#"[{"message":"a"}] trailing"#,
+        r#"[{"message":"a"},]"#,
+    ] {
+        let r = parse(body.as_bytes(), BodyFormat::JsonArray, now(), "acme");
+        assert!(matches!(r, Err(ParseError::Syntax(_))), "{body}: {r:?}");
+    }
+    let ok = array(r#" [ {"message":"a"} , 7 ] "#);
+    assert_eq!((ok.records.len(), ok.rejected_count), (1, 1));
+}
