@@ -6,6 +6,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// Requests holding at most this much may use the whole budget; larger ones leave
+/// its last eighth to them.
+pub const SMALL: usize = 1 << 20;
+
 /// Bytes held by running requests, shared by all of them.
 #[derive(Debug, Default)]
 pub struct Budget {
@@ -45,13 +49,21 @@ impl Budget {
 impl Charge {
     /// Grows what this request holds to `total` bytes, if the budget of `limit`
     /// bytes has room for it, or if this request is the only one holding any (so a
-    /// request within its own size limit always gets through eventually).
+    /// request within its own size limit always gets through eventually). A request
+    /// past [`SMALL`] may fill only seven eighths of the budget: the last eighth
+    /// stays for small requests, so many large bodies cannot shut ordinary senders
+    /// out.
     ///
     /// # Errors
     /// [`Exhausted`]: nothing was taken; the request should be refused.
     pub fn grow_to(&mut self, total: usize, limit: usize) -> Result<(), Exhausted> {
         let Some(extra) = total.checked_sub(self.held).filter(|&n| n > 0) else {
             return Ok(());
+        };
+        let limit = if total > SMALL {
+            limit - limit / 8
+        } else {
+            limit
         };
         let held = self.held;
         self.budget
@@ -92,6 +104,28 @@ mod tests {
         b.grow_to(1000, 1000).unwrap();
         drop(b);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn large_requests_leave_the_last_eighth_to_small_ones() {
+        const MIB: usize = 1 << 20;
+        let budget = Budget::new();
+        let limit = 64 * MIB;
+        let mut large = Vec::new();
+        for _ in 0..7 {
+            let mut c = budget.charge();
+            c.grow_to(8 * MIB, limit).unwrap();
+            large.push(c);
+        }
+        let mut one_more = budget.charge();
+        assert_eq!(
+            one_more.grow_to(2 * MIB, limit),
+            Err(Exhausted),
+            "56 of 64 MiB taken"
+        );
+        let mut small = budget.charge();
+        small.grow_to(MIB, limit).unwrap();
+        assert_eq!(budget.used(), 57 * MIB);
     }
 
     #[test]
