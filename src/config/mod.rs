@@ -330,7 +330,7 @@ fn default_ack_timeout_ms() -> u64 {
     30_000
 }
 fn default_max_inflight_bytes() -> usize {
-    128 << 20
+    64 << 20
 }
 fn default_max_connections() -> usize {
     4096
