@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::budget::Charge;
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::ingest::Parse;
+use crate::actors::ingest::{Decode, Parse};
 use crate::actors::Route;
 use crate::sources::http::body::{BodyCollector, BodyError, BodyFormat, ContentEncoding};
 use crate::sources::http::json::Rejection;
@@ -24,6 +24,8 @@ pub const TENANT_HEADER: &str = "x-chute-tenant";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Tenant of records whose request names none.
 pub const DEFAULT_TENANT: &str = "default";
+/// Bodies up to this size are parsed on the HTTP worker instead of the ingest pool.
+const INLINE_PARSE_BYTES: usize = 16 * 1024;
 
 #[derive(Serialize)]
 struct Answer<'a> {
@@ -75,16 +77,23 @@ async fn ingest(
     // Held until the answer: the parsed records take about as much again.
     let (body, _charge) = read_body(&mut payload, encoding, limit, state).await?;
 
-    let parsed = state
-        .ingest
-        .send(Parse(JsonBody {
-            body,
-            format,
-            received_at,
-            tenant,
-        }))
-        .await
-        .map_err(|_| stopping())??;
+    let job = JsonBody {
+        body,
+        format,
+        received_at,
+        tenant,
+    };
+    // A small body is parsed here, at once: it costs less than the hand-over, and
+    // it never waits behind large bodies queued for the ingest pool.
+    let parsed = if job.body.len() <= INLINE_PARSE_BYTES {
+        job.decode(&state.metrics)?
+    } else {
+        state
+            .ingest
+            .send(Parse(job))
+            .await
+            .map_err(|_| stopping())??
+    };
 
     let rejected_count = parsed.rejected_count;
     let accepted = parsed.records.len();

@@ -1,0 +1,9 @@
+//! Load tests that need the machine to themselves. This is a test binary of its
+//! own because cargo runs test binaries one after another: nothing of the `it`
+//! suite runs beside it and steals the CPU its latency limits assume.
+
+#[allow(dead_code)]
+#[path = "../it/helpers.rs"]
+mod helpers;
+
+mod hostile_mix;
