@@ -204,14 +204,7 @@ fn record(host: &str, message: &str) -> Record {
 async fn a_cluster_node_exports_its_peer_metrics_at_0_before_any_traffic() {
     let cluster = TestCluster::start(["", "", ""]).await;
     let text = cluster.metrics(0).await;
-    let present = crate::ops::families_in(&text);
-    let mut missing: Vec<String> = crate::ops::watched_exprs()
-        .iter()
-        .flat_map(|e| crate::ops::metric_names(e))
-        .filter(|n| crate::ops::cluster_only(n) && !present.contains(n))
-        .collect();
-    missing.sort();
-    missing.dedup();
+    let missing = crate::ops::watched_but_missing(&text, crate::ops::cluster_only);
     assert!(
         missing.is_empty(),
         "not in /metrics before traffic: {missing:?}"

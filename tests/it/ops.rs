@@ -276,6 +276,20 @@ pub fn series_at_zero(text: &str, name: &str, labels: &[&str]) -> bool {
     })
 }
 
+/// The metric families the dashboard and the alert rules name, among those `which`
+/// selects, that `text` (a `/metrics` answer) lacks.
+pub fn watched_but_missing(text: &str, which: impl Fn(&str) -> bool) -> Vec<String> {
+    let present = families_in(text);
+    let mut missing: Vec<String> = watched_exprs()
+        .iter()
+        .flat_map(|e| metric_names(e))
+        .filter(|n| which(n) && !present.contains(n))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
 /// Families that exist only where there are peers (checked on a cluster node).
 pub fn cluster_only(name: &str) -> bool {
     name.starts_with("chute_peer_")
@@ -293,14 +307,7 @@ async fn every_metric_the_dashboard_and_alerts_watch_is_exported_before_any_traf
     .await;
     let (status, text) = app.get("/metrics").await;
     assert_eq!(status, 200);
-    let present = families_in(&text);
-    let mut missing: Vec<String> = watched_exprs()
-        .iter()
-        .flat_map(|e| metric_names(e))
-        .filter(|n| !cluster_only(n) && !present.contains(n))
-        .collect();
-    missing.sort();
-    missing.dedup();
+    let missing = watched_but_missing(&text, |n| !cluster_only(n));
     assert!(
         missing.is_empty(),
         "not in /metrics before traffic: {missing:?}"
