@@ -66,6 +66,19 @@ impl Application {
     /// The embedded PostgreSQL cannot start, a shard's connection string is invalid,
     /// or the listen address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let mut started = Started::default();
+        match Application::start(config, &mut started).await {
+            Ok(app) => Ok(app),
+            Err(e) => {
+                started.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Application::build`]; what it starts on its own threads is also noted in
+    /// `started`, so a failure half-way can release it.
+    async fn start(config: Config, started: &mut Started) -> anyhow::Result<Application> {
         let metrics = Metrics::new();
         create_data_dir(&config)?;
         let mut embedded = None;
@@ -121,6 +134,8 @@ impl Application {
             heartbeat.push(link.link.clone().recipient());
             heartbeat.push(link.spool.clone().recipient());
             queues.push(link.io.clone());
+            started.queues.push(link.io.clone());
+            started.arbiters.push(link.arbiter.handle());
             arbiters.push(link.arbiter);
             links.insert(node.id.clone(), (link.spool, link.link));
         }
@@ -144,6 +159,8 @@ impl Application {
             heartbeat.push(local.writer.clone().recipient());
             heartbeat.push(local.spool.clone().recipient());
             writers.push(local.writer);
+            started.queues.push(local.io.clone());
+            started.arbiters.push(local.arbiter.handle());
             queues.push(local.io);
             arbiters.push(local.arbiter);
         }
@@ -396,6 +413,26 @@ impl Application {
         }
         tracing::info!("chute stopped");
         Ok(())
+    }
+}
+
+/// What a start has set going on threads of its own, to release if it fails
+/// half-way: the queues are closed (their locks go with them, so the next start can
+/// open them) and the arbiters stopped.
+#[derive(Default)]
+struct Started {
+    queues: Vec<Addr<QueueIo>>,
+    arbiters: Vec<ArbiterHandle>,
+}
+
+impl Started {
+    async fn release(self) {
+        for queue in &self.queues {
+            let _ = queue.send(Close).await;
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
     }
 }
 

@@ -615,10 +615,9 @@ async fn a_unix_socket_gets_its_mode_and_one_in_use_is_never_taken_over() {
     assert_eq!(&buf[..n], b"still mine");
     drop(other);
 
-    // A stale socket is replaced, with the mode asked for. (A fresh data directory:
-    // the refused start still holds its queue's lock.)
+    // A stale socket is replaced, with the mode asked for; the refused start
+    // released its queue, so the same data directory opens at once.
     config.syslog.listeners = Some(vec![unix(0o620)]);
-    config.node.data_dir = data_dir();
     let app = spawn_config(config).await;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o620);
