@@ -338,13 +338,7 @@ async fn the_data_dir_and_queue_files_are_private_whatever_the_umask() {
     let config = write_config(dir.path(), &data, &dsn, "");
     let daemon = Daemon::start_with_umask(&config, dir.path().join("chute.log"), Some(0));
     let base = daemon.base();
-    let ok = awc::Client::default()
-        .post(format!("{base}/api/v1/logs"))
-        .insert_header(("content-type", "application/json"))
-        .send_body(r#"[{"message":"private"}]"#)
-        .await
-        .expect("answer");
-    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(post_one(&base, "private").await, 200);
     settle(&base).await;
     let mut checked = 0;
     let mut todo = vec![data.clone()];
@@ -374,18 +368,8 @@ async fn after_recovering_a_torn_tail_an_idle_chute_stays_idle() {
     let dsn = fresh_database().await;
     let data = dir.path().join("data");
     let config = write_config(dir.path(), &data, &dsn, "");
-    let post = |base: String, message: &'static str| async move {
-        awc::Client::default()
-            .post(format!("{base}/api/v1/logs"))
-            .insert_header(("content-type", "application/json"))
-            .send_body(format!(r#"[{{"message":"{message}"}}]"#))
-            .await
-            .expect("answer")
-            .status()
-            .as_u16()
-    };
     let mut first = Daemon::start(&config, dir.path().join("first.log"));
-    assert_eq!(post(first.base(), "stored").await, 200);
+    assert_eq!(post_one(&first.base(), "stored").await, 200);
     settle(&first.base()).await;
     // The second entry is durable but not written (the table is locked), then chute
     // dies and the entry is torn after its header.
@@ -394,7 +378,7 @@ async fn after_recovering_a_torn_tail_an_idle_chute_stays_idle() {
         .batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    assert_eq!(post(first.base(), "torn").await, 200);
+    assert_eq!(post_one(&first.base(), "torn").await, 200);
     first.child.kill().expect("kill -9");
     first.child.wait().expect("wait");
     locker.batch_execute("ROLLBACK").await.unwrap();
@@ -423,7 +407,7 @@ async fn after_recovering_a_torn_tail_an_idle_chute_stays_idle() {
         "chute used {used} ticks (1/100 s) in 10 idle seconds"
     );
     // And it still works.
-    assert_eq!(post(base.clone(), "after").await, 200);
+    assert_eq!(post_one(&base, "after").await, 200);
     settle(&base).await;
     assert_eq!(
         count_rows(&dsn).await,
@@ -436,16 +420,14 @@ async fn after_recovering_a_torn_tail_an_idle_chute_stays_idle() {
 async fn sigterm_exits_0_within_one_deadline_while_a_request_and_the_drain_hang() {
     let dir = temp_dir();
     let dsn = fresh_database().await;
-    let config = dir.path().join("chute.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\ndata_dir = \"{}\"\nshutdown_timeout_ms = 2000\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [syslog]\nlisteners = []\n[writer]\nflush_interval_ms = 20\n[[shards]]\nid = 0\ndsn = \"{dsn}\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let config = write_config_with(
+        dir.path(),
+        &dir.path().join("data"),
+        &dsn,
+        "shutdown_timeout_ms = 2000\n",
+        "listeners = []\n",
+        "",
+    );
     let mut daemon = Daemon::start(&config, dir.path().join("chute.log"));
     let base = daemon.base();
     // A write that cannot finish: the table is locked.
@@ -454,13 +436,7 @@ async fn sigterm_exits_0_within_one_deadline_while_a_request_and_the_drain_hang(
         .batch_execute("BEGIN; LOCK TABLE chute.logs IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let ok = awc::Client::default()
-        .post(format!("{base}/api/v1/logs"))
-        .insert_header(("content-type", "application/json"))
-        .send_body(r#"[{"message":"queued"}]"#)
-        .await
-        .unwrap();
-    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(post_one(&base, "queued").await, 200);
     // A request whose body never ends.
     let mut slow = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
         .await

@@ -455,17 +455,42 @@ pub fn alive(pid: i32) -> bool {
 
 /// Writes a TOML config for a chute child process: a free port, `data_dir`, one shard.
 pub fn write_config(dir: &Path, data_dir: &Path, dsn: &str, extra: &str) -> std::path::PathBuf {
+    write_config_with(dir, data_dir, dsn, "", "listeners = []\n", extra)
+}
+
+/// [`write_config`] with lines added to `[node]`, and `syslog` as the body of
+/// `[syslog]` (for example `[[syslog.listeners]]` tables).
+pub fn write_config_with(
+    dir: &Path,
+    data_dir: &Path,
+    dsn: &str,
+    node: &str,
+    syslog: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let file = dir.join("chute.toml");
     let dsn = dsn.replace('\\', "\\\\").replace('"', "\\\"");
     std::fs::write(
         &file,
         format!(
-            "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[syslog]\nlisteners = []\n[writer]\nflush_interval_ms = 20\nretry_initial_ms = 50\nretry_max_ms = 500\n{extra}\n[[shards]]\nid = 0\ndsn = \"{dsn}\"\n",
+            "[node]\ndata_dir = \"{}\"\n{node}[http]\nlisten = \"127.0.0.1:0\"\n[writer]\nflush_interval_ms = 20\nretry_initial_ms = 50\nretry_max_ms = 500\n{extra}\n[syslog]\n{syslog}[[shards]]\nid = 0\ndsn = \"{dsn}\"\n",
             data_dir.display()
         ),
     )
     .expect("write config");
     file
+}
+
+/// Posts one record with `message` to the chute at `base`; the answer's status.
+pub async fn post_one(base: &str, message: &str) -> u16 {
+    awc::Client::default()
+        .post(format!("{base}/api/v1/logs"))
+        .insert_header(("content-type", "application/json"))
+        .send_body(serde_json::json!([{ "message": message }]).to_string())
+        .await
+        .expect("answer")
+        .status()
+        .as_u16()
 }
 
 /// The sum of the samples of `name` whose labels contain every fragment, in a

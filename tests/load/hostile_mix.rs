@@ -36,17 +36,14 @@ async fn under_the_hostile_mix_memory_stays_bounded_and_normal_requests_are_answ
         .unwrap_or(20);
     let dir = temp_dir();
     let dsn = fresh_database().await;
-    let config = dir.path().join("chute.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [syslog]\n[[syslog.listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
-             [[shards]]\nid = 0\ndsn = \"{dsn}\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let config = write_config_with(
+        dir.path(),
+        &dir.path().join("data"),
+        &dsn,
+        "",
+        "[[syslog.listeners]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n",
+        "",
+    );
     let daemon = Daemon::start(&config, dir.path().join("chute.log"));
     let base = daemon.base();
     let syslog_addr = {
