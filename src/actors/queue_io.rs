@@ -11,12 +11,13 @@ use actix::prelude::*;
 use crate::metrics::Metrics;
 use chute_queue::{Entry, Queue, QueueError};
 
-/// Appends every payload, then makes them durable with one fsync (group commit).
-/// Each payload gets its sequence number, or its own refusal (a full queue).
+/// Appends every group of payloads, then makes them durable with one fsync (group
+/// commit). Each group is appended all or none and gets the sequence number of its
+/// last entry, or its own refusal (a full queue).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Result<u64, QueueError>>, QueueError>")]
 pub struct AppendSync {
-    pub payloads: Vec<Vec<u8>>,
+    pub groups: Vec<Vec<Vec<u8>>>,
 }
 
 /// Reads durable entries after `after`, up to `max_bytes` of payload.
@@ -97,7 +98,14 @@ impl Handler<AppendSync> for QueueIo {
 
     fn handle(&mut self, msg: AppendSync, _: &mut Self::Context) -> Self::Result {
         let queue = self.queue()?;
-        let results: Vec<_> = msg.payloads.iter().map(|p| queue.append(p)).collect();
+        let results: Vec<_> = msg
+            .groups
+            .iter()
+            .map(|g| match g.as_slice() {
+                [one] => queue.append(one),
+                many => queue.append_all(many),
+            })
+            .collect();
         if results.iter().any(Result::is_ok) {
             let started = Instant::now();
             let synced = queue.sync();

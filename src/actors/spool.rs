@@ -23,9 +23,10 @@ use crate::metrics::Metrics;
 use crate::status::QueueHealth;
 use chute_queue::QueueError;
 
-/// A batch waiting for its fsync.
+/// A batch waiting for its fsync: one queue entry, or several that are stored all
+/// or none.
 struct Pending {
-    payload: Vec<u8>,
+    payloads: Vec<Vec<u8>>,
     rows: usize,
     ack: oneshot::Sender<Result<(), DeliverError>>,
 }
@@ -39,9 +40,11 @@ pub struct Spool {
     consumer: Recipient<Available>,
     metrics: Arc<Metrics>,
     status: Arc<dyn QueueHealth>,
-    /// Entries start with the batch's shard id (u32, big-endian): the queue of a
-    /// peer link holds batches for several shards.
-    shard_prefix: bool,
+    /// For the queue of a peer link, which holds batches for several shards: entries
+    /// start with the batch's shard id (u32, big-endian), and a batch larger than
+    /// this many bytes is split into entries of at most that size
+    /// (`[cluster] batch_bytes`), so no entry outgrows a forwarded request.
+    peer_entries: Option<usize>,
     pending: Vec<Pending>,
     /// An append+fsync is running.
     committing: bool,
@@ -56,7 +59,7 @@ impl Spool {
         consumer: Recipient<Available>,
         metrics: Arc<Metrics>,
         status: Arc<dyn QueueHealth>,
-        shard_prefix: bool,
+        peer_entries: Option<usize>,
     ) -> Spool {
         Spool {
             name,
@@ -64,7 +67,7 @@ impl Spool {
             consumer,
             metrics,
             status,
-            shard_prefix,
+            peer_entries,
             pending: Vec::new(),
             committing: false,
             poisoned: false,
@@ -85,11 +88,11 @@ impl Spool {
         }
         self.committing = true;
         let group = std::mem::take(&mut self.pending);
-        let (payloads, waiting): (Vec<_>, Vec<_>) = group
+        let (groups, waiting): (Vec<_>, Vec<_>) = group
             .into_iter()
-            .map(|p| (p.payload, (p.rows, p.ack)))
+            .map(|p| (p.payloads, (p.rows, p.ack)))
             .unzip();
-        let commit = self.io.send(AppendSync { payloads }).into_actor(self).map(
+        let commit = self.io.send(AppendSync { groups }).into_actor(self).map(
             move |result, spool, ctx| {
                 spool.committing = false;
                 let results = match result {
@@ -182,27 +185,40 @@ impl Handler<Deliver> for Spool {
             return Box::pin(async move { Err(err) });
         }
         let rows = msg.rows.len();
-        let shard = msg.shard.to_be_bytes();
-        let prefix: &[u8] = if self.shard_prefix { &shard } else { &[] };
         let origin = msg.origin.as_deref();
-        let payload = match msg.rows {
-            Rows::Encoded(encoded) => encoded.to_payload(prefix, origin),
-            Rows::Records(records) => match EncodedRows::encode_payload(&records, prefix, origin) {
-                Ok(payload) => payload,
-                Err(e) => {
-                    // Validation at ingest rules this out; refuse rather than store garbage.
-                    tracing::error!(destination = %self.name, error = %e, "cannot encode a batch");
-                    let err = self.unavailable("a record could not be encoded");
-                    return Box::pin(async move { Err(err) });
-                }
-            },
+        let payloads = match (msg.rows, self.peer_entries) {
+            (Rows::Encoded(encoded), None) => Ok(vec![encoded.to_payload(&[], origin)]),
+            (Rows::Records(records), None) => {
+                EncodedRows::encode_payload(&records, &[], origin).map(|p| vec![p])
+            }
+            (rows, Some(max_bytes)) => {
+                let prefix = msg.shard.to_be_bytes();
+                let encoded = match rows {
+                    Rows::Encoded(encoded) => Ok(encoded),
+                    Rows::Records(records) => EncodedRows::encode(&records),
+                };
+                encoded.map(|e| e.to_payloads(&prefix, origin, max_bytes))
+            }
+        };
+        let payloads = match payloads {
+            Ok(payloads) => payloads,
+            Err(e) => {
+                // Validation at ingest rules this out; refuse rather than store garbage.
+                tracing::error!(destination = %self.name, error = %e, "cannot encode a batch");
+                let err = self.unavailable("a record could not be encoded");
+                return Box::pin(async move { Err(err) });
+            }
         };
         self.metrics
             .queue_appended_bytes
             .with_label_values(&[&self.name])
-            .inc_by(payload.len() as u64);
+            .inc_by(payloads.iter().map(Vec::len).sum::<usize>() as u64);
         let (ack, done) = oneshot::channel();
-        self.pending.push(Pending { payload, rows, ack });
+        self.pending.push(Pending {
+            payloads,
+            rows,
+            ack,
+        });
         self.commit(ctx);
         let err = self.unavailable("the spool stopped");
         Box::pin(async move { done.await.unwrap_or(Err(err)) })

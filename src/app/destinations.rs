@@ -84,7 +84,7 @@ impl LocalShard {
             writer.clone().recipient(),
             metrics,
             status,
-            false,
+            None,
         );
         Ok(LocalShard {
             spool,
@@ -215,7 +215,7 @@ impl RemoteNode {
             link.clone().recipient(),
             metrics,
             status,
-            true,
+            Some(config.cluster.batch_bytes),
         );
         Ok(RemoteNode {
             spool,
@@ -234,11 +234,11 @@ pub(super) fn start_spool(
     consumer: Recipient<crate::actors::Available>,
     metrics: &Arc<Metrics>,
     status: Arc<dyn crate::status::QueueHealth>,
-    shard_prefix: bool,
+    peer_entries: Option<usize>,
 ) -> Addr<Spool> {
     let (io, metrics) = (io.clone(), metrics.clone());
     Spool::start_in_arbiter(&arbiter.handle(), move |_| {
-        Spool::new(name, io, consumer, metrics, status, shard_prefix)
+        Spool::new(name, io, consumer, metrics, status, peer_entries)
     })
 }
 

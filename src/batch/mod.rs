@@ -175,6 +175,49 @@ impl EncodedRows {
         out
     }
 
+    /// The batch as payloads of at most `max_bytes` each (a single row larger than
+    /// that goes alone into one), for a queue whose entries must stay small enough
+    /// to forward. Unsplit, the one payload keeps `origin`; split, part `i` is named
+    /// `<origin>#<i>`: the same rows always split the same way, so a retried request
+    /// gives the same ids and is stored once.
+    pub fn to_payloads(&self, prefix: &[u8], origin: Option<&str>, max_bytes: usize) -> Vec<Vec<u8>> {
+        // Version, origin (with room for the part number), row count.
+        let head = prefix.len() + 3 + origin.map_or(0, |o| o.len() + 8) + 4;
+        let mut ranges = Vec::new();
+        let (mut start, mut size, mut prev_end) = (0, head, 0);
+        for (i, &end) in self.ends.iter().enumerate() {
+            let add = 4 + end - prev_end;
+            if i > start && size + add > max_bytes {
+                ranges.push(start..i);
+                (start, size) = (i, head);
+            }
+            size += add;
+            prev_end = end;
+        }
+        if ranges.is_empty() {
+            return vec![self.to_payload(prefix, origin)];
+        }
+        ranges.push(start..self.len());
+        ranges
+            .into_iter()
+            .enumerate()
+            .map(|(n, range)| {
+                let id = origin.map(|o| format!("{o}#{n}"));
+                self.slice(range).to_payload(prefix, id.as_deref())
+            })
+            .collect()
+    }
+
+    /// Rows `range` as a batch of their own (shared bytes, not copied).
+    pub fn slice(&self, range: Range<usize>) -> EncodedRows {
+        let at = |i: usize| if i == 0 { 0 } else { self.ends[i - 1] };
+        let (base, end) = (at(range.start), at(range.end));
+        EncodedRows {
+            rows: self.rows.slice(base..end),
+            ends: self.ends[range].iter().map(|e| e - base).collect(),
+        }
+    }
+
     /// Reads a payload written by [`EncodedRows::to_payload`]. Returns the origin
     /// batch id (None when it was assigned locally) and the rows.
     ///
@@ -435,6 +478,36 @@ mod tests {
             fields: Default::default(),
             sd: None,
         }
+    }
+
+    #[test]
+    fn a_batch_splits_into_bounded_payloads_with_stable_ids_and_every_row_once() {
+        let records: Vec<Record> = (0..200).map(|i| record(&"x".repeat(i * 7))).collect();
+        let rows = EncodedRows::encode(&records).unwrap();
+        let whole = rows.to_payload(&[0, 0, 0, 9], Some("key/3"));
+        // Room enough: one payload, the same bytes and id as unsplit.
+        assert_eq!(rows.to_payloads(&[0, 0, 0, 9], Some("key/3"), whole.len() + 16), [whole]);
+        let max = 4096;
+        let parts = rows.to_payloads(&[0, 0, 0, 9], Some("key/3"), max);
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        let mut back = Vec::new();
+        for (n, part) in parts.iter().enumerate() {
+            assert!(part.len() <= max, "part {n}: {} bytes", part.len());
+            assert_eq!(&part[..4], &[0, 0, 0, 9], "the prefix stays first");
+            let (origin, rows) = EncodedRows::from_payload(Bytes::from(part[4..].to_vec())).unwrap();
+            assert_eq!(origin.unwrap(), format!("key/3#{n}"));
+            back.extend((0..rows.len()).map(|i| rows.decode(i).unwrap()));
+        }
+        assert_eq!(back, records, "every row once, in order");
+        // The same rows split the same way; a row over the limit goes alone.
+        assert_eq!(rows.to_payloads(&[0, 0, 0, 9], Some("key/3"), max), parts);
+        let big = EncodedRows::encode(&[record("a"), record(&"y".repeat(9000)), record("b")]).unwrap();
+        let parts = big.to_payloads(&[], None, 4096);
+        let counts: Vec<usize> = parts
+            .iter()
+            .map(|p| EncodedRows::from_payload(Bytes::from(p.clone())).unwrap().1.len())
+            .collect();
+        assert_eq!(counts, [1, 1, 1]);
     }
 
     #[test]

@@ -13,6 +13,16 @@ pub const LAYOUT_HEADER: &str = "x-chute-layout";
 /// Content type of a batches request.
 pub const CONTENT_TYPE: &str = "application/vnd.chute.batches";
 
+/// Largest `[cluster] batch_bytes`: the most record bytes a peer link puts in one
+/// request, and in one entry of its queue.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Largest batches request a node takes, decompressed. A sender's request holds at
+/// most `batch_bytes` of entries (or one entry queued before entries were bounded)
+/// plus a few bytes of framing each, so twice the largest `batch_bytes` takes
+/// whatever any node of the cluster sends, whichever limits each is configured with.
+pub const MAX_REQUEST_BYTES: usize = 2 * MAX_BATCH_BYTES;
+
 /// First bytes of an (uncompressed) batches request.
 pub const MAGIC: &[u8; 4] = b"CHB1";
 

@@ -15,7 +15,7 @@ use actix::Recipient;
 use subtle::ConstantTimeEq;
 
 use crate::actors::Deliver;
-use crate::batch::wire::NODE_HEADER;
+use crate::batch::wire::{MAX_REQUEST_BYTES, NODE_HEADER};
 use crate::config::{Config, Secret, ShardKey};
 
 /// The cluster as this node knows it: who may talk to it, and where each shard is.
@@ -30,7 +30,7 @@ pub struct ClusterView {
     pub shards: Vec<(u32, String)>,
     /// Spools of the shards this node writes.
     pub local: HashMap<u32, Recipient<Deliver>>,
-    /// Largest batches request, received and decoded.
+    /// Largest batches request, received and decoded ([`MAX_REQUEST_BYTES`] or more).
     pub max_request_bytes: usize,
 }
 
@@ -58,13 +58,13 @@ impl ClusterView {
                 .collect(),
             shards,
             local,
-            // Room for one big batch (a whole HTTP request bound for one shard) beyond
-            // the usual request size.
+            // What any sender can make, and at least what earlier versions took.
             max_request_bytes: config
                 .http
                 .max_body_bytes
                 .max(config.cluster.batch_bytes)
-                .saturating_mul(4),
+                .saturating_mul(4)
+                .max(MAX_REQUEST_BYTES),
         }
     }
 

@@ -221,7 +221,9 @@ pub struct ClusterConfig {
     /// with more than one node, at least 16 characters. Never printed or logged.
     #[serde(default)]
     pub peer_token: Option<Secret>,
-    /// Most record bytes (uncompressed) one forwarded request carries.
+    /// Most record bytes (uncompressed) one forwarded request carries, and the
+    /// largest entry of a peer link's queue (larger batches are split when queued);
+    /// 64 KiB to 64 MiB.
     #[serde(default = "default_peer_batch_bytes")]
     pub batch_bytes: usize,
     /// A forwarded request not answered in this long is retried.
@@ -682,8 +684,13 @@ impl Config {
                 }
             }
         }
-        if self.cluster.batch_bytes < 64 * 1024 {
-            err("cluster.batch_bytes".into(), "must be at least 64 KiB");
+        if self.cluster.batch_bytes < 64 * 1024
+            || self.cluster.batch_bytes > crate::batch::wire::MAX_BATCH_BYTES
+        {
+            err(
+                "cluster.batch_bytes".into(),
+                "must be between 64 KiB and 64 MiB",
+            );
         }
         if self.cluster.request_timeout_ms == 0 {
             err("cluster.request_timeout_ms".into(), "must be at least 1");

@@ -278,6 +278,61 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// The entry's length and its length with the header, if an entry of
+    /// `payload_len` bytes fits after `ahead` more bytes of entries (headers included).
+    fn fits(&self, payload_len: usize, ahead: u64) -> Result<(u32, u64), QueueError> {
+        let record_len = HEADER_LEN_U64 + payload_len as u64;
+        let len = match u32::try_from(payload_len) {
+            Ok(len) if len <= MAX_PAYLOAD_BYTES && record_len <= self.opts.max_bytes => len,
+            _ => {
+                return Err(QueueError::TooLarge {
+                    bytes: payload_len as u64,
+                    limit: u64::from(MAX_PAYLOAD_BYTES).min(self.opts.max_bytes - HEADER_LEN_U64),
+                })
+            }
+        };
+        if self.unacked_bytes + ahead + record_len > self.opts.max_bytes {
+            return Err(QueueError::Full {
+                unacked_bytes: self.unacked_bytes + ahead,
+                entry_bytes: record_len,
+                max_bytes: self.opts.max_bytes,
+            });
+        }
+        Ok((len, record_len))
+    }
+
+    /// Appends several entries, all or none: if any cannot fit (the queue would be
+    /// full before the last, or one is too large), nothing is written. Returns the
+    /// last entry's sequence number. Like [`Queue::append`], the entries become
+    /// durable at the next [`Queue::sync`].
+    ///
+    /// # Errors
+    /// As [`Queue::append`]. An I/O failure after some entries were written poisons
+    /// the queue (the written ones cannot be taken back), so none of them is ever
+    /// acknowledged as durable.
+    pub fn append_all(&mut self, payloads: &[Vec<u8>]) -> Result<u64, QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let mut ahead = 0;
+        for p in payloads {
+            ahead += self.fits(p.len(), ahead)?.1;
+        }
+        let mut last = self.next_seq.saturating_sub(1);
+        for (i, p) in payloads.iter().enumerate() {
+            match self.append(p) {
+                Ok(seq) => last = seq,
+                Err(e) => {
+                    if i > 0 {
+                        self.poisoned = true;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(last)
+    }
+
     /// Appends one entry and returns its sequence number. The entry is written to the
     /// file (the page cache) but is not durable, nor readable, until [`Queue::sync`].
     ///
@@ -292,23 +347,7 @@ impl Queue {
         if self.poisoned {
             return Err(QueueError::Poisoned);
         }
-        let record_len = HEADER_LEN_U64 + payload.len() as u64;
-        let len = match u32::try_from(payload.len()) {
-            Ok(len) if len <= MAX_PAYLOAD_BYTES && record_len <= self.opts.max_bytes => len,
-            _ => {
-                return Err(QueueError::TooLarge {
-                    bytes: payload.len() as u64,
-                    limit: u64::from(MAX_PAYLOAD_BYTES).min(self.opts.max_bytes - HEADER_LEN_U64),
-                })
-            }
-        };
-        if self.unacked_bytes + record_len > self.opts.max_bytes {
-            return Err(QueueError::Full {
-                unacked_bytes: self.unacked_bytes,
-                entry_bytes: record_len,
-                max_bytes: self.opts.max_bytes,
-            });
-        }
+        let (len, record_len) = self.fits(payload.len(), 0)?;
         if self.active_len() > 0 && self.active_len() + record_len > self.opts.segment_bytes {
             self.roll()?;
         }

@@ -186,6 +186,31 @@ fn sequence_numbers_survive_a_restart_after_everything_was_acknowledged() {
 }
 
 #[test]
+fn append_all_writes_every_entry_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let rl = record_len(100);
+    let (mut q, _) = open(dir.path(), opts(4 * rl, 1 << 20));
+    fill(&mut q, 1, 2, 100);
+    let before = q.stats();
+    // Three more do not fit, though the first two would: none is written.
+    let three: Vec<_> = (3..=5).map(|i| payload(i, 100)).collect();
+    assert!(matches!(q.append_all(&three), Err(QueueError::Full { .. })));
+    assert_eq!(q.stats(), before);
+    // One that can never fit refuses the group as too large.
+    let with_huge = vec![payload(3, 100), vec![0u8; 4 * rl as usize]];
+    assert!(matches!(
+        q.append_all(&with_huge),
+        Err(QueueError::TooLarge { .. })
+    ));
+    assert_eq!(q.stats(), before);
+    assert_eq!(q.append_all(&three[..2]).unwrap(), 4);
+    q.sync().unwrap();
+    let got = read_all(&mut q, 0);
+    assert_eq!(seqs(&got), [1, 2, 3, 4]);
+    check_payloads(&got, 100);
+}
+
+#[test]
 fn a_full_queue_refuses_appends_and_stays_intact() {
     let dir = tempfile::tempdir().unwrap();
     let rl = record_len(100);
