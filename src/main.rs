@@ -63,20 +63,113 @@ enum Command {
     /// Show the cluster as a running node sees it: members and their health, shards
     /// and their owners, queue depth per destination (`GET /api/v1/cluster`).
     Cluster {
-        /// Base URL of the node to ask.
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:7280",
-            conflicts_with = "config"
-        )]
-        url: String,
-        /// Ask the node that runs this configuration file (its `[http] listen`).
-        #[arg(long, env = "CHUTE_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
         /// Print the JSON answer as it is.
         #[arg(long)]
         json: bool,
     },
+    /// Batches a peer refused for good (it no longer owns their shard, or cannot
+    /// read them), set aside on this node so the link goes on: list them, replay
+    /// them to their shard's owner now (stored once, under their first id), or
+    /// drop them. Only from the node's own host.
+    Deadletter {
+        #[command(subcommand)]
+        action: DeadletterAction,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadletterAction {
+    /// One line per dead letter: id, peer, shard, records, reason, when.
+    List {
+        /// Print the JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver the given dead letters (or all) to whichever node owns their shard
+    /// now, and remove each once it is durable there.
+    Replay {
+        /// Ids as `list` prints them (`<peer>/<seq>`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove the given dead letters (or all) without storing them.
+    Drop {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// The running node a command asks.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Base URL of the node to ask.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:7280",
+        conflicts_with = "config"
+    )]
+    url: String,
+    /// Ask the node that runs this configuration file (its `[http] listen`).
+    #[arg(long, global = true, env = "CHUTE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// The node's base URL, and for an HTTPS node the TLS settings to ask it with.
+    fn resolve(&self, command: &str) -> Result<(String, Option<ClientTls>), ExitCode> {
+        match self.config.as_ref().map(|p| load(Some(p))) {
+            Some(Ok(c)) if c.http.tls_cert_file.is_some() => {
+                // Asked as a peer would: trusting the cluster CA, with this node's
+                // client certificate.
+                match chute::tls::cluster_client_config(&c.cluster) {
+                    Ok(Some(tls)) => Ok((format!("https://{}", c.http.listen), Some(tls))),
+                    Ok(None) => {
+                        eprintln!(
+                            "chute {command}: the node speaks HTTPS; set cluster.tls_ca_file"
+                        );
+                        Err(ExitCode::FAILURE)
+                    }
+                    Err(e) => {
+                        eprintln!("chute {command}: {e:#}");
+                        Err(ExitCode::FAILURE)
+                    }
+                }
+            }
+            Some(Ok(c)) => Ok((format!("http://{}", c.http.listen), None)),
+            Some(Err(code)) => Err(code),
+            None => Ok((self.url.clone(), None)),
+        }
+    }
+}
+
+type ClientTls = std::sync::Arc<rustls::ClientConfig>;
+
+/// Runs a client command against a node; its error, if any, on stderr.
+fn run_client(
+    command: &str,
+    node: &NodeArgs,
+    f: impl AsyncFnOnce(String, Option<ClientTls>) -> anyhow::Result<()>,
+) -> ExitCode {
+    let (url, tls) = match node.resolve(command) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    match actix::System::new().block_on(f(url, tls)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chute {command}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -103,36 +196,13 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Cluster { url, config, json } => {
-            let (url, tls) = match config.as_ref().map(|p| load(Some(p))) {
-                Some(Ok(c)) if c.http.tls_cert_file.is_some() => {
-                    // Asked as a peer would: trusting the cluster CA, with this
-                    // node's client certificate.
-                    match chute::tls::cluster_client_config(&c.cluster) {
-                        Ok(Some(tls)) => (format!("https://{}", c.http.listen), Some(tls)),
-                        Ok(None) => {
-                            eprintln!(
-                                "chute cluster: the node speaks HTTPS; set cluster.tls_ca_file"
-                            );
-                            return ExitCode::FAILURE;
-                        }
-                        Err(e) => {
-                            eprintln!("chute cluster: {e:#}");
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                }
-                Some(Ok(c)) => (format!("http://{}", c.http.listen), None),
-                Some(Err(code)) => return code,
-                None => (url, None),
-            };
-            match actix::System::new().block_on(cluster(&url, json, tls)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("chute cluster: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Cluster { node, json } => run_client("cluster", &node, async |url, tls| {
+            cluster(&url, json, tls).await
+        }),
+        Command::Deadletter { action, node } => {
+            run_client("deadletter", &node, async |url, tls| {
+                deadletter(&url, action, tls).await
+            })
         }
         Command::Serve { config, log_format } => {
             let config_path = config.clone();
@@ -208,20 +278,22 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
-/// Fetches `GET /api/v1/cluster` from the node at `url` and prints it.
-async fn cluster(
+/// Asks the node at `url` for `path` (a GET, or a POST of `body`); the answer's
+/// body, or an error that names the node's answer.
+async fn ask(
     url: &str,
-    json: bool,
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-) -> anyhow::Result<()> {
-    use chute::cluster::report::{ClusterReport, QueueReport};
-    let endpoint = format!("{}/api/v1/cluster", url.trim_end_matches('/'));
-    let client = chute::tls::http_client(std::time::Duration::from_secs(10), tls);
-    let mut response = client
-        .get(&endpoint)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {e}"))?;
+    path: &str,
+    body: Option<serde_json::Value>,
+    tls: Option<ClientTls>,
+    timeout: std::time::Duration,
+) -> anyhow::Result<bytes::Bytes> {
+    let endpoint = format!("{}{path}", url.trim_end_matches('/'));
+    let client = chute::tls::http_client(timeout, tls);
+    let sent = match body {
+        None => client.get(&endpoint).send().await,
+        Some(b) => client.post(&endpoint).send_json(&b).await,
+    };
+    let mut response = sent.map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {e}"))?;
     let body = response.body().limit(16 << 20).await?;
     anyhow::ensure!(
         response.status().is_success(),
@@ -229,10 +301,92 @@ async fn cluster(
         response.status(),
         String::from_utf8_lossy(&body)
     );
+    Ok(body)
+}
+
+/// GETs `path` from the node at `url`: with `json`, prints the answer as it is
+/// (and returns `None`), else returns it to be printed as a table.
+async fn show(
+    url: &str,
+    path: &str,
+    json: bool,
+    tls: Option<ClientTls>,
+) -> anyhow::Result<Option<bytes::Bytes>> {
+    let body = ask(url, path, None, tls, std::time::Duration::from_secs(10)).await?;
     if json {
         println!("{}", String::from_utf8_lossy(&body));
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some(body))
+}
+
+/// `chute deadletter`: lists, replays or drops through `/api/v1/deadletter`.
+async fn deadletter(
+    url: &str,
+    action: DeadletterAction,
+    tls: Option<ClientTls>,
+) -> anyhow::Result<()> {
+    use chute::cluster::deadletter::Meta;
+    let (path, ids, all) = match action {
+        DeadletterAction::List { json } => {
+            let Some(body) = show(url, "/api/v1/deadletter", json, tls).await? else {
+                return Ok(());
+            };
+            #[derive(serde::Deserialize)]
+            struct Listed {
+                entries: Vec<Meta>,
+            }
+            let listed: Listed = serde_json::from_slice(&body).context("unexpected answer")?;
+            if listed.entries.is_empty() {
+                println!("no dead letters");
+                return Ok(());
+            }
+            println!(
+                "{:<34} {:<12} {:>5} {:>8}  {:<16} {:<24} ERROR",
+                "ID", "PEER", "SHARD", "RECORDS", "REASON", "AT"
+            );
+            for m in &listed.entries {
+                println!(
+                    "{:<34} {:<12} {:>5} {:>8}  {:<16} {:<24} {}",
+                    m.id, m.peer, m.shard, m.records, m.reason, m.at, m.error
+                );
+            }
+            return Ok(());
+        }
+        DeadletterAction::Replay { ids, all } => ("/api/v1/deadletter/replay", ids, all),
+        DeadletterAction::Drop { ids, all } => ("/api/v1/deadletter/drop", ids, all),
+    };
+    let choice = if all {
+        serde_json::json!({"all": true})
+    } else {
+        serde_json::json!({"ids": ids})
+    };
+    // A replay waits for each batch to be durable at its destination.
+    let body = ask(
+        url,
+        path,
+        Some(choice),
+        tls,
+        std::time::Duration::from_secs(300),
+    )
+    .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).context("unexpected answer")?;
+    let done = answer["done"].as_array().map_or(0, Vec::len);
+    let verb = if path.ends_with("replay") {
+        "replayed"
+    } else {
+        "dropped"
+    };
+    println!("{done} dead letters {verb}");
+    Ok(())
+}
+
+/// Fetches `GET /api/v1/cluster` from the node at `url` and prints it.
+async fn cluster(url: &str, json: bool, tls: Option<ClientTls>) -> anyhow::Result<()> {
+    use chute::cluster::report::{ClusterReport, QueueReport};
+    let Some(body) = show(url, "/api/v1/cluster", json, tls).await? else {
+        return Ok(());
+    };
     let r: ClusterReport = serde_json::from_slice(&body).context("unexpected answer")?;
     let queue = |q: &Option<QueueReport>| {
         q.as_ref().map_or("-".to_owned(), |q| {
@@ -261,6 +415,12 @@ async fn cluster(
         );
         if let Some(e) = n.last_error.as_ref().filter(|_| !n.up) {
             println!("{:<16} last error: {e}", "");
+        }
+        if n.dead_letters > 0 {
+            println!(
+                "{:<16} {} dead letters it refused for good: chute deadletter list",
+                "", n.dead_letters
+            );
         }
     }
     println!("\nSHARD  OWNER            STATE  QUEUE (to its writer)");

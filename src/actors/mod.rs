@@ -106,6 +106,16 @@ pub struct RouteParts {
     pub parts: Vec<(usize, Rows)>,
 }
 
+/// A batch of one shard (by id) for that shard's current destination, under the id
+/// it was first given: a dead letter replayed. Answered once it is durable there.
+#[derive(Message)]
+#[rtype(result = "Result<(), DeliverError>")]
+pub struct Redeliver {
+    pub shard: u32,
+    pub rows: crate::batch::EncodedRows,
+    pub origin: String,
+}
+
 /// Liveness probe: an actor that answers is not stuck (the systemd watchdog).
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -9,9 +9,14 @@
 //! - Each batch keeps the id it got in this queue (`<queue id>:<seq>`); the receiving
 //!   node stores it with that id, so a batch sent again after a lost answer is
 //!   recognised and stored once.
-//! - A failure (connection refused, timeout, 503, a refusal) is retried with
-//!   exponential backoff and jitter, forever: the records wait on this node's disk,
-//!   and the other destinations carry on.
+//! - A failure (connection refused, timeout, 503, a wrong token or layout) is
+//!   retried with exponential backoff and jitter, forever: the records wait on this
+//!   node's disk, and the other destinations carry on.
+//! - A refusal no retry can cure (413: too large for the peer; 409
+//!   `shard_not_owned`: the layout changed under queued batches; 400: the peer
+//!   cannot read the batch) must not hold up the batches behind it. The link sends
+//!   the refused request's entries one at a time to find the one refused, moves it
+//!   to the dead letters ([`crate::cluster::deadletter`]) and goes on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +29,7 @@ use super::writer::Drain;
 use super::Available;
 use crate::batch::wire::{BatchesBody, CONTENT_TYPE, LAYOUT_HEADER, NODE_HEADER};
 use crate::batch::EncodedRows;
+use crate::cluster::deadletter::{DeadLetters, Meta};
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use crate::status::PeerStatus;
@@ -47,6 +53,18 @@ struct Prepared {
     batches: usize,
     records: usize,
     tried: bool,
+    /// The batch of a request that carries exactly one, kept to set it aside if the
+    /// peer refuses it for good.
+    single: Option<Single>,
+}
+
+/// One queued batch, as a dead letter needs it.
+struct Single {
+    seq: u64,
+    shard: u32,
+    id: String,
+    payload: Bytes,
+    records: usize,
 }
 
 /// Forwards one remote node's batches.
@@ -76,6 +94,10 @@ pub struct PeerLink {
     acks: Acks,
     draining: bool,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// After a refusal for good of a request of several batches: entries up to here
+    /// are sent one per request, to find the refused one.
+    isolate_upto: u64,
+    deadletters: DeadLetters,
 }
 
 impl PeerLink {
@@ -90,6 +112,7 @@ impl PeerLink {
         config: ClusterConfig,
         metrics: Arc<Metrics>,
         status: Arc<PeerStatus>,
+        deadletters: DeadLetters,
     ) -> PeerLink {
         PeerLink {
             endpoint: format!("{}/internal/v1/batches", url.trim_end_matches('/')),
@@ -110,6 +133,8 @@ impl PeerLink {
             waiting: None,
             draining: false,
             drained: Vec::new(),
+            isolate_upto: 0,
+            deadletters,
         }
     }
 
@@ -138,7 +163,11 @@ impl PeerLink {
         let durable_now = self.durable_upto;
         let read = self.io.send(ReadAfter {
             after: self.sent_upto,
-            max_entries: 4096,
+            max_entries: if self.isolate_upto > self.sent_upto {
+                1
+            } else {
+                4096
+            },
             max_bytes: self.config.batch_bytes,
         });
         ctx.spawn(read.into_actor(self).map(move |result, link, ctx| {
@@ -195,6 +224,7 @@ impl PeerLink {
         let size: usize = entries.iter().map(|e| e.payload.len() + 48).sum();
         let mut body = BatchesBody::with_capacity(size);
         let mut records = 0;
+        let mut single = None;
         for entry in entries {
             // Owned bytes: the batch is read in place, not copied.
             let entry_bytes = Bytes::from(entry.payload);
@@ -215,6 +245,13 @@ impl PeerLink {
             // idempotency key, or this queue's name for it.
             let id = origin.unwrap_or_else(|| format!("{}:{}", self.queue_id, entry.seq));
             body.push(shard, &id, &payload);
+            single = Some(Single {
+                seq: entry.seq,
+                shard,
+                id,
+                payload,
+                records: rows,
+            });
         }
         let batches = body.len();
         Ok(body.finish()?.map(|body| Prepared {
@@ -223,6 +260,7 @@ impl PeerLink {
             batches,
             records,
             tried: false,
+            single: single.filter(|_| batches == 1),
         }))
     }
 
@@ -275,13 +313,7 @@ impl PeerLink {
                 return Ok(started.elapsed());
             }
             let text = response.body().limit(4096).await.unwrap_or_default();
-            let reason = match status.as_u16() {
-                401 => "unauthorized",
-                409 => "layout_mismatch",
-                503 => "unavailable",
-                500..=599 => "server_error",
-                _ => "refused",
-            };
+            let reason = refusal_reason(status.as_u16(), &text);
             Err((
                 reason,
                 format!("{status}: {}", String::from_utf8_lossy(&text).trim()),
@@ -330,6 +362,19 @@ impl PeerLink {
             .peer_failures
             .with_label_values(&[&self.node, reason])
             .inc();
+        if is_for_good(reason) && !self.draining {
+            // The peer answered: it is up, and this request can never succeed.
+            if let Some(single) = prepared.single.take() {
+                self.dead_letter(prepared.last, single, reason, message, ctx);
+            } else {
+                tracing::warn!(peer = %self.node, reason, batches = prepared.batches,
+                    "the peer refused a request for good; sending its batches one at a time to find the refused one");
+                self.isolate_upto = self.isolate_upto.max(prepared.last);
+                self.busy = false;
+                self.pump(ctx);
+            }
+            return;
+        }
         self.metrics.peer_up.with_label_values(&l).set(0);
         self.status.set_error(&format!("{reason}: {message}"));
         let wait = jitter(self.backoff);
@@ -355,6 +400,78 @@ impl PeerLink {
         }));
     }
 
+    /// Moves the one batch of a request the peer refused for good to the dead
+    /// letters, then acknowledges it (and anything set aside before it, up to
+    /// `last`) so the link goes on. If it cannot be written, it stays queued and is
+    /// tried again after the backoff.
+    fn dead_letter(
+        &mut self,
+        last: u64,
+        single: Single,
+        reason: &'static str,
+        message: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        self.busy = true;
+        let meta = Meta {
+            id: String::new(),
+            peer: self.node.clone(),
+            shard: single.shard,
+            batch: single.id.clone(),
+            records: single.records,
+            bytes: single.payload.len(),
+            reason: reason.to_owned(),
+            error: message.to_owned(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        let store = self.deadletters.clone();
+        let (seq, payload) = (single.seq, single.payload);
+        let write = tokio::task::spawn_blocking(move || {
+            let meta = store.put(meta, seq, &payload)?;
+            let waiting = store.count(&meta.peer)?;
+            Ok::<_, std::io::Error>((meta, waiting))
+        });
+        ctx.spawn(write.into_actor(self).map(move |result, link, ctx| {
+            link.busy = false;
+            let written = result.map_err(std::io::Error::other).and_then(|r| r);
+            match written {
+                Ok((meta, waiting)) => {
+                    tracing::error!(peer = %link.node, dead_letter = %meta.id, batch = %meta.batch,
+                        shard = meta.shard, records = meta.records, reason, error = %meta.error,
+                        "the peer refused a batch for good; it is set aside as a dead letter and the link goes on (chute deadletter list)");
+                    let l = [link.node.as_str()];
+                    let m = &link.metrics;
+                    m.deadletter_moved
+                        .with_label_values(&[&link.node, reason])
+                        .inc();
+                    m.deadletter_entries
+                        .with_label_values(&l)
+                        .set(waiting as i64);
+                    m.peer_up.with_label_values(&l).set(1);
+                    link.delivered(last, ctx);
+                    link.pump(ctx);
+                }
+                Err(e) => {
+                    tracing::error!(peer = %link.node, seq, error = %e,
+                        "cannot write a dead letter; the batch stays queued and is tried again");
+                    link.metrics
+                        .peer_failures
+                        .with_label_values(&[&link.node, "deadletter_failed"])
+                        .inc();
+                    link.busy = true;
+                    let wait = jitter(link.backoff);
+                    link.backoff = (link.backoff * 2)
+                        .min(Duration::from_millis(link.config.retry_max_ms));
+                    link.waiting = Some(ctx.run_later(wait, |link, ctx| {
+                        link.waiting = None;
+                        link.busy = false;
+                        link.pump(ctx);
+                    }));
+                }
+            }
+        }));
+    }
+
     /// Everything up to `last` is with the peer (or was set aside).
     fn delivered(&mut self, last: u64, ctx: &mut Context<Self>) {
         self.sent_upto = self.sent_upto.max(last);
@@ -363,6 +480,34 @@ impl PeerLink {
         self.acks
             .advance(ctx, now, |link: &mut PeerLink| &mut link.acks);
     }
+}
+
+/// The `reason` label of a refused forward, from its status and the peer's JSON
+/// answer (`{"error": ..., "reason": ...}`).
+fn refusal_reason(status: u16, body: &[u8]) -> &'static str {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        reason: Option<&'a str>,
+    }
+    let answered = serde_json::from_slice::<Answer>(body)
+        .ok()
+        .and_then(|a| a.reason);
+    match (status, answered) {
+        (401, _) => "unauthorized",
+        (409, Some("shard_not_owned")) => "shard_not_owned",
+        (409, _) => "layout_mismatch",
+        (413, _) => "too_large",
+        (400, _) => "malformed",
+        (503, _) => "unavailable",
+        (500..=599, _) => "server_error",
+        _ => "refused",
+    }
+}
+
+/// Whether a refusal is about the batches themselves, so sending them again can
+/// never succeed (a wrong token or layout is about the link, and is retried).
+fn is_for_good(reason: &str) -> bool {
+    crate::metrics::reasons::DEADLETTER.contains(&reason)
 }
 
 /// Splits a peer queue entry into its shard id and the batch payload.

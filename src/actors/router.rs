@@ -14,7 +14,7 @@
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::{deliver, Deliver, DeliverError, Route, RouteParts, Rows};
+use super::{deliver, Deliver, DeliverError, Redeliver, Route, RouteParts, Rows};
 use crate::config::ShardKey;
 use crate::record::Record;
 
@@ -195,6 +195,22 @@ impl Handler<RouteParts> for Router {
             })
             .collect();
         Box::pin(join_all(sends))
+    }
+}
+
+impl Handler<Redeliver> for Router {
+    type Result = ResponseFuture<Result<(), DeliverError>>;
+
+    /// Delivers the batch to whichever destination holds its shard now.
+    fn handle(&mut self, msg: Redeliver, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(i) = self.destinations.iter().position(|d| d.shard == msg.shard) else {
+            let err = DeliverError::Unavailable {
+                destination: format!("shard {}", msg.shard),
+                why: "no such shard in this layout".into(),
+            };
+            return Box::pin(async move { Err(err) });
+        };
+        Box::pin(self.send(i, Rows::Encoded(msg.rows), Some(msg.origin)))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Starting a destination: a local shard (its pools, queue, spool and writer) or a
 //! remote node (its queue, spool and peer link), each on an arbiter of its own.
 
+use crate::cluster::deadletter::DeadLetters;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -194,6 +195,7 @@ impl RemoteNode {
                 metrics.clone(),
                 status.clone(),
             );
+            let deadletters = DeadLetters::new(&config.node.data_dir);
             PeerLink::start_in_arbiter(&arbiter.handle(), move |_| {
                 PeerLink::new(
                     id,
@@ -205,6 +207,7 @@ impl RemoteNode {
                     cluster,
                     metrics,
                     status,
+                    deadletters,
                 )
             })
         };

@@ -15,6 +15,7 @@ use crate::actors::peer::{Credentials, PeerLink};
 use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
 use crate::actors::writer::{Drain, Writer};
+use crate::cluster::deadletter::DeadLetters;
 use crate::cluster::ClusterView;
 use crate::config::{Config, Secret, ShardConfig};
 use crate::http::{self, AppState};
@@ -205,7 +206,10 @@ impl Application {
             stop,
         )
         .await?;
-        metrics.export_known(&known_labels(&config, &shards, &syslog));
+        let known = known_labels(&config, &shards, &syslog);
+        metrics.export_known(&known);
+        let deadletters = DeadLetters::new(&config.node.data_dir);
+        deadletters.refresh_gauges(&metrics, &known.peers);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let ingest = {
             let metrics = metrics.clone();
@@ -231,6 +235,7 @@ impl Application {
             probes,
             cluster,
             budget: http::budget::Budget::new(),
+            deadletters,
         });
         let tls = match (
             &running_config.http.tls_cert_file,

@@ -180,7 +180,12 @@ impl EncodedRows {
     /// to forward. Unsplit, the one payload keeps `origin`; split, part `i` is named
     /// `<origin>#<i>`: the same rows always split the same way, so a retried request
     /// gives the same ids and is stored once.
-    pub fn to_payloads(&self, prefix: &[u8], origin: Option<&str>, max_bytes: usize) -> Vec<Vec<u8>> {
+    pub fn to_payloads(
+        &self,
+        prefix: &[u8],
+        origin: Option<&str>,
+        max_bytes: usize,
+    ) -> Vec<Vec<u8>> {
         // Version, origin (with room for the part number), row count.
         let head = prefix.len() + 3 + origin.map_or(0, |o| o.len() + 8) + 4;
         let mut ranges = Vec::new();
@@ -486,7 +491,10 @@ mod tests {
         let rows = EncodedRows::encode(&records).unwrap();
         let whole = rows.to_payload(&[0, 0, 0, 9], Some("key/3"));
         // Room enough: one payload, the same bytes and id as unsplit.
-        assert_eq!(rows.to_payloads(&[0, 0, 0, 9], Some("key/3"), whole.len() + 16), [whole]);
+        assert_eq!(
+            rows.to_payloads(&[0, 0, 0, 9], Some("key/3"), whole.len() + 16),
+            [whole]
+        );
         let max = 4096;
         let parts = rows.to_payloads(&[0, 0, 0, 9], Some("key/3"), max);
         assert!(parts.len() > 10, "{} parts", parts.len());
@@ -494,18 +502,25 @@ mod tests {
         for (n, part) in parts.iter().enumerate() {
             assert!(part.len() <= max, "part {n}: {} bytes", part.len());
             assert_eq!(&part[..4], &[0, 0, 0, 9], "the prefix stays first");
-            let (origin, rows) = EncodedRows::from_payload(Bytes::from(part[4..].to_vec())).unwrap();
+            let (origin, rows) =
+                EncodedRows::from_payload(Bytes::from(part[4..].to_vec())).unwrap();
             assert_eq!(origin.unwrap(), format!("key/3#{n}"));
             back.extend((0..rows.len()).map(|i| rows.decode(i).unwrap()));
         }
         assert_eq!(back, records, "every row once, in order");
         // The same rows split the same way; a row over the limit goes alone.
         assert_eq!(rows.to_payloads(&[0, 0, 0, 9], Some("key/3"), max), parts);
-        let big = EncodedRows::encode(&[record("a"), record(&"y".repeat(9000)), record("b")]).unwrap();
+        let big =
+            EncodedRows::encode(&[record("a"), record(&"y".repeat(9000)), record("b")]).unwrap();
         let parts = big.to_payloads(&[], None, 4096);
         let counts: Vec<usize> = parts
             .iter()
-            .map(|p| EncodedRows::from_payload(Bytes::from(p.clone())).unwrap().1.len())
+            .map(|p| {
+                EncodedRows::from_payload(Bytes::from(p.clone()))
+                    .unwrap()
+                    .1
+                    .len()
+            })
             .collect();
         assert_eq!(counts, [1, 1, 1]);
     }

@@ -33,6 +33,9 @@ pub struct NodeReport {
     pub last_error: Option<String>,
     /// The queue of the peer link to it (absent for this node).
     pub queue: Option<QueueReport>,
+    /// Batches it refused for good, waiting here as dead letters (`chute deadletter`).
+    #[serde(default)]
+    pub dead_letters: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,6 +91,11 @@ pub fn report(view: &ClusterView, health: &Health, metrics: &Metrics) -> Cluster
                 last_rtt_ms: peer.and_then(|s| s.last_rtt_ms),
                 last_error: peer.and_then(|s| s.last_error.clone()),
                 queue: (!local).then(|| QueueReport::of(metrics, format!("peer-{id}"))),
+                dead_letters: if local {
+                    0
+                } else {
+                    metrics.deadletter_entries.with_label_values(&[id]).get()
+                },
             }
         })
         .collect();

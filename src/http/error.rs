@@ -52,6 +52,22 @@ impl ApiError {
     }
 }
 
+/// Counts a refused request in `chute_requests_rejected_total` (and logs it at
+/// debug), passing the result on.
+pub fn counted(
+    metrics: &crate::metrics::Metrics,
+    result: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(e) = &result {
+        metrics
+            .requests_rejected
+            .with_label_values(&[e.reason])
+            .inc();
+        tracing::debug!(status = e.status.as_u16(), reason = e.reason, error = %e.message, "request refused");
+    }
+    result
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status

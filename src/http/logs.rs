@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::budget::Charge;
-use super::error::ApiError;
+use super::error::{counted, ApiError};
 use super::AppState;
 use crate::actors::ingest::{Decode, Parse};
 use crate::actors::Route;
@@ -41,16 +41,7 @@ pub async fn post_logs(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = ingest(&req, payload, &state).await;
-    if let Err(e) = &result {
-        state
-            .metrics
-            .requests_rejected
-            .with_label_values(&[e.reason])
-            .inc();
-        tracing::debug!(status = e.status.as_u16(), reason = e.reason, error = %e.message, "request refused");
-    }
-    result
+    counted(&state.metrics, ingest(&req, payload, &state).await)
 }
 
 async fn ingest(

@@ -1,6 +1,7 @@
 //! The HTTP API: one listener for ingest, cluster traffic, metrics and health.
 
 pub mod budget;
+mod deadletter;
 pub mod error;
 mod health;
 mod internal;
@@ -16,6 +17,7 @@ use futures_util::FutureExt;
 
 use crate::actors::ingest::Ingest;
 use crate::actors::router::Router;
+use crate::cluster::deadletter::DeadLetters;
 use crate::cluster::ClusterView;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub cluster: Arc<ClusterView>,
     /// Request bytes held by running requests (`http.max_inflight_bytes`).
     pub budget: Arc<budget::Budget>,
+    /// Forwarded batches peers refused for good (`/api/v1/deadletter`).
+    pub deadletters: DeadLetters,
 }
 
 /// The route patterns [`configure`] registers (the `route` label of
@@ -42,6 +46,8 @@ pub struct AppState {
 pub const ROUTES: &[&str] = &[
     "/api/v1/logs",
     "/api/v1/cluster",
+    "/api/v1/deadletter",
+    "/api/v1/deadletter/{action}",
     "/internal/v1/batches",
     "/internal/{rest:.*}",
     "/metrics",
@@ -79,6 +85,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 })
                 .route("/api/v1/logs", web::post().to(logs::post_logs))
                 .route("/api/v1/cluster", web::get().to(health::get_cluster))
+                .route("/api/v1/deadletter", web::get().to(deadletter::list))
+                .route(
+                    "/api/v1/deadletter/{action}",
+                    web::post().to(deadletter::act),
+                )
                 .route(
                     "/internal/v1/batches",
                     web::post().to(internal::post_batches),

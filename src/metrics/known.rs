@@ -119,6 +119,12 @@ impl Metrics {
             self.peer_rtt.with_label_values(&l);
         }
         each(&self.peer_failures, &known.peers, reasons::PEER_FAILURES);
+        each(&self.deadletter_moved, &known.peers, reasons::DEADLETTER);
+        each(
+            &self.deadletter_removed,
+            &known.peers,
+            reasons::DEADLETTER_REMOVED,
+        );
     }
 }
 
@@ -162,6 +168,8 @@ pub mod reasons {
         "no_valid_records",
         "body_timeout",
         "overloaded",
+        "not_local",
+        "not_found",
         "backpressure",
         "timeout",
         "shutdown",
@@ -208,7 +216,14 @@ pub mod reasons {
         "unavailable",
         "server_error",
         "compress",
+        "too_large",
+        "shard_not_owned",
+        "malformed",
+        "deadletter_failed",
     ];
+    /// Refusals a retry cannot cure: the entry becomes a dead letter.
+    pub const DEADLETTER: &[&str] = &["too_large", "shard_not_owned", "malformed"];
+    pub const DEADLETTER_REMOVED: &[&str] = &["replayed", "dropped"];
     pub const INTERNAL_REFUSED: &[&str] = &[
         "unauthorized",
         "unknown_node",

@@ -106,6 +106,13 @@ pub struct Metrics {
     pub peer_batches_received: IntCounterVec,
     /// Records received from peers and made durable here (`peer`).
     pub peer_records_received: IntCounterVec,
+    /// Forwarded batches a peer refused for good, set aside as dead letters (`peer`,
+    /// `reason`: too_large, shard_not_owned, malformed).
+    pub deadletter_moved: IntCounterVec,
+    /// Dead letters waiting under `<data_dir>/deadletter/<peer>` (`peer`).
+    pub deadletter_entries: IntGaugeVec,
+    /// Dead letters replayed or dropped (`peer`, `action`).
+    pub deadletter_removed: IntCounterVec,
     /// `/internal/` requests refused (`reason`: unauthorized, unknown_node,
     /// layout_mismatch, shard_not_owned, malformed, too_large).
     pub internal_refused: IntCounterVec,
@@ -493,6 +500,24 @@ impl Metrics {
                 "chute_peer_received_records_total",
                 "Records received from peers and made durable here.",
                 &["peer"],
+            ),
+            deadletter_moved: counter(
+                &r,
+                "chute_deadletter_moved_total",
+                "Forwarded batches a peer refused for good, set aside as dead letters, by reason.",
+                &["peer", "reason"],
+            ),
+            deadletter_entries: gauge(
+                &r,
+                "chute_deadletter_entries",
+                "Dead letters waiting to be replayed or dropped (chute deadletter).",
+                &["peer"],
+            ),
+            deadletter_removed: counter(
+                &r,
+                "chute_deadletter_removed_total",
+                "Dead letters replayed or dropped, by action.",
+                &["peer", "action"],
             ),
             internal_refused: counter(
                 &r,

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-const TOKEN: &str = "test-peer-token-0123456789";
-const IDS: [&str; 3] = ["a", "b", "c"];
+pub(crate) const TOKEN: &str = "test-peer-token-0123456789";
+pub(crate) const IDS: [&str; 3] = ["a", "b", "c"];
 /// Owner of shards 0..4: a writes two, b and c one each.
 const OWNERS: [usize; 4] = [0, 1, 2, 0];
 
@@ -31,29 +31,31 @@ fn free_port() -> u16 {
 }
 
 struct Node {
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     daemon: Option<Daemon>,
     base: String,
     starts: usize,
 }
 
 /// Three nodes a, b, c; shards 0 and 1 on one PostgreSQL, 2 and 3 on another.
-struct TestCluster {
-    dir: tempfile::TempDir,
+pub(crate) struct TestCluster {
+    pub(crate) dir: tempfile::TempDir,
     nodes: Vec<Node>,
     /// DSN of each shard, by shard id.
-    dsns: Vec<String>,
+    pub(crate) dsns: Vec<String>,
+    /// Owner of each shard (index into [`IDS`]), as the configs say.
+    owners: [usize; 4],
 }
 
 impl TestCluster {
     /// Starts the three nodes; `extra[i]` is added to node i's `[cluster]` section.
-    async fn start(extra: [&str; 3]) -> TestCluster {
+    pub(crate) async fn start(extra: [&str; 3]) -> TestCluster {
         TestCluster::start_with(extra, None).await
     }
 
     /// With `tls`, every node serves HTTPS with the PKI's server certificate, demands
     /// client certificates from its CA, and presents its client certificate to peers.
-    async fn start_with(extra: [&str; 3], tls: Option<&Pki>) -> TestCluster {
+    pub(crate) async fn start_with(extra: [&str; 3], tls: Option<&Pki>) -> TestCluster {
         let dsns = vec![
             fresh_database().await,
             fresh_database().await,
@@ -115,14 +117,19 @@ impl TestCluster {
                 starts: 0,
             });
         }
-        let mut cluster = TestCluster { dir, nodes, dsns };
+        let mut cluster = TestCluster {
+            dir,
+            nodes,
+            dsns,
+            owners: OWNERS,
+        };
         for i in 0..3 {
             cluster.start_node(i);
         }
         cluster
     }
 
-    fn start_node(&mut self, i: usize) {
+    pub(crate) fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         node.starts += 1;
         let log = self
@@ -133,28 +140,43 @@ impl TestCluster {
     }
 
     /// SIGTERM, and wait for a clean exit.
-    fn stop_node(&mut self, i: usize) {
+    pub(crate) fn stop_node(&mut self, i: usize) {
         let mut daemon = self.nodes[i].daemon.take().expect("running");
         daemon.signal(Signal::SIGTERM);
         let status = daemon.child.wait().expect("wait");
         assert!(status.success(), "node {} exited with {status}", IDS[i]);
     }
 
-    fn kill_node(&mut self, i: usize) {
+    pub(crate) fn kill_node(&mut self, i: usize) {
         let mut daemon = self.nodes[i].daemon.take().expect("running");
         daemon.child.kill().expect("kill -9");
         daemon.child.wait().expect("wait");
     }
 
-    fn bases(&self) -> Vec<String> {
+    /// Gives `shard` to node `owner` in every node's configuration file; takes
+    /// effect as each node restarts.
+    pub(crate) fn set_owner(&mut self, shard: usize, owner: usize) {
+        let (from, to) = (
+            format!("id = {shard}\nowner = \"{}\"", IDS[self.owners[shard]]),
+            format!("id = {shard}\nowner = \"{}\"", IDS[owner]),
+        );
+        for node in &self.nodes {
+            let text = std::fs::read_to_string(&node.config).expect("config");
+            assert!(text.contains(&from), "{from:?} not in {text}");
+            std::fs::write(&node.config, text.replace(&from, &to)).expect("write config");
+        }
+        self.owners[shard] = owner;
+    }
+
+    pub(crate) fn bases(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.base.clone()).collect()
     }
 
-    async fn metrics(&self, i: usize) -> String {
+    pub(crate) async fn metrics(&self, i: usize) -> String {
         get_text(&format!("{}/metrics", self.nodes[i].base)).await
     }
 
-    async fn rows_per_shard(&self) -> Vec<i64> {
+    pub(crate) async fn rows_per_shard(&self) -> Vec<i64> {
         let mut out = Vec::new();
         for dsn in &self.dsns {
             out.push(count_rows(dsn).await);
@@ -163,11 +185,11 @@ impl TestCluster {
     }
 
     /// Waits until every node's queues are empty at once.
-    async fn settle(&self) {
+    pub(crate) async fn settle(&self) {
         settle_all(&self.bases()).await;
     }
 
-    fn log(&self, i: usize) -> String {
+    pub(crate) fn log(&self, i: usize) -> String {
         self.nodes[i]
             .daemon
             .as_ref()
@@ -176,13 +198,13 @@ impl TestCluster {
     }
 }
 
-async fn get_text(url: &str) -> String {
+pub(crate) async fn get_text(url: &str) -> String {
     let mut r = awc::Client::default().get(url).send().await.expect("GET");
     String::from_utf8_lossy(&r.body().limit(16 << 20).await.expect("body")).into_owned()
 }
 
 /// A record of tenant `default`, app `app`, from `host`.
-fn record(host: &str, message: &str) -> Record {
+pub(crate) fn record(host: &str, message: &str) -> Record {
     let ts = chrono::Utc::now();
     Record {
         ts,

@@ -4,6 +4,7 @@
 mod chaos;
 mod cli;
 mod cluster;
+mod deadletter;
 mod durability;
 mod helpers;
 mod hostile;

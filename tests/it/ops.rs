@@ -292,7 +292,7 @@ pub fn watched_but_missing(text: &str, which: impl Fn(&str) -> bool) -> Vec<Stri
 
 /// Families that exist only where there are peers (checked on a cluster node).
 pub fn cluster_only(name: &str) -> bool {
-    name.starts_with("chute_peer_")
+    name.starts_with("chute_peer_") || name.starts_with("chute_deadletter_")
 }
 
 #[actix_web::test]
