@@ -7,3 +7,8 @@
 mod helpers;
 
 mod hostile_mix;
+mod soak;
+
+/// Held by each load test: cargo runs the tests of a binary in parallel, and each
+/// needs the machine to itself.
+static MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
