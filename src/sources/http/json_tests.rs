@@ -834,3 +834,16 @@ fn an_array_broken_after_good_elements_is_refused_whole() {
     let ok = array(r#" [ {"message":"a"} , 7 ] "#);
     assert_eq!((ok.records.len(), ok.rejected_count), (1, 1));
 }
+
+#[test]
+fn a_number_in_a_field_is_stored_as_the_nearest_double_and_reads_back_the_same() {
+    // Found by the http_json fuzz target: serde_json's default (fast, inexact)
+    // float parsing read this as 8866550005000561, and the stored text back as
+    // 8866550005000562. Correctly rounded, it is 8866550005000560.
+    let p = array(r#"[{"message": "m", "n": 8866550005000560.05, "e": 1.7976931348623157e308}]"#);
+    let fields = &p.records[0].fields;
+    assert_eq!(fields["n"].as_f64(), Some(8_866_550_005_000_560.0));
+    assert_eq!(fields["e"].as_f64(), Some(f64::MAX));
+    let rows = crate::batch::EncodedRows::encode(&p.records).unwrap();
+    assert_eq!(&rows.decode(0).unwrap().fields, fields);
+}
