@@ -99,7 +99,7 @@ pub enum ErrorKind {
     /// `{}`: a stream selector needs at least one matcher.
     #[error("a stream selector needs at least one label matcher")]
     EmptySelector,
-    /// The query is longer than the parser accepts.
+    /// The query is longer than [`MAX_INPUT_LEN`](crate::MAX_INPUT_LEN).
     #[error("the query is {len} bytes long, more than the limit of {max}")]
     TooLong {
         /// The query's length in bytes.
@@ -107,7 +107,7 @@ pub enum ErrorKind {
         /// The limit.
         max: usize,
     },
-    /// The query nests deeper than the parser accepts.
+    /// The query nests deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
     #[error("the query nests deeper than {max} levels")]
     TooDeep {
         /// The limit.
