@@ -103,6 +103,8 @@ pub use units::{Bytes, Duration};
 #[cfg(test)]
 mod error_tests;
 #[cfg(test)]
+mod roundtrip_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod units_tests;
