@@ -10,6 +10,7 @@ pub mod app;
 pub mod batch;
 pub mod cluster;
 pub mod config;
+pub mod deadletter;
 pub mod http;
 pub mod metrics;
 pub mod record;

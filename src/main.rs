@@ -326,7 +326,7 @@ async fn deadletter(
     action: DeadletterAction,
     tls: Option<ClientTls>,
 ) -> anyhow::Result<()> {
-    use chute::cluster::deadletter::Meta;
+    use chute::deadletter::Meta;
     let (path, ids, all) = match action {
         DeadletterAction::List { json } => {
             let Some(body) = show(url, "/api/v1/deadletter", json, tls).await? else {

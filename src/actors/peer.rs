@@ -16,7 +16,7 @@
 //!   `shard_not_owned`: the layout changed under queued batches; 400: the peer
 //!   cannot read the batch) must not hold up the batches behind it. The link sends
 //!   the refused request's entries one at a time to find the one refused, moves it
-//!   to the dead letters ([`crate::cluster::deadletter`]) and goes on.
+//!   to the dead letters ([`crate::deadletter`]) and goes on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,8 +29,8 @@ use super::writer::Drain;
 use super::Available;
 use crate::batch::wire::{BatchesBody, CONTENT_TYPE, LAYOUT_HEADER, NODE_HEADER};
 use crate::batch::EncodedRows;
-use crate::cluster::deadletter::{DeadLetters, Meta};
 use crate::config::ClusterConfig;
+use crate::deadletter::{DeadLetters, Meta};
 use crate::metrics::Metrics;
 use crate::status::PeerStatus;
 

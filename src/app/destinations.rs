@@ -1,7 +1,7 @@
 //! Starting a destination: a local shard (its pools, queue, spool and writer) or a
 //! remote node (its queue, spool and peer link), each on an arbiter of its own.
 
-use crate::cluster::deadletter::DeadLetters;
+use crate::deadletter::DeadLetters;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

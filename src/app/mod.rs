@@ -15,7 +15,7 @@ use crate::actors::peer::{Credentials, PeerLink};
 use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
 use crate::actors::writer::{Drain, Writer};
-use crate::cluster::deadletter::DeadLetters;
+use crate::deadletter::DeadLetters;
 use crate::cluster::ClusterView;
 use crate::config::{Config, Secret, ShardConfig};
 use crate::http::{self, AppState};

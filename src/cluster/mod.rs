@@ -3,12 +3,11 @@
 //! stored ([`receiver`]), and the report behind `GET /api/v1/cluster` and
 //! `chute cluster` ([`report`]).
 //!
-//! Batches a peer refused for good wait in [`deadletter`].
+//! Batches a peer refused for good wait in [`crate::deadletter`].
 //!
 //! The wire form of forwarded batches is in [`crate::batch::wire`], shared with the
 //! peer links that send them; the HTTP handlers are in `crate::http::internal`.
 
-pub mod deadletter;
 pub mod receiver;
 pub mod report;
 

@@ -1,5 +1,5 @@
 //! `/api/v1/deadletter`: the batches peers refused for good
-//! ([`crate::cluster::deadletter`]), listed, replayed or dropped; what
+//! ([`crate::deadletter`]), listed, replayed or dropped; what
 //! `chute deadletter` calls.
 //!
 //! - `GET /api/v1/deadletter` lists them.
@@ -22,7 +22,7 @@ use super::error::{counted, ApiError};
 use super::AppState;
 use crate::actors::Redeliver;
 use crate::batch::EncodedRows;
-use crate::cluster::deadletter::{DeadLetters, Meta};
+use crate::deadletter::{DeadLetters, Meta};
 
 /// Which dead letters a replay or drop is for.
 #[derive(Debug, Deserialize)]

@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 
 use crate::actors::ingest::Ingest;
 use crate::actors::router::Router;
-use crate::cluster::deadletter::DeadLetters;
+use crate::deadletter::DeadLetters;
 use crate::cluster::ClusterView;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
