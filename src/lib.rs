@@ -13,6 +13,7 @@ pub mod config;
 pub mod deadletter;
 pub mod http;
 pub mod metrics;
+pub mod query;
 pub mod record;
 pub mod sinks;
 pub mod sources;

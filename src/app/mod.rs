@@ -15,9 +15,9 @@ use crate::actors::peer::{Credentials, PeerLink};
 use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
 use crate::actors::writer::{Drain, Writer};
-use crate::deadletter::DeadLetters;
 use crate::cluster::ClusterView;
 use crate::config::{Config, Secret, ShardConfig};
+use crate::deadletter::DeadLetters;
 use crate::http::{self, AppState};
 use crate::metrics::{KnownLabels, Metrics};
 use crate::sources::syslog::listener::Bound;
@@ -140,8 +140,12 @@ impl Application {
             arbiters.push(link.arbiter);
             links.insert(node.id.clone(), (link.spool, link.link));
         }
+        let mut readers = crate::query::exec::Shards::default();
         for shard in &shards {
             if !config.is_local(shard) {
+                readers
+                    .remote
+                    .push((shard.id, config.owner_of(shard).to_owned()));
                 let (spool, _) = &links[config.owner_of(shard)];
                 destinations.push(Destination {
                     shard: shard.id,
@@ -150,6 +154,15 @@ impl Application {
                 continue;
             }
             let local = LocalShard::start(shard, &config, &metrics, &health).await?;
+            readers.local.push(crate::query::exec::Shard {
+                id: shard.id,
+                pool: crate::sinks::postgres::pool(
+                    shard.dsn.expose(),
+                    config.query.pool_size,
+                    None,
+                )
+                .context("invalid shard DSN")?,
+            });
             destinations.push(Destination {
                 shard: shard.id,
                 recipient: local.spool.clone().recipient(),
@@ -236,6 +249,11 @@ impl Application {
             cluster,
             budget: http::budget::Budget::new(),
             deadletters,
+            query: Arc::new(crate::query::exec::QueryState {
+                shards: readers,
+                timeout_ms: running_config.query.timeout_ms,
+                max_limit: running_config.query.max_limit,
+            }),
         });
         let tls = match (
             &running_config.http.tls_cert_file,

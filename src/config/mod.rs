@@ -17,9 +17,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 mod cluster;
+mod query;
 pub mod syslog;
 
 pub use cluster::{ClusterConfig, NodeEntry, ShardKey};
+pub use query::QueryConfig;
 pub use syslog::{ListenerConfig, Protocol, SyslogConfig};
 
 /// The whole configuration file.
@@ -39,6 +41,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub syslog: SyslogConfig,
     pub log: LogConfig,
+    pub query: QueryConfig,
 }
 
 /// `[queue]`: the durable queue in front of each destination.
@@ -326,7 +329,8 @@ default_from_empty!(
     EmbeddedConfig,
     ClusterConfig,
     QueueConfig,
-    LogConfig
+    LogConfig,
+    QueryConfig
 );
 
 /// One problem in a configuration file, with the key it is about.
@@ -401,10 +405,11 @@ impl Config {
                 "queue" => section(&key, value, &mut errors, &mut config.queue),
                 "syslog" => section(&key, value, &mut errors, &mut config.syslog),
                 "log" => section(&key, value, &mut errors, &mut config.log),
+                "query" => section(&key, value, &mut errors, &mut config.query),
                 _ => errors.push(ConfigError {
                     path: key.clone(),
                     message: "unknown section (expected node, http, writer, storage, \
-                              shards, nodes, cluster, embedded, queue, syslog or log)"
+                              shards, nodes, cluster, embedded, queue, syslog, log or query)"
                         .to_owned(),
                 }),
             }
@@ -503,6 +508,15 @@ impl Config {
             }
         }
         self.check_cluster(&mut err);
+        for (key, value) in [
+            ("query.timeout_ms", self.query.timeout_ms),
+            ("query.max_limit", self.query.max_limit as u64),
+            ("query.pool_size", self.query.pool_size as u64),
+        ] {
+            if value == 0 {
+                err(key.into(), "must be at least 1");
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             err("log.level".into(), &format!("invalid filter: {e}"));
         }

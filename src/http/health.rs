@@ -110,3 +110,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+/// Loki's `GET /ready`: `ready` in plain text when `/readyz` would answer 200, the
+/// reason otherwise (Grafana and `logcli` probe it).
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let answer = readyz(state).await;
+    if answer.status().is_success() {
+        HttpResponse::Ok().content_type("text/plain").body("ready")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("not ready: see /readyz")
+    }
+}

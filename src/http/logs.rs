@@ -224,7 +224,13 @@ pub(super) fn header_text(
 
 /// The tenant named by the request: 1 to 64 of `A-Z a-z 0-9 . _ -`.
 fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(value) = header_text(headers, header::HeaderName::from_static(TENANT_HEADER))? else {
+    tenant_in(headers, TENANT_HEADER)
+}
+
+/// The tenant named by header `name` (`default` without it): 1 to 64 of
+/// `A-Z a-z 0-9 . _ -`.
+pub(super) fn tenant_in(headers: &HeaderMap, name: &'static str) -> Result<String, ApiError> {
+    let Some(value) = header_text(headers, header::HeaderName::from_static(name))? else {
         return Ok(DEFAULT_TENANT.to_owned());
     };
     let ok = (1..=64).contains(&value.len())
@@ -237,7 +243,7 @@ fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
         Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_tenant",
-            "X-Chute-Tenant must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+            format!("{name} must be 1 to 64 characters of A-Z a-z 0-9 . _ -"),
         ))
     }
 }

@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod internal;
 mod logs;
+mod loki;
 
 use std::sync::Arc;
 
@@ -17,9 +18,9 @@ use futures_util::FutureExt;
 
 use crate::actors::ingest::Ingest;
 use crate::actors::router::Router;
-use crate::deadletter::DeadLetters;
 use crate::cluster::ClusterView;
 use crate::config::HttpConfig;
+use crate::deadletter::DeadLetters;
 use crate::metrics::Metrics;
 use crate::status::Health;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub budget: Arc<budget::Budget>,
     /// Forwarded batches peers refused for good (`/api/v1/deadletter`).
     pub deadletters: DeadLetters,
+    /// The shards queries read, and the `[query]` limits.
+    pub query: Arc<crate::query::exec::QueryState>,
 }
 
 /// The route patterns [`configure`] registers (the `route` label of
@@ -50,10 +53,22 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/deadletter/{action}",
     "/internal/v1/batches",
     "/internal/{rest:.*}",
+    "/loki/api/v1/query_range",
+    "/loki/api/v1/query",
+    "/loki/api/v1/labels",
+    "/loki/api/v1/label/{name}/values",
+    "/loki/api/v1/series",
+    "/loki/api/v1/status/buildinfo",
+    "/ready",
     "/metrics",
     "/healthz",
     "/readyz",
 ];
+
+/// GET or POST: the Loki API takes its parameters either way.
+fn read_method() -> impl actix_web::guard::Guard {
+    actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Post())
+}
 
 /// Registers every route, and counts each answer by route and status class.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -95,6 +110,31 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     web::post().to(internal::post_batches),
                 )
                 .route("/internal/{rest:.*}", web::route().to(internal::unknown))
+                .route(
+                    "/loki/api/v1/query_range",
+                    web::route().guard(read_method()).to(loki::query_range),
+                )
+                .route(
+                    "/loki/api/v1/query",
+                    web::route().guard(read_method()).to(loki::query),
+                )
+                .route(
+                    "/loki/api/v1/labels",
+                    web::route().guard(read_method()).to(loki::labels),
+                )
+                .route(
+                    "/loki/api/v1/label/{name}/values",
+                    web::route().guard(read_method()).to(loki::label_values),
+                )
+                .route(
+                    "/loki/api/v1/series",
+                    web::route().guard(read_method()).to(loki::series),
+                )
+                .route(
+                    "/loki/api/v1/status/buildinfo",
+                    web::get().to(loki::buildinfo),
+                )
+                .route("/ready", web::get().to(health::ready))
                 .route("/metrics", web::get().to(health::metrics))
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz)),

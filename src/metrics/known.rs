@@ -39,6 +39,15 @@ impl Metrics {
         for r in reasons::INTERNAL_REFUSED {
             touch(&self.internal_refused, &[r]);
         }
+        for endpoint in reasons::QUERY_ENDPOINTS {
+            for result in reasons::QUERY_RESULTS {
+                touch(&self.queries, &[endpoint, result]);
+            }
+            self.query_duration.with_label_values(&[endpoint]);
+        }
+        for endpoint in ["query", "query_range"] {
+            touch(&self.query_lines, &[endpoint]);
+        }
         for r in reasons::CONFIG_RELOADS {
             touch(&self.config_reloads, &[r]);
         }
@@ -232,6 +241,9 @@ pub mod reasons {
         "malformed",
         "too_large",
     ];
+    pub const QUERY_ENDPOINTS: &[&str] =
+        &["query_range", "query", "labels", "label_values", "series"];
+    pub const QUERY_RESULTS: &[&str] = &["ok", "invalid", "unavailable", "timeout"];
     pub const CONFIG_RELOADS: &[&str] = &[
         "invalid",
         "unchanged",

@@ -106,6 +106,12 @@ pub struct Metrics {
     pub peer_batches_received: IntCounterVec,
     /// Records received from peers and made durable here (`peer`).
     pub peer_records_received: IntCounterVec,
+    /// Read API requests (`endpoint`, `result`: ok, invalid, unavailable, timeout).
+    pub queries: IntCounterVec,
+    /// Time to answer a read API request (`endpoint`).
+    pub query_duration: HistogramVec,
+    /// Lines returned by log queries (`endpoint`).
+    pub query_lines: IntCounterVec,
     /// Forwarded batches a peer refused for good, set aside as dead letters (`peer`,
     /// `reason`: too_large, shard_not_owned, malformed).
     pub deadletter_moved: IntCounterVec,
@@ -500,6 +506,27 @@ impl Metrics {
                 "chute_peer_received_records_total",
                 "Records received from peers and made durable here.",
                 &["peer"],
+            ),
+            queries: counter(
+                &r,
+                "chute_queries_total",
+                "Read API requests, by endpoint and result.",
+                &["endpoint", "result"],
+            ),
+            query_duration: histogram(
+                &r,
+                "chute_query_duration_seconds",
+                "Time to answer a read API request, by endpoint.",
+                &["endpoint"],
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            ),
+            query_lines: counter(
+                &r,
+                "chute_query_lines_returned_total",
+                "Lines log queries returned, by endpoint.",
+                &["endpoint"],
             ),
             deadletter_moved: counter(
                 &r,

@@ -11,5 +11,7 @@ mod hostile;
 mod ingest_api;
 mod layout;
 mod ops;
+mod query;
+mod regex;
 mod storage;
 mod syslog;

@@ -1,0 +1,31 @@
+//! `[query]`: the read path's limits.
+
+use serde::Deserialize;
+
+/// `[query]`: how long a query may run, how many lines it may return, and the
+/// connections it may use.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// A query running longer is cancelled, in PostgreSQL too (`statement_timeout`),
+    /// and answered 503.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most lines one log query returns (`limit` above it is refused with 400).
+    #[serde(default = "default_max_limit")]
+    pub max_limit: usize,
+    /// Connections per local shard for queries, apart from the writer's, so reads
+    /// never starve writes.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_limit() -> usize {
+    5_000
+}
+fn default_pool_size() -> usize {
+    4
+}

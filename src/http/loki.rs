@@ -1,0 +1,537 @@
+//! The Loki HTTP API, read side: what Grafana's Loki data source, `logcli` and
+//! `chute query` ask. Parameters come in the query string or (POST) a form body;
+//! answers have Loki's shapes (`status`, `data`, `resultType`, time stamps as
+//! nanosecond strings in streams and seconds in matrices); a bad query is a 400
+//! whose message says where. The tenant is `X-Scope-OrgID` (`default` without it).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use chute_logql::Expr;
+use serde_json::{json, Value};
+
+use super::logs::tenant_in;
+use super::AppState;
+use crate::query::exec::{lines, rows_everywhere, stream_labels, Direction, LineQuery};
+use crate::query::labels::{facility_name, level_name, Label};
+use crate::query::metric::{self, format_value, seconds, Context, Steps};
+use crate::query::pipeline::{Entry, Pipeline};
+use crate::query::plan::{LogPlan, Window};
+use crate::query::time::{nanos, parse_step, parse_time};
+use crate::query::QueryError;
+
+/// The tenant header of the Loki API.
+const ORG_HEADER: &str = "x-scope-orgid";
+/// The request header that asks for structured metadata apart from labels.
+const ENCODING_FLAGS: &str = "x-loki-response-encoding-flags";
+/// Response header naming the shards an answer does not cover.
+pub const MISSING_SHARDS_HEADER: &str = "x-chute-missing-shards";
+
+/// Lines a log query returns when it does not say (Loki's default).
+const DEFAULT_LIMIT: usize = 100;
+/// How far back a query reaches when it gives no start (Loki's default).
+const DEFAULT_SINCE_NS: i64 = 3_600 * 1_000_000_000;
+
+/// A failed Loki request: its status and message, in Loki's error shape.
+#[derive(Debug)]
+pub struct LokiError(pub QueryError);
+
+impl std::fmt::Display for LokiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for LokiError {
+    fn status_code(&self) -> StatusCode {
+        match self.0 {
+            QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
+            QueryError::Unavailable(_) | QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let kind = match self.0 {
+            QueryError::Invalid(_) => "bad_data",
+            QueryError::Timeout(_) => "timeout",
+            QueryError::Unavailable(_) => "unavailable",
+        };
+        let text = self.0.to_string();
+        HttpResponse::build(self.status_code()).json(json!({
+            "status": "error", "errorType": kind, "error": text, "message": text,
+        }))
+    }
+}
+
+impl From<QueryError> for LokiError {
+    fn from(e: QueryError) -> Self {
+        LokiError(e)
+    }
+}
+
+/// The request's parameters: query string, then the form body of a POST.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn of(req: &HttpRequest, body: &[u8]) -> Params {
+        let mut all: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
+            .into_owned()
+            .collect();
+        let form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if form {
+            all.extend(form_urlencoded::parse(body).into_owned());
+        }
+        Params(all)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn query(&self) -> Result<&str, QueryError> {
+        self.get("query")
+            .ok_or_else(|| QueryError::Invalid("the query parameter is missing".into()))
+    }
+
+    fn time(&self, name: &'static str) -> Result<Option<i64>, QueryError> {
+        self.get(name)
+            .map(|v| parse_time(name, v).map(nanos))
+            .transpose()
+            .map_err(|e| QueryError::Invalid(e.to_string()))
+    }
+
+    /// `start` and `end`: an hour before `end` and now by default.
+    fn range(&self) -> Result<(i64, i64), QueryError> {
+        let end = self
+            .time("end")?
+            .unwrap_or_else(|| nanos(chrono::Utc::now()));
+        let start = self.time("start")?.unwrap_or(end - DEFAULT_SINCE_NS);
+        if end < start {
+            return Err(QueryError::Invalid("end is before start".into()));
+        }
+        Ok((start, end))
+    }
+
+    fn limit(&self, max: usize) -> Result<usize, QueryError> {
+        let Some(v) = self.get("limit") else {
+            return Ok(DEFAULT_LIMIT.min(max));
+        };
+        match v.parse::<usize>() {
+            Ok(n) if n >= 1 && n <= max => Ok(n),
+            _ => Err(QueryError::Invalid(format!(
+                "limit must be a whole number from 1 to {max} (query.max_limit)"
+            ))),
+        }
+    }
+
+    fn direction(&self) -> Result<Direction, QueryError> {
+        self.get("direction").map_or(Ok(Direction::Backward), |d| {
+            Direction::parse(d)
+                .ok_or_else(|| QueryError::Invalid("direction must be backward or forward".into()))
+        })
+    }
+}
+
+/// Counts and times one request by endpoint and result.
+fn observe(
+    state: &AppState,
+    endpoint: &'static str,
+    started: Instant,
+    result: Result<HttpResponse, QueryError>,
+) -> Result<HttpResponse, LokiError> {
+    let outcome = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
+    let m = &state.metrics;
+    m.queries.with_label_values(&[endpoint, outcome]).inc();
+    m.query_duration
+        .with_label_values(&[endpoint])
+        .observe(started.elapsed().as_secs_f64());
+    result.map_err(LokiError)
+}
+
+fn tenant(req: &HttpRequest) -> Result<String, QueryError> {
+    tenant_in(req.headers(), ORG_HEADER).map_err(|e| QueryError::Invalid(e.message))
+}
+
+fn success(data: Value, warnings: Vec<String>) -> HttpResponse {
+    let mut body = json!({"status": "success", "data": data});
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    HttpResponse::Ok().json(body)
+}
+
+/// `GET|POST /loki/api/v1/query_range`.
+pub async fn query_range(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, LokiError> {
+    let started = Instant::now();
+    let result = async {
+        let p = Params::of(&req, &body);
+        let (start, end) = p.range()?;
+        let step = match p.get("step").or(p.get("interval")) {
+            Some(s) => parse_step("step", s).map_err(|e| QueryError::Invalid(e.to_string()))?,
+            // Loki's default: about 250 points over the range, at least a second.
+            None => ((end - start) / 250).max(1_000_000_000),
+        };
+        if (end - start) / step > 11_000 {
+            return Err(QueryError::Invalid(
+                "more than 11,000 points per series; use a larger step".into(),
+            ));
+        }
+        answer(
+            &req,
+            &state,
+            &p,
+            start,
+            end,
+            Steps { start, end, step },
+            false,
+        )
+        .await
+    }
+    .await;
+    observe(&state, "query_range", started, result)
+}
+
+/// `GET|POST /loki/api/v1/query`: an instant query at `time` (now by default).
+pub async fn query(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, LokiError> {
+    let started = Instant::now();
+    let result = async {
+        let p = Params::of(&req, &body);
+        let time = p.time("time")?.unwrap_or_else(|| nanos(chrono::Utc::now()));
+        let steps = Steps {
+            start: time,
+            end: time,
+            step: 1_000_000_000,
+        };
+        answer(&req, &state, &p, time - DEFAULT_SINCE_NS, time, steps, true).await
+    }
+    .await;
+    observe(&state, "query", started, result)
+}
+
+async fn answer(
+    req: &HttpRequest,
+    state: &AppState,
+    p: &Params,
+    start: i64,
+    end: i64,
+    steps: Steps,
+    instant: bool,
+) -> Result<HttpResponse, QueryError> {
+    let text = p.query()?;
+    let tenant = tenant(req)?;
+    let q = &state.query;
+    let warnings = q.shards.warnings();
+    match chute_logql::parse(text)? {
+        Expr::Log(expr) => {
+            let window = Window::Lines {
+                start: crate::query::time::from_nanos(start),
+                end: crate::query::time::from_nanos(end),
+            };
+            let plan = LogPlan::new(&expr, &tenant, window, text)?;
+            let pipeline = Pipeline::new(&plan.residual, text)?;
+            let line_query = LineQuery {
+                plan,
+                pipeline,
+                direction: p.direction()?,
+                limit: p.limit(q.max_limit)?,
+            };
+            let entries = lines(&q.shards, &line_query, q.timeout_ms).await?;
+            state
+                .metrics
+                .query_lines
+                .with_label_values(&[if instant { "query" } else { "query_range" }])
+                .inc_by(entries.len() as u64);
+            let categorize = req
+                .headers()
+                .get(ENCODING_FLAGS)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|f| f.trim() == "categorize-labels"));
+            let data = json!({
+                "resultType": "streams",
+                "result": streams(entries, categorize),
+                "stats": stats(),
+            });
+            Ok(with_missing(success(data, warnings.clone()), &q.shards))
+        }
+        Expr::Metric(expr) => {
+            let cx = Context {
+                shards: &q.shards,
+                tenant: &tenant,
+                query: text,
+                steps,
+                timeout_ms: q.timeout_ms,
+            };
+            let value = metric::evaluate(&expr, &cx).await?;
+            let data = if instant {
+                match value {
+                    metric::Value::Scalar(v) => json!({
+                        "resultType": "scalar",
+                        "result": [seconds(steps.start), format_value(v)],
+                        "stats": stats(),
+                    }),
+                    metric::Value::Vector(series) => json!({
+                        "resultType": "vector",
+                        "result": series.into_iter().filter_map(|s| {
+                            let (t, v) = *s.points.last()?;
+                            Some(json!({"metric": s.labels, "value": [seconds(t), format_value(v)]}))
+                        }).collect::<Vec<_>>(),
+                        "stats": stats(),
+                    }),
+                }
+            } else {
+                let series = match value {
+                    metric::Value::Scalar(v) => vec![metric::Series {
+                        labels: BTreeMap::new(),
+                        points: steps.times().map(|t| (t, v)).collect(),
+                    }],
+                    metric::Value::Vector(series) => series,
+                };
+                json!({
+                    "resultType": "matrix",
+                    "result": series.into_iter().map(|s| json!({
+                        "metric": s.labels,
+                        "values": s.points.into_iter()
+                            .map(|(t, v)| json!([seconds(t), format_value(v)]))
+                            .collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                    "stats": stats(),
+                })
+            };
+            Ok(with_missing(success(data, warnings), &q.shards))
+        }
+    }
+}
+
+fn with_missing(mut response: HttpResponse, shards: &crate::query::exec::Shards) -> HttpResponse {
+    if !shards.remote.is_empty() {
+        let ids: Vec<String> = shards.remote.iter().map(|(id, _)| id.to_string()).collect();
+        if let Ok(v) = header::HeaderValue::from_str(&ids.join(",")) {
+            response
+                .headers_mut()
+                .insert(header::HeaderName::from_static(MISSING_SHARDS_HEADER), v);
+        }
+    }
+    response
+}
+
+/// Loki's statistics object, as far as chute keeps them.
+fn stats() -> Value {
+    json!({"summary": {}})
+}
+
+/// Entries grouped into Loki streams. With `categorize`, a stream is its labels
+/// and each value carries its structured metadata and parsed labels as a third
+/// element; without, as Loki does, they join the stream's labels.
+fn streams(entries: Vec<Entry>, categorize: bool) -> Vec<Value> {
+    let mut by_stream: BTreeMap<BTreeMap<String, String>, Vec<Value>> = BTreeMap::new();
+    for e in entries {
+        let ts = e.ts.to_string();
+        if categorize {
+            let mut extra = serde_json::Map::new();
+            if !e.metadata.is_empty() {
+                extra.insert("structuredMetadata".into(), json!(e.metadata));
+            }
+            if !e.parsed.is_empty() {
+                extra.insert("parsed".into(), json!(e.parsed));
+            }
+            let value = if extra.is_empty() {
+                json!([ts, e.line])
+            } else {
+                json!([ts, e.line, extra])
+            };
+            by_stream.entry(e.labels).or_default().push(value);
+        } else {
+            let mut labels = e.labels;
+            labels.extend(e.metadata);
+            labels.extend(e.parsed);
+            by_stream
+                .entry(labels)
+                .or_default()
+                .push(json!([ts, e.line]));
+        }
+    }
+    by_stream
+        .into_iter()
+        .map(|(stream, values)| json!({"stream": stream, "values": values}))
+        .collect()
+}
+
+/// `GET /loki/api/v1/labels`: the labels that have a value in the range.
+pub async fn labels(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, LokiError> {
+    let started = Instant::now();
+    let result = async {
+        let p = Params::of(&req, &body);
+        let (start, end) = p.range()?;
+        let tenant = tenant(&req)?;
+        let mut found = Vec::new();
+        for label in Label::ALL {
+            if label == Label::Tenant
+                || !values_of(&state, label, &tenant, start, end, p.get("query"), 1)
+                    .await?
+                    .is_empty()
+            {
+                found.push(label.name());
+            }
+        }
+        found.sort_unstable();
+        Ok(success(json!(found), state.query.shards.warnings()))
+    }
+    .await;
+    observe(&state, "labels", started, result)
+}
+
+/// `GET /loki/api/v1/label/{name}/values`, optionally within a stream selector.
+pub async fn label_values(
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, LokiError> {
+    let started = Instant::now();
+    let result = async {
+        let p = Params::of(&req, &body);
+        let (start, end) = p.range()?;
+        let tenant = tenant(&req)?;
+        let values = match Label::parse(&name) {
+            Some(label) => {
+                values_of(&state, label, &tenant, start, end, p.get("query"), 1000).await?
+            }
+            None => Vec::new(),
+        };
+        Ok(success(json!(values), state.query.shards.warnings()))
+    }
+    .await;
+    observe(&state, "label_values", started, result)
+}
+
+/// Up to `limit` distinct values of `label` in the range, over every local shard,
+/// sorted; within the stream selector `query` when given.
+async fn values_of(
+    state: &AppState,
+    label: Label,
+    tenant: &str,
+    start: i64,
+    end: i64,
+    query: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, QueryError> {
+    let selector = query.unwrap_or("{tenant=~\".+\"}");
+    let plan = selector_plan(selector, tenant, start, end)?;
+    let col = label.column();
+    // One row is enough to know a label has values: no DISTINCT then.
+    let distinct = if limit == 1 { "" } else { "DISTINCT" };
+    let sql = format!(
+        "SELECT {distinct} {col} FROM chute.logs WHERE {} AND {col} IS NOT NULL LIMIT {limit}",
+        plan.where_clause()
+    );
+    let q = &state.query;
+    let mut out = std::collections::BTreeSet::new();
+    for row in rows_everywhere(&q.shards, &sql, &plan, q.timeout_ms).await? {
+        let value = match label {
+            Label::Level => level_name(row.get(0)).to_owned(),
+            Label::Facility => facility_name(row.get(0)).to_owned(),
+            _ => row.get::<_, String>(0),
+        };
+        if !value.is_empty() {
+            out.insert(value);
+        }
+    }
+    Ok(out.into_iter().take(limit).collect())
+}
+
+/// The plan of stream selector `selector` (a `query` or `match[]` parameter) over
+/// `[start, end)`.
+fn selector_plan(
+    selector: &str,
+    tenant: &str,
+    start: i64,
+    end: i64,
+) -> Result<LogPlan, QueryError> {
+    let Expr::Log(expr) = chute_logql::parse(selector)? else {
+        return Err(QueryError::Invalid(format!(
+            "{selector:?} must be a stream selector"
+        )));
+    };
+    let window = Window::Lines {
+        start: crate::query::time::from_nanos(start),
+        end: crate::query::time::from_nanos(end),
+    };
+    LogPlan::new(&expr, tenant, window, selector)
+}
+
+/// `GET|POST /loki/api/v1/series`: the label sets of the streams `match[]` selects.
+pub async fn series(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, LokiError> {
+    let started = Instant::now();
+    let result = async {
+        let p = Params::of(&req, &body);
+        let (start, end) = p.range()?;
+        let tenant = tenant(&req)?;
+        let mut selectors = p.all("match[]");
+        selectors.extend(p.all("match"));
+        if selectors.is_empty() {
+            selectors.push("{tenant=~\".+\"}");
+        }
+        let mut all = std::collections::BTreeSet::new();
+        for selector in selectors {
+            let plan = selector_plan(selector, &tenant, start, end)?;
+            let sql = format!(
+                "SELECT DISTINCT tenant, host, app, severity, facility, procid, msgid \
+                 FROM chute.logs WHERE {} LIMIT 10000",
+                plan.where_clause()
+            );
+            let q = &state.query;
+            for row in rows_everywhere(&q.shards, &sql, &plan, q.timeout_ms).await? {
+                all.insert(stream_labels(&row, 0));
+            }
+        }
+        Ok(success(json!(all), state.query.shards.warnings()))
+    }
+    .await;
+    observe(&state, "series", started, result)
+}
+
+/// `GET /loki/api/v1/status/buildinfo`.
+pub async fn buildinfo() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
