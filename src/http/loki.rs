@@ -382,32 +382,54 @@ fn streams(entries: Vec<Entry>, categorize: bool) -> Vec<Value> {
         .collect()
 }
 
+/// Answers a request about the streams of one tenant over a time range: reads the
+/// parameters, the range and the tenant, runs `answer`, and counts and times it
+/// as `endpoint`.
+async fn ranged(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AppState,
+    endpoint: &'static str,
+    answer: impl AsyncFnOnce(Params, (i64, i64), String) -> Result<HttpResponse, QueryError>,
+) -> Result<HttpResponse, LokiError> {
+    let started = Instant::now();
+    let result = async {
+        let p = Params::of(req, body);
+        let range = p.range()?;
+        let tenant = tenant(req)?;
+        answer(p, range, tenant).await
+    }
+    .await;
+    observe(state, endpoint, started, result)
+}
+
 /// `GET /loki/api/v1/labels`: the labels that have a value in the range.
 pub async fn labels(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, LokiError> {
-    let started = Instant::now();
-    let result = async {
-        let p = Params::of(&req, &body);
-        let (start, end) = p.range()?;
-        let tenant = tenant(&req)?;
-        let mut found = Vec::new();
-        for label in Label::ALL {
-            if label == Label::Tenant
-                || !values_of(&state, label, &tenant, start, end, p.get("query"), 1)
-                    .await?
-                    .is_empty()
-            {
-                found.push(label.name());
+    ranged(
+        &req,
+        &body,
+        &state,
+        "labels",
+        async |p, (start, end), tenant| {
+            let mut found = Vec::new();
+            for label in Label::ALL {
+                if label == Label::Tenant
+                    || !values_of(&state, label, &tenant, start, end, p.get("query"), 1)
+                        .await?
+                        .is_empty()
+                {
+                    found.push(label.name());
+                }
             }
-        }
-        found.sort_unstable();
-        Ok(success(json!(found), state.query.shards.warnings()))
-    }
-    .await;
-    observe(&state, "labels", started, result)
+            found.sort_unstable();
+            Ok(success(json!(found), state.query.shards.warnings()))
+        },
+    )
+    .await
 }
 
 /// `GET /loki/api/v1/label/{name}/values`, optionally within a stream selector.
@@ -417,21 +439,22 @@ pub async fn label_values(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, LokiError> {
-    let started = Instant::now();
-    let result = async {
-        let p = Params::of(&req, &body);
-        let (start, end) = p.range()?;
-        let tenant = tenant(&req)?;
-        let values = match Label::parse(&name) {
-            Some(label) => {
-                values_of(&state, label, &tenant, start, end, p.get("query"), 1000).await?
-            }
-            None => Vec::new(),
-        };
-        Ok(success(json!(values), state.query.shards.warnings()))
-    }
-    .await;
-    observe(&state, "label_values", started, result)
+    ranged(
+        &req,
+        &body,
+        &state,
+        "label_values",
+        async |p, (start, end), tenant| {
+            let values = match Label::parse(&name) {
+                Some(label) => {
+                    values_of(&state, label, &tenant, start, end, p.get("query"), 1000).await?
+                }
+                None => Vec::new(),
+            };
+            Ok(success(json!(values), state.query.shards.warnings()))
+        },
+    )
+    .await
 }
 
 /// Up to `limit` distinct values of `label` in the range, over every local shard,
@@ -495,33 +518,70 @@ pub async fn series(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, LokiError> {
-    let started = Instant::now();
-    let result = async {
-        let p = Params::of(&req, &body);
-        let (start, end) = p.range()?;
-        let tenant = tenant(&req)?;
-        let mut selectors = p.all("match[]");
-        selectors.extend(p.all("match"));
-        if selectors.is_empty() {
-            selectors.push("{tenant=~\".+\"}");
-        }
-        let mut all = std::collections::BTreeSet::new();
-        for selector in selectors {
-            let plan = selector_plan(selector, &tenant, start, end)?;
-            let sql = format!(
-                "SELECT DISTINCT tenant, host, app, severity, facility, procid, msgid \
+    ranged(
+        &req,
+        &body,
+        &state,
+        "series",
+        async |p, (start, end), tenant| {
+            let mut selectors = p.all("match[]");
+            selectors.extend(p.all("match"));
+            if selectors.is_empty() {
+                selectors.push("{tenant=~\".+\"}");
+            }
+            let mut all = std::collections::BTreeSet::new();
+            for selector in selectors {
+                let plan = selector_plan(selector, &tenant, start, end)?;
+                let sql = format!(
+                    "SELECT DISTINCT tenant, host, app, severity, facility, procid, msgid \
                  FROM chute.logs WHERE {} LIMIT 10000",
+                    plan.where_clause()
+                );
+                let q = &state.query;
+                for row in rows_everywhere(&q.shards, &sql, &plan, q.timeout_ms).await? {
+                    all.insert(stream_labels(&row, 0));
+                }
+            }
+            Ok(success(json!(all), state.query.shards.warnings()))
+        },
+    )
+    .await
+}
+
+/// `GET|POST /loki/api/v1/index/stats`: streams, lines and bytes the stream
+/// selector `query` covers in the range (Grafana shows it as the query's size).
+/// chute has no chunks; `chunks` is the number of shards that answered.
+pub async fn index_stats(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, LokiError> {
+    ranged(
+        &req,
+        &body,
+        &state,
+        "index_stats",
+        async |p, (start, end), tenant| {
+            let plan = selector_plan(p.query()?, &tenant, start, end)?;
+            let sql = format!(
+                "SELECT count(DISTINCT (tenant, host, app, severity, facility, procid, msgid)), \
+                    count(*), coalesce(sum(octet_length(message)), 0)::bigint \
+             FROM chute.logs WHERE {}",
                 plan.where_clause()
             );
             let q = &state.query;
-            for row in rows_everywhere(&q.shards, &sql, &plan, q.timeout_ms).await? {
-                all.insert(stream_labels(&row, 0));
-            }
-        }
-        Ok(success(json!(all), state.query.shards.warnings()))
-    }
-    .await;
-    observe(&state, "series", started, result)
+            let rows = rows_everywhere(&q.shards, &sql, &plan, q.timeout_ms).await?;
+            let sum = |i: usize| rows.iter().map(|r| r.get::<_, i64>(i)).sum::<i64>();
+            // A bare object, as Loki answers this endpoint.
+            Ok(HttpResponse::Ok().json(json!({
+                "streams": sum(0),
+                "chunks": rows.len(),
+                "entries": sum(1),
+                "bytes": sum(2),
+            })))
+        },
+    )
+    .await
 }
 
 /// `GET /loki/api/v1/status/buildinfo`.

@@ -58,6 +58,7 @@ pub const ROUTES: &[&str] = &[
     "/loki/api/v1/labels",
     "/loki/api/v1/label/{name}/values",
     "/loki/api/v1/series",
+    "/loki/api/v1/index/stats",
     "/loki/api/v1/status/buildinfo",
     "/ready",
     "/metrics",
@@ -129,6 +130,10 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 .route(
                     "/loki/api/v1/series",
                     web::route().guard(read_method()).to(loki::series),
+                )
+                .route(
+                    "/loki/api/v1/index/stats",
+                    web::route().guard(read_method()).to(loki::index_stats),
                 )
                 .route(
                     "/loki/api/v1/status/buildinfo",

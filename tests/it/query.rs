@@ -396,6 +396,24 @@ async fn metric_queries_labels_and_errors_have_loki_shapes() {
         "{v}"
     );
 
+    // The size of a selector's data, as Grafana asks it.
+    let mut stats_q = window.to_vec();
+    stats_q.push(("query", r#"{app="db"}"#.into()));
+    let (status, v) = get(&app, "/loki/api/v1/index/stats", &stats_q, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    let db: Vec<&Rec> = recs
+        .iter()
+        .filter(|r| r.tenant == "default" && r.app == "db")
+        .collect();
+    assert_eq!(v["entries"], db.len());
+    assert_eq!(
+        v["bytes"],
+        db.iter().map(|r| r.message.len()).sum::<usize>()
+    );
+    let streams: BTreeSet<(String, i16)> =
+        db.iter().map(|r| (r.host.clone(), r.severity)).collect();
+    assert_eq!(v["streams"], streams.len());
+
     // A bad query: 400, with where.
     let (status, v) = get(
         &app,
@@ -425,6 +443,94 @@ async fn metric_queries_labels_and_errors_have_loki_shapes() {
             &["endpoint=\"query_range\"", "result=\"invalid\""]
         ),
         2.0
+    );
+    app.stop().await;
+}
+
+/// Runs `chute` with `args` off the test's thread (chute's actors run on it).
+async fn chute(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+            .args(&args)
+            .output()
+            .expect("chute runs")
+    })
+    .await
+    .expect("join")
+}
+
+#[actix_web::test]
+async fn chute_query_prints_lines_json_and_series_and_exits_2_for_a_bad_query() {
+    let app = spawn_app().await;
+    let now = Utc::now().trunc_subsecs(0);
+    let recs = data(now);
+    load(&app, &recs).await;
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["query", "--url", &app.base, "--since", "2h"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let out = chute(args(&[
+        r#"{app="web"} |= "timeout""#,
+        "--output",
+        "raw",
+        "--limit",
+        "1000",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut want: Vec<String> = expected(&recs, |r| {
+        r.tenant == "default" && r.app == "web" && r.message.contains("timeout")
+    })
+    .into_iter()
+    .map(|(_, m)| m)
+    .collect();
+    assert!(!want.is_empty());
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+
+    let out = chute(args(&[
+        r#"{app="db"}"#,
+        "--output",
+        "json",
+        "--limit",
+        "3",
+        "--tenant",
+        "other",
+    ]))
+    .await;
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines
+        .iter()
+        .all(|l| l["labels"]["app"] == "db" && l["labels"]["tenant"] == "other"));
+    let newest = expected(&recs, |r| r.tenant == "other" && r.app == "db");
+    assert_eq!(lines[0]["line"], newest[0].1.as_str());
+
+    let out = chute(args(&[r#"sum(count_over_time({app="web"}[2h]))"#])).await;
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty(), "a metric query prints its points");
+
+    let out = chute(args(&[r#"{app="web""#])).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1, col"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     app.stop().await;
 }
