@@ -241,8 +241,14 @@ pub mod reasons {
         "malformed",
         "too_large",
     ];
-    pub const QUERY_ENDPOINTS: &[&str] =
-        &["query_range", "query", "labels", "label_values", "series"];
+    pub const QUERY_ENDPOINTS: &[&str] = &[
+        "query_range",
+        "query",
+        "labels",
+        "label_values",
+        "series",
+        "index_stats",
+    ];
     pub const QUERY_RESULTS: &[&str] = &["ok", "invalid", "unavailable", "timeout"];
     pub const CONFIG_RELOADS: &[&str] = &[
         "invalid",

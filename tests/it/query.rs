@@ -277,6 +277,19 @@ async fn log_queries_answer_what_a_brute_force_filter_over_the_data_finds() {
 #[actix_web::test]
 async fn metric_queries_labels_and_errors_have_loki_shapes() {
     let app = spawn_app().await;
+    // Every endpoint's count exists at 0 before the first request.
+    let text = app.metrics.render();
+    for endpoint in [
+        "query_range",
+        "query",
+        "labels",
+        "label_values",
+        "series",
+        "index_stats",
+    ] {
+        let line = format!("chute_queries_total{{endpoint=\"{endpoint}\",result=\"ok\"}} 0");
+        assert!(text.contains(&line), "no {line}");
+    }
     // Whole seconds: chute keeps microseconds.
     let now = Utc::now().trunc_subsecs(0);
     let recs = data(now);
