@@ -547,3 +547,67 @@ async fn chute_query_prints_lines_json_and_series_and_exits_2_for_a_bad_query() 
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_query_past_the_time_limit_is_cancelled_in_postgres_and_answered_503() {
+    let app = spawn_app_with(|c| c.query.timeout_ms = 50).await;
+    // A million lines straight into the table: scanning them all takes longer.
+    app.db
+        .batch_execute(
+            "INSERT INTO chute.logs (ts, received_at, tenant, host, app, message)
+             SELECT now() - (i || ' ms')::interval, now(), 'default', 'h', 'a', repeat('x', 200) || i
+             FROM generate_series(1, 1000000) i",
+        )
+        .await
+        .expect("insert");
+    let (status, v) = get(
+        &app,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{app="a"} |= "no such text""#.into()),
+            ("limit", "10".into()),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["errorType"], "timeout", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("query.timeout_ms"),
+        "{v}"
+    );
+    // Cancelled in PostgreSQL too: within a moment (parallel workers stop after
+    // their leader), no statement of the query is still running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let active: Vec<String> = app
+            .db
+            .query(
+                "SELECT backend_type || ': ' || query FROM pg_stat_activity
+                 WHERE state = 'active' AND query LIKE 'SELECT ts, tenant, host%'
+                   AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 2 s after the answer: {active:?}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.metric(
+            "chute_queries_total",
+            &["endpoint=\"query_range\"", "result=\"timeout\""]
+        ),
+        1.0
+    );
+    app.stop().await;
+}
