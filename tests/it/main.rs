@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod deadletter;
 mod durability;
+mod grafana;
 mod helpers;
 mod hostile;
 mod ingest_api;

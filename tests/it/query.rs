@@ -81,7 +81,7 @@ async fn load(app: &TestApp, recs: &[Rec]) {
     app.settle().await;
 }
 
-async fn get(
+pub(crate) async fn get(
     app: &TestApp,
     path: &str,
     params: &[(&str, String)],
@@ -102,7 +102,7 @@ async fn get(
     )
 }
 
-fn ns(t: DateTime<Utc>) -> String {
+pub(crate) fn ns(t: DateTime<Utc>) -> String {
     t.timestamp_nanos_opt().unwrap().to_string()
 }
 
