@@ -22,6 +22,9 @@ struct Rec {
 }
 
 const APPS: [&str; 3] = ["api", "web", "db"];
+
+/// Which records an answer must hold.
+type Keep = Box<dyn Fn(&Rec) -> bool>;
 const LEVELS: [&str; 8] = [
     "critical", "critical", "critical", "error", "warning", "info", "info", "debug",
 ];
@@ -152,7 +155,6 @@ async fn log_queries_answer_what_a_brute_force_filter_over_the_data_finds() {
             ("limit", "1000".to_owned()),
         ]
     };
-    type Keep = Box<dyn Fn(&Rec) -> bool>;
     let cases: Vec<(&str, Keep)> = vec![
         (
             r#"{app="web"}"#,
@@ -609,5 +611,139 @@ async fn a_query_past_the_time_limit_is_cancelled_in_postgres_and_answered_503()
         ),
         1.0
     );
+    app.stop().await;
+}
+
+/// A random matcher on one of the data set's labels, and its meaning.
+fn random_matcher(rng: &mut fastrand::Rng) -> (String, Keep) {
+    let hosts = ["web-0", "web-1", "web-2", "web-3", "web-9", ""];
+    match rng.usize(0..6) {
+        0 => {
+            let h = hosts[rng.usize(0..hosts.len())];
+            (
+                format!(r#"host="{h}""#),
+                Box::new(move |r: &Rec| r.host == h),
+            )
+        }
+        1 => {
+            let h = hosts[rng.usize(0..hosts.len())];
+            (
+                format!(r#"host!="{h}""#),
+                Box::new(move |r: &Rec| r.host != h),
+            )
+        }
+        2 => {
+            let (re, digits) = [
+                ("web-[0-1]", "01"),
+                ("web-(1|3)", "13"),
+                (".*-2", "2"),
+                ("web.", ""),
+            ][rng.usize(0..4)];
+            (
+                format!(r#"host=~"{re}""#),
+                Box::new(move |r: &Rec| digits.contains(r.host.chars().last().unwrap())),
+            )
+        }
+        3 => {
+            let a = APPS[rng.usize(0..3)];
+            (
+                format!(r#"app!~"{a}|x""#),
+                Box::new(move |r: &Rec| r.app != a),
+            )
+        }
+        4 => {
+            let l = ["critical", "error", "warning", "info", "debug", "unknown"][rng.usize(0..6)];
+            (
+                format!(r#"level="{l}""#),
+                Box::new(move |r: &Rec| LEVELS[r.severity as usize] == l),
+            )
+        }
+        _ => {
+            let l = ["crit.*", "(error|debug)", "w.*|i.*"][rng.usize(0..3)];
+            let re = regex::Regex::new(&format!("^(?:{l})$")).unwrap();
+            (
+                format!(r#"level=~"{l}""#),
+                Box::new(move |r: &Rec| re.is_match(LEVELS[r.severity as usize])),
+            )
+        }
+    }
+}
+
+/// A random line filter, and its meaning.
+fn random_filter(rng: &mut fastrand::Rng) -> (String, Keep) {
+    let words = [
+        "timeout",
+        "done",
+        "request 1",
+        "GET",
+        "\"status\":5",
+        "ms",
+        "%",
+        "zzz",
+    ];
+    let w = words[rng.usize(0..words.len())];
+    let quoted = serde_json::to_string(w).unwrap();
+    match rng.usize(0..4) {
+        0 => (
+            format!("|= {quoted}"),
+            Box::new(move |r: &Rec| r.message.contains(w)),
+        ),
+        1 => (
+            format!("!= {quoted}"),
+            Box::new(move |r: &Rec| !r.message.contains(w)),
+        ),
+        2 => {
+            let re = regex::Regex::new(&regex::escape(w)).unwrap();
+            (
+                format!("|~ {}", serde_json::to_string(&regex::escape(w)).unwrap()),
+                Box::new(move |r: &Rec| re.is_match(&r.message)),
+            )
+        }
+        _ => {
+            let (re_text, re) = ("[0-9]+ms$", regex::Regex::new("[0-9]+ms$").unwrap());
+            (
+                format!("!~ \"{re_text}\""),
+                Box::new(move |r: &Rec| !re.is_match(&r.message)),
+            )
+        }
+    }
+}
+
+#[actix_web::test]
+async fn random_selectors_and_line_filters_return_what_brute_force_finds() {
+    let app = spawn_app().await;
+    let now = Utc::now().trunc_subsecs(0);
+    let recs = data(now);
+    load(&app, &recs).await;
+    let mut rng = fastrand::Rng::with_seed(42);
+    for case in 0..120 {
+        let mut parts = Vec::new();
+        let mut keeps: Vec<Keep> = vec![Box::new(|r: &Rec| r.tenant == "default")];
+        for _ in 0..rng.usize(1..4) {
+            let (text, keep) = random_matcher(&mut rng);
+            parts.push(text);
+            keeps.push(keep);
+        }
+        let mut query = format!("{{{}}}", parts.join(", "));
+        for _ in 0..rng.usize(0..3) {
+            let (text, keep) = random_filter(&mut rng);
+            query.push(' ');
+            query.push_str(&text);
+            keeps.push(keep);
+        }
+        let params = vec![
+            ("query", query.clone()),
+            ("start", ns(now - Duration::hours(2))),
+            ("end", ns(now + Duration::minutes(1))),
+            ("limit", "1000".to_owned()),
+        ];
+        let (status, v) = get(&app, "/loki/api/v1/query_range", &params, &[]).await;
+        assert_eq!(status, 200, "case {case}: {query}: {v}");
+        assert_eq!(
+            lines_of(&v),
+            expected(&recs, |r| keeps.iter().all(|k| k(r))),
+            "case {case}: {query}"
+        );
+    }
     app.stop().await;
 }
