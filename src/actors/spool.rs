@@ -191,13 +191,25 @@ impl Handler<Deliver> for Spool {
             (Rows::Records(records), None) => {
                 EncodedRows::encode_payload(&records, &[], origin).map(|p| vec![p])
             }
-            (rows, Some(max_bytes)) => {
+            (Rows::Encoded(encoded), Some(max_bytes)) => {
+                Ok(encoded.to_payloads(&msg.shard.to_be_bytes(), origin, max_bytes))
+            }
+            (Rows::Records(records), Some(max_bytes)) => {
+                // Encoded straight into one payload, as for a local shard; only a
+                // batch too large for one entry is read back and split.
                 let prefix = msg.shard.to_be_bytes();
-                let encoded = match rows {
-                    Rows::Encoded(encoded) => Ok(encoded),
-                    Rows::Records(records) => EncodedRows::encode(&records),
-                };
-                encoded.map(|e| e.to_payloads(&prefix, origin, max_bytes))
+                EncodedRows::encode_payload(&records, &prefix, origin).map(|payload| {
+                    if payload.len() <= max_bytes {
+                        return vec![payload];
+                    }
+                    let payload = bytes::Bytes::from(payload);
+                    match EncodedRows::from_payload(payload.slice(prefix.len()..)) {
+                        Ok((_, rows)) => rows.to_payloads(&prefix, origin, max_bytes),
+                        // A payload just encoded always reads back; were it not to,
+                        // it goes whole, as one entry.
+                        Err(_) => vec![payload.to_vec()],
+                    }
+                })
             }
         };
         let payloads = match payloads {

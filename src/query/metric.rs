@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use chute_logql::{
-    AggregationOp, BinaryOp, MetricExpr, RangeAggregation, RangeOp, StageKind, VectorAggregation,
+    AggregationOp, BinaryOp, MetricExpr, RangeAggregation, RangeOp, VectorAggregation,
 };
 
 use super::exec::{connect, entry, read_only, rows_everywhere, shard_error, stream_labels, Shards};
@@ -121,10 +121,7 @@ async fn range(r: &RangeAggregation, cx: &Context<'_>) -> Result<Vec<Series>, Qu
         after: from_nanos(anchor),
         upto: from_nanos(cx.steps.end - offset),
     };
-    let mut plan = LogPlan::new(&r.range.log, cx.tenant, window, cx.query)?;
-    // `drop`/`keep` of labels no stream has (Grafana's `| drop __error__`) change
-    // nothing before a parser.
-    plan.residual.retain(|s| !is_noop_before_parsers(&s.kind));
+    let plan = LogPlan::new(&r.range.log, cx.tenant, window, cx.query)?;
     let buckets = if plan.residual.is_empty() {
         counted_in_sql(&plan, anchor, g, cx).await?
     } else {
@@ -166,10 +163,6 @@ async fn range(r: &RangeAggregation, cx: &Context<'_>) -> Result<Vec<Series>, Qu
         })
         .collect();
     Ok(series)
-}
-
-fn is_noop_before_parsers(kind: &StageKind) -> bool {
-    matches!(kind, StageKind::Drop(names) if names.iter().all(|n| n.starts_with("__error")))
 }
 
 type Buckets = BTreeMap<Labels, BTreeMap<i64, Counts>>;

@@ -114,12 +114,17 @@ impl LogPlan {
         for m in &expr.selector.matchers {
             plan.matcher(m, query)?;
         }
-        let mut formatted = false;
+        let (mut formatted, mut parsed) = (false, false);
         for stage in &expr.pipeline {
             match &stage.kind {
                 StageKind::LineFilter(f) if !formatted => plan.line_filter(f, stage, query)?,
+                // Before a parser no entry has an error label: dropping it (as
+                // Grafana's volume query does) changes nothing.
+                StageKind::Drop(names)
+                    if !parsed && names.iter().all(|n| n.starts_with("__error")) => {}
                 kind => {
                     formatted |= matches!(kind, StageKind::LineFormat(_));
+                    parsed |= matches!(kind, StageKind::Json | StageKind::Logfmt);
                     plan.residual.push(stage.clone());
                 }
             }

@@ -307,17 +307,7 @@ impl Parser<'_> {
             return Ok((FilterValue::String(value), span));
         }
         let start = self.peek().span;
-        let negative = match self.peek().kind {
-            TokenKind::Minus => {
-                self.bump();
-                true
-            }
-            TokenKind::Plus => {
-                self.bump();
-                false
-            }
-            _ => false,
-        };
+        let negative = self.sign();
         let signed = self.prev_end() > start.start;
         let value = match &self.peek().kind {
             TokenKind::Str(s) if !signed && matches!(op, CompareOp::Eq | CompareOp::Ne) => {

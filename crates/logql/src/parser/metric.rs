@@ -162,17 +162,7 @@ impl Parser<'_> {
     /// `[+|-] number`
     fn literal(&mut self) -> Result<Literal, ParseError> {
         let start = self.peek().span;
-        let negative = match self.peek().kind {
-            TokenKind::Minus => {
-                self.bump();
-                true
-            }
-            TokenKind::Plus => {
-                self.bump();
-                false
-            }
-            _ => false,
-        };
+        let negative = self.sign();
         match self.peek().kind {
             TokenKind::Number(n) => {
                 let end = self.bump();

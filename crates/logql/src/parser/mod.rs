@@ -87,6 +87,21 @@ impl Parser<'_> {
         span
     }
 
+    /// An optional `-` or `+` before a number: whether it was `-`.
+    fn sign(&mut self) -> bool {
+        match self.peek().kind {
+            TokenKind::Minus => {
+                self.bump();
+                true
+            }
+            TokenKind::Plus => {
+                self.bump();
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// The end of the token just read.
     fn prev_end(&self) -> usize {
         match self.pos.checked_sub(1).and_then(|i| self.tokens.get(i)) {
