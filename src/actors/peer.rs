@@ -27,23 +27,12 @@ use bytes::Bytes;
 use super::queue_io::{Acks, QueueIo, ReadAfter};
 use super::writer::Drain;
 use super::Available;
-use crate::batch::wire::{BatchesBody, CONTENT_TYPE, LAYOUT_HEADER, NODE_HEADER};
+use crate::batch::wire::{BatchesBody, Credentials, CONTENT_TYPE};
 use crate::batch::EncodedRows;
 use crate::config::ClusterConfig;
 use crate::deadletter::{DeadLetters, Meta};
 use crate::metrics::Metrics;
 use crate::status::PeerStatus;
-
-/// Who this node is, as a peer link presents it.
-#[derive(Clone)]
-pub struct Credentials {
-    pub node: String,
-    /// `Bearer <peer_token>`; never logged.
-    pub authorization: String,
-    pub fingerprint: String,
-    /// For `https://` peers: the CAs to trust and this node's client certificate.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-}
 
 /// A request built from queued batches, kept until the peer confirms it.
 struct Prepared {
@@ -291,11 +280,9 @@ impl PeerLink {
         m.peer_bytes_sent
             .with_label_values(&[&self.node])
             .inc_by(prepared.body.len() as u64);
-        let request = client
-            .post(&self.endpoint)
-            .insert_header(("authorization", self.credentials.authorization.as_str()))
-            .insert_header((NODE_HEADER, self.credentials.node.as_str()))
-            .insert_header((LAYOUT_HEADER, self.credentials.fingerprint.as_str()))
+        let request = self
+            .credentials
+            .sign(client.post(&self.endpoint))
             .insert_header(("content-type", CONTENT_TYPE))
             .insert_header(("content-encoding", "zstd"));
         let body = prepared.body.clone();

@@ -11,10 +11,11 @@ use anyhow::Context as _;
 use chute_queue::{Queue, QueueOptions};
 use deadpool_postgres::Pool;
 
-use crate::actors::peer::{Credentials, PeerLink};
+use crate::actors::peer::PeerLink;
 use crate::actors::queue_io::QueueIo;
 use crate::actors::spool::Spool;
 use crate::actors::writer::{QueuePosition, Writer};
+use crate::batch::wire::Credentials;
 use crate::config::{Config, ShardConfig};
 use crate::metrics::Metrics;
 use crate::status::Health;

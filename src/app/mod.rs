@@ -11,10 +11,11 @@ use anyhow::Context as _;
 use futures_util::future::join_all;
 
 use crate::actors::ingest::Ingest;
-use crate::actors::peer::{Credentials, PeerLink};
+use crate::actors::peer::PeerLink;
 use crate::actors::queue_io::{Close, QueueIo};
 use crate::actors::router::{Destination, Router};
 use crate::actors::writer::{Drain, Writer};
+use crate::batch::wire::Credentials;
 use crate::cluster::ClusterView;
 use crate::config::{Config, Secret, ShardConfig};
 use crate::deadletter::DeadLetters;
@@ -251,6 +252,12 @@ impl Application {
             deadletters,
             query: Arc::new(crate::query::exec::QueryState {
                 shards: readers,
+                peers: running_config
+                    .nodes
+                    .iter()
+                    .map(|n| (n.id.clone(), n.url.clone()))
+                    .collect(),
+                credentials: Some(credentials),
                 timeout_ms: running_config.query.timeout_ms,
                 max_limit: running_config.query.max_limit,
             }),

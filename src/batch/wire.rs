@@ -81,6 +81,29 @@ impl BatchesBody {
     }
 }
 
+/// Who this node is, as it presents itself to its peers: on forwarded batches and
+/// on the queries it asks them.
+#[derive(Clone)]
+pub struct Credentials {
+    pub node: String,
+    /// `Bearer <peer_token>`; never logged.
+    pub authorization: String,
+    pub fingerprint: String,
+    /// For `https://` peers: the CAs to trust and this node's client certificate.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl Credentials {
+    /// `request` with the headers a peer admits it by: the peer token, this node's
+    /// id and its layout fingerprint.
+    pub fn sign(&self, request: awc::ClientRequest) -> awc::ClientRequest {
+        request
+            .insert_header(("authorization", self.authorization.as_str()))
+            .insert_header((NODE_HEADER, self.node.as_str()))
+            .insert_header((LAYOUT_HEADER, self.fingerprint.as_str()))
+    }
+}
+
 /// One batch of a request.
 pub struct Framed {
     pub shard: u32,

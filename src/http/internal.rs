@@ -1,5 +1,7 @@
 //! Node-to-node routes: `POST /internal/v1/batches` takes the batches a peer link
-//! forwards, and answers once they are durable in this node's shard queues.
+//! forwards, and answers once they are durable in this node's shard queues;
+//! `POST /internal/v1/query` answers a peer's part of a query on this node's shards
+//! ([`crate::query::fanout`]).
 //!
 //! Every request must carry the cluster's peer token, a known sender, and the same
 //! layout fingerprint as this node ([`crate::cluster::ClusterView::admit`]); anything
@@ -12,9 +14,11 @@ use bytes::Bytes;
 
 use super::error::ApiError;
 use super::logs::{header_text, read_body};
+use super::loki::LokiError;
 use super::AppState;
 use crate::batch::wire::{parse_batches, LAYOUT_HEADER, NODE_HEADER};
 use crate::cluster::receiver::{store, StoreError};
+use crate::query::shard::Ask;
 use crate::sources::http::body::ContentEncoding;
 
 /// The sending node, once the request proves it belongs to the cluster.
@@ -53,6 +57,16 @@ pub async fn unknown(
     ))
 }
 
+/// Counts and logs a refused peer request.
+fn count_refusal(state: &AppState, e: &ApiError) {
+    state
+        .metrics
+        .internal_refused
+        .with_label_values(&[e.reason])
+        .inc();
+    tracing::warn!(status = e.status.as_u16(), reason = e.reason, error = %e.message, "refused a peer request");
+}
+
 /// `POST /internal/v1/batches`.
 pub async fn post_batches(
     req: HttpRequest,
@@ -62,12 +76,7 @@ pub async fn post_batches(
     let result = receive(&req, &mut payload, &state).await;
     if let Err(e) = &result {
         if e.status != StatusCode::SERVICE_UNAVAILABLE {
-            state
-                .metrics
-                .internal_refused
-                .with_label_values(&[e.reason])
-                .inc();
-            tracing::warn!(status = e.status.as_u16(), reason = e.reason, error = %e.message, "refused a peer request");
+            count_refusal(&state, e);
         }
     }
     result
@@ -114,4 +123,52 @@ async fn receive(
         .with_label_values(&[&sender])
         .inc_by(stored.records as u64);
     Ok(HttpResponse::Ok().json(stored))
+}
+
+/// Largest query request a peer sends (a LogQL text is at most 64 KiB).
+pub const MAX_QUERY_REQUEST_BYTES: usize = 1 << 20;
+
+/// `POST /internal/v1/query`: the part of a query the asking node wants from the
+/// shards it names, which must all be this node's.
+pub async fn post_query(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let refused = |e: ApiError| {
+        count_refusal(&state, &e);
+        actix_web::Error::from(e)
+    };
+    admit(&req, &state).map_err(refused)?;
+    let ask: Ask = serde_json::from_slice(&body).map_err(|e| {
+        refused(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("malformed query request: {e}"),
+        ))
+    })?;
+    let q = &state.query;
+    let mut shards = Vec::new();
+    for id in &ask.shards {
+        let Some(shard) = q.shards.local.iter().find(|s| s.id == *id) else {
+            return Err(refused(ApiError::new(
+                StatusCode::CONFLICT,
+                "shard_not_owned",
+                format!("shard {id} is not written by this node"),
+            )));
+        };
+        shards.push(shard);
+    }
+    let started = std::time::Instant::now();
+    let result = ask.work.on_all(&shards, &ask.tenant, q.timeout_ms).await;
+    let m = &state.metrics;
+    let outcome = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
+    m.queries.with_label_values(&["internal", outcome]).inc();
+    m.query_duration
+        .with_label_values(&["internal"])
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(part) => Ok(HttpResponse::Ok().json(part)),
+        Err(e) => Err(LokiError(e).into()),
+    }
 }

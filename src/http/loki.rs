@@ -14,11 +14,13 @@ use serde_json::{json, Value};
 
 use super::logs::tenant_in;
 use super::AppState;
-use crate::query::exec::{lines, rows_everywhere, stream_labels, Direction, LineQuery};
-use crate::query::labels::{facility_name, level_name, Label};
+use crate::query::exec::Direction;
+use crate::query::fanout::Fanout;
+use crate::query::labels::Label;
 use crate::query::metric::{self, format_value, seconds, Context, Steps};
 use crate::query::pipeline::{Entry, Pipeline};
 use crate::query::plan::{LogPlan, Window};
+use crate::query::shard::{Part, Work};
 use crate::query::time::{nanos, parse_step, parse_time};
 use crate::query::QueryError;
 
@@ -72,7 +74,7 @@ impl From<QueryError> for LokiError {
 }
 
 /// The request's parameters: query string, then the form body of a POST.
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
     fn of(req: &HttpRequest, body: &[u8]) -> Params {
@@ -90,7 +92,7 @@ impl Params {
         Params(all)
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -106,7 +108,7 @@ impl Params {
             .collect()
     }
 
-    fn query(&self) -> Result<&str, QueryError> {
+    pub(super) fn query(&self) -> Result<&str, QueryError> {
         self.get("query")
             .ok_or_else(|| QueryError::Invalid("the query parameter is missing".into()))
     }
@@ -170,47 +172,39 @@ fn tenant(req: &HttpRequest) -> Result<String, QueryError> {
     tenant_in(req.headers(), ORG_HEADER).map_err(|e| QueryError::Invalid(e.message))
 }
 
-fn success(data: Value, warnings: Vec<String>) -> HttpResponse {
-    let mut body = json!({"status": "success", "data": data});
-    if !warnings.is_empty() {
-        body["warnings"] = json!(warnings);
-    }
-    HttpResponse::Ok().json(body)
-}
-
 /// `GET|POST /loki/api/v1/query_range`.
 pub async fn query_range(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, LokiError> {
-    let started = Instant::now();
-    let result = async {
-        let p = Params::of(&req, &body);
-        let (start, end) = p.range()?;
-        let step = match p.get("step").or(p.get("interval")) {
-            Some(s) => parse_step("step", s).map_err(|e| QueryError::Invalid(e.to_string()))?,
-            // Loki's default: about 250 points over the range, at least a second.
-            None => ((end - start) / 250).max(1_000_000_000),
-        };
-        if (end - start) / step > 11_000 {
-            return Err(QueryError::Invalid(
-                "more than 11,000 points per series; use a larger step".into(),
-            ));
-        }
-        answer(
-            &req,
-            &state,
-            &p,
-            start,
-            end,
-            Steps { start, end, step },
-            false,
-        )
-        .await
+    ranged(
+        &req,
+        &body,
+        &state,
+        "query_range",
+        async |p, (start, end), fanout| {
+            let step = step_of(p, start, end)?;
+            let steps = Steps { start, end, step };
+            answer(&req, &state, p, fanout, start, end, steps, false).await
+        },
+    )
+    .await
+}
+
+/// The `step` (or `interval`) of a range query: about 250 points over the range
+/// by default, as Loki, and at most 11,000.
+pub(super) fn step_of(p: &Params, start: i64, end: i64) -> Result<i64, QueryError> {
+    let step = match p.get("step").or(p.get("interval")) {
+        Some(s) => parse_step("step", s).map_err(|e| QueryError::Invalid(e.to_string()))?,
+        None => ((end - start) / 250).max(1_000_000_000),
+    };
+    if (end - start) / step > 11_000 {
+        return Err(QueryError::Invalid(
+            "more than 11,000 points per series; use a larger step".into(),
+        ));
     }
-    .await;
-    observe(&state, "query_range", started, result)
+    Ok(step)
 }
 
 /// `GET|POST /loki/api/v1/query`: an instant query at `time` (now by default).
@@ -228,40 +222,96 @@ pub async fn query(
             end: time,
             step: 1_000_000_000,
         };
-        answer(&req, &state, &p, time - DEFAULT_SINCE_NS, time, steps, true).await
+        let fanout = Fanout::new(&state.query, &tenant(&req)?);
+        let reply = answer(
+            &req,
+            &state,
+            &p,
+            &fanout,
+            time - DEFAULT_SINCE_NS,
+            time,
+            steps,
+            true,
+        )
+        .await?;
+        respond(&p, &fanout, reply)
     }
     .await;
     observe(&state, "query", started, result)
 }
 
+/// What an endpoint answers, before the shards that did not answer are stated.
+pub(super) enum Reply {
+    /// Wrapped in `{"status": "success", "data": ...}`, with any warnings.
+    Data(Value),
+    /// As it is (`index/stats` answers a bare object).
+    Bare(Value),
+}
+
+/// The response: the reply, the warnings and header naming the shards left out;
+/// or, with `partial_response=false`, a 503 when any shard is missing.
+fn respond(p: &Params, fanout: &Fanout<'_>, reply: Reply) -> Result<HttpResponse, QueryError> {
+    let missing = fanout.missing();
+    if !missing.is_empty() && p.get("partial_response") == Some("false") {
+        return Err(QueryError::Unavailable(format!(
+            "partial_response=false and {}",
+            fanout.warnings().join("; ")
+        )));
+    }
+    let mut response = match reply {
+        Reply::Data(data) => {
+            let mut body = json!({"status": "success", "data": data});
+            let warnings = fanout.warnings();
+            if !warnings.is_empty() {
+                body["warnings"] = json!(warnings);
+            }
+            HttpResponse::Ok().json(body)
+        }
+        Reply::Bare(value) => HttpResponse::Ok().json(value),
+    };
+    if !missing.is_empty() {
+        let ids: Vec<String> = missing.iter().map(u32::to_string).collect();
+        if let Ok(v) = header::HeaderValue::from_str(&ids.join(",")) {
+            response
+                .headers_mut()
+                .insert(header::HeaderName::from_static(MISSING_SHARDS_HEADER), v);
+        }
+    }
+    Ok(response)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn answer(
     req: &HttpRequest,
     state: &AppState,
     p: &Params,
+    fanout: &Fanout<'_>,
     start: i64,
     end: i64,
     steps: Steps,
     instant: bool,
-) -> Result<HttpResponse, QueryError> {
+) -> Result<Reply, QueryError> {
     let text = p.query()?;
-    let tenant = tenant(req)?;
     let q = &state.query;
-    let warnings = q.shards.warnings();
     match chute_logql::parse(text)? {
         Expr::Log(expr) => {
+            // Planned here first, so an error points into the query as written.
             let window = Window::Lines {
                 start: crate::query::time::from_nanos(start),
                 end: crate::query::time::from_nanos(end),
             };
-            let plan = LogPlan::new(&expr, &tenant, window, text)?;
-            let pipeline = Pipeline::new(&plan.residual, text)?;
-            let line_query = LineQuery {
-                plan,
-                pipeline,
+            let plan = LogPlan::new(&expr, fanout.tenant(), window, text)?;
+            Pipeline::new(&plan.residual, text)?;
+            let work = Work::Lines {
+                log: expr.to_string(),
+                start,
+                end,
                 direction: p.direction()?,
                 limit: p.limit(q.max_limit)?,
             };
-            let entries = lines(&q.shards, &line_query, q.timeout_ms).await?;
+            let Part::Lines(entries) = fanout.ask(work).await? else {
+                unreachable!("lines answer lines");
+            };
             state
                 .metrics
                 .query_lines
@@ -272,37 +322,27 @@ async fn answer(
                 .get(ENCODING_FLAGS)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(',').any(|f| f.trim() == "categorize-labels"));
-            let data = json!({
+            Ok(Reply::Data(json!({
                 "resultType": "streams",
                 "result": streams(entries, categorize),
                 "stats": stats(),
-            });
-            Ok(with_missing(success(data, warnings.clone()), &q.shards))
+            })))
         }
         Expr::Metric(expr) => {
             let cx = Context {
-                shards: &q.shards,
-                tenant: &tenant,
+                fanout,
                 query: text,
                 steps,
-                timeout_ms: q.timeout_ms,
             };
             let value = metric::evaluate(&expr, &cx).await?;
-            let data = if instant {
+            Ok(Reply::Data(if instant {
                 match value {
                     metric::Value::Scalar(v) => json!({
                         "resultType": "scalar",
                         "result": [seconds(steps.start), format_value(v)],
                         "stats": stats(),
                     }),
-                    metric::Value::Vector(series) => json!({
-                        "resultType": "vector",
-                        "result": series.into_iter().filter_map(|s| {
-                            let (t, v) = *s.points.last()?;
-                            Some(json!({"metric": s.labels, "value": [seconds(t), format_value(v)]}))
-                        }).collect::<Vec<_>>(),
-                        "stats": stats(),
-                    }),
+                    metric::Value::Vector(series) => vector(series),
                 }
             } else {
                 let series = match value {
@@ -312,32 +352,35 @@ async fn answer(
                     }],
                     metric::Value::Vector(series) => series,
                 };
-                json!({
-                    "resultType": "matrix",
-                    "result": series.into_iter().map(|s| json!({
-                        "metric": s.labels,
-                        "values": s.points.into_iter()
-                            .map(|(t, v)| json!([seconds(t), format_value(v)]))
-                            .collect::<Vec<_>>(),
-                    })).collect::<Vec<_>>(),
-                    "stats": stats(),
-                })
-            };
-            Ok(with_missing(success(data, warnings), &q.shards))
+                matrix(series)
+            }))
         }
     }
 }
 
-fn with_missing(mut response: HttpResponse, shards: &crate::query::exec::Shards) -> HttpResponse {
-    if !shards.remote.is_empty() {
-        let ids: Vec<String> = shards.remote.iter().map(|(id, _)| id.to_string()).collect();
-        if let Ok(v) = header::HeaderValue::from_str(&ids.join(",")) {
-            response
-                .headers_mut()
-                .insert(header::HeaderName::from_static(MISSING_SHARDS_HEADER), v);
-        }
-    }
-    response
+/// Series as an instant vector: each one's last point.
+fn vector(series: Vec<metric::Series>) -> Value {
+    json!({
+        "resultType": "vector",
+        "result": series.into_iter().filter_map(|s| {
+            let (t, v) = *s.points.last()?;
+            Some(json!({"metric": s.labels, "value": [seconds(t), format_value(v)]}))
+        }).collect::<Vec<_>>(),
+        "stats": stats(),
+    })
+}
+
+fn matrix(series: Vec<metric::Series>) -> Value {
+    json!({
+        "resultType": "matrix",
+        "result": series.into_iter().map(|s| json!({
+            "metric": s.labels,
+            "values": s.points.into_iter()
+                .map(|(t, v)| json!([seconds(t), format_value(v)]))
+                .collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "stats": stats(),
+    })
 }
 
 /// Loki's statistics object, as far as chute keeps them.
@@ -382,22 +425,23 @@ fn streams(entries: Vec<Entry>, categorize: bool) -> Vec<Value> {
         .collect()
 }
 
-/// Answers a request about the streams of one tenant over a time range: reads the
-/// parameters, the range and the tenant, runs `answer`, and counts and times it
-/// as `endpoint`.
-async fn ranged(
+/// Answers a request over a time range: reads the parameters, the range and the
+/// tenant, runs `answer` with the fan-out that asks the cluster, states the
+/// shards left out, and counts and times it as `endpoint`.
+pub(super) async fn ranged(
     req: &HttpRequest,
     body: &[u8],
     state: &AppState,
     endpoint: &'static str,
-    answer: impl AsyncFnOnce(Params, (i64, i64), String) -> Result<HttpResponse, QueryError>,
+    answer: impl AsyncFnOnce(&Params, (i64, i64), &Fanout<'_>) -> Result<Reply, QueryError>,
 ) -> Result<HttpResponse, LokiError> {
     let started = Instant::now();
     let result = async {
         let p = Params::of(req, body);
         let range = p.range()?;
-        let tenant = tenant(req)?;
-        answer(p, range, tenant).await
+        let fanout = Fanout::new(&state.query, &tenant(req)?);
+        let reply = answer(&p, range, &fanout).await?;
+        respond(&p, &fanout, reply)
     }
     .await;
     observe(state, endpoint, started, result)
@@ -414,11 +458,11 @@ pub async fn labels(
         &body,
         &state,
         "labels",
-        async |p, (start, end), tenant| {
+        async |p, (start, end), fanout| {
             let mut found = Vec::new();
             for label in Label::ALL {
                 if label == Label::Tenant
-                    || !values_of(&state, label, &tenant, start, end, p.get("query"), 1)
+                    || !values_of(fanout, label, start, end, p.get("query"), 1)
                         .await?
                         .is_empty()
                 {
@@ -426,7 +470,7 @@ pub async fn labels(
                 }
             }
             found.sort_unstable();
-            Ok(success(json!(found), state.query.shards.warnings()))
+            Ok(Reply::Data(json!(found)))
         },
     )
     .await
@@ -444,72 +488,41 @@ pub async fn label_values(
         &body,
         &state,
         "label_values",
-        async |p, (start, end), tenant| {
+        async |p, (start, end), fanout| {
             let values = match Label::parse(&name) {
-                Some(label) => {
-                    values_of(&state, label, &tenant, start, end, p.get("query"), 1000).await?
-                }
+                Some(label) => values_of(fanout, label, start, end, p.get("query"), 1000).await?,
                 None => Vec::new(),
             };
-            Ok(success(json!(values), state.query.shards.warnings()))
+            Ok(Reply::Data(json!(values)))
         },
     )
     .await
 }
 
-/// Up to `limit` distinct values of `label` in the range, over every local shard,
+/// Every stream of the tenant, when a request gives no selector.
+const ALL_STREAMS: &str = "{tenant=~\".+\"}";
+
+/// Up to `limit` distinct values of `label` in the range, over every shard,
 /// sorted; within the stream selector `query` when given.
 async fn values_of(
-    state: &AppState,
+    fanout: &Fanout<'_>,
     label: Label,
-    tenant: &str,
     start: i64,
     end: i64,
     query: Option<&str>,
     limit: usize,
 ) -> Result<Vec<String>, QueryError> {
-    let selector = query.unwrap_or("{tenant=~\".+\"}");
-    let plan = selector_plan(selector, tenant, start, end)?;
-    let col = label.column();
-    // One row is enough to know a label has values: no DISTINCT then.
-    let distinct = if limit == 1 { "" } else { "DISTINCT" };
-    let sql = format!(
-        "SELECT {distinct} {col} FROM chute.logs WHERE {} AND {col} IS NOT NULL LIMIT {limit}",
-        plan.where_clause()
-    );
-    let q = &state.query;
-    let mut out = std::collections::BTreeSet::new();
-    for row in rows_everywhere(&q.shards, &sql, &plan, q.timeout_ms).await? {
-        let value = match label {
-            Label::Level => level_name(row.get(0)).to_owned(),
-            Label::Facility => facility_name(row.get(0)).to_owned(),
-            _ => row.get::<_, String>(0),
-        };
-        if !value.is_empty() {
-            out.insert(value);
-        }
-    }
-    Ok(out.into_iter().take(limit).collect())
-}
-
-/// The plan of stream selector `selector` (a `query` or `match[]` parameter) over
-/// `[start, end)`.
-fn selector_plan(
-    selector: &str,
-    tenant: &str,
-    start: i64,
-    end: i64,
-) -> Result<LogPlan, QueryError> {
-    let Expr::Log(expr) = chute_logql::parse(selector)? else {
-        return Err(QueryError::Invalid(format!(
-            "{selector:?} must be a stream selector"
-        )));
+    let work = Work::Values {
+        label,
+        selector: query.unwrap_or(ALL_STREAMS).to_owned(),
+        start,
+        end,
+        limit,
     };
-    let window = Window::Lines {
-        start: crate::query::time::from_nanos(start),
-        end: crate::query::time::from_nanos(end),
+    let Part::Values(values) = fanout.ask(work).await? else {
+        unreachable!("values answer values");
     };
-    LogPlan::new(&expr, tenant, window, selector)
+    Ok(values.into_iter().collect())
 }
 
 /// `GET|POST /loki/api/v1/series`: the label sets of the streams `match[]` selects.
@@ -523,26 +536,24 @@ pub async fn series(
         &body,
         &state,
         "series",
-        async |p, (start, end), tenant| {
+        async |p, (start, end), fanout| {
             let mut selectors = p.all("match[]");
             selectors.extend(p.all("match"));
             if selectors.is_empty() {
-                selectors.push("{tenant=~\".+\"}");
+                selectors.push(ALL_STREAMS);
             }
             let mut all = std::collections::BTreeSet::new();
             for selector in selectors {
-                let plan = selector_plan(selector, &tenant, start, end)?;
-                let sql = format!(
-                    "SELECT DISTINCT tenant, host, app, severity, facility, procid, msgid \
-                 FROM chute.logs WHERE {} LIMIT 10000",
-                    plan.where_clause()
-                );
-                let q = &state.query;
-                for row in rows_everywhere(&q.shards, &sql, &plan, q.timeout_ms).await? {
-                    all.insert(stream_labels(&row, 0));
+                let work = Work::Series {
+                    selector: selector.to_owned(),
+                    start,
+                    end,
+                };
+                if let Part::Series(found) = fanout.ask(work).await? {
+                    all.extend(found);
                 }
             }
-            Ok(success(json!(all), state.query.shards.warnings()))
+            Ok(Reply::Data(json!(all)))
         },
     )
     .await
@@ -561,23 +572,20 @@ pub async fn index_stats(
         &body,
         &state,
         "index_stats",
-        async |p, (start, end), tenant| {
-            let plan = selector_plan(p.query()?, &tenant, start, end)?;
-            let sql = format!(
-                "SELECT count(DISTINCT (tenant, host, app, severity, facility, procid, msgid)), \
-                    count(*), coalesce(sum(octet_length(message)), 0)::bigint \
-             FROM chute.logs WHERE {}",
-                plan.where_clause()
-            );
-            let q = &state.query;
-            let rows = rows_everywhere(&q.shards, &sql, &plan, q.timeout_ms).await?;
-            let sum = |i: usize| rows.iter().map(|r| r.get::<_, i64>(i)).sum::<i64>();
-            // A bare object, as Loki answers this endpoint.
-            Ok(HttpResponse::Ok().json(json!({
-                "streams": sum(0),
-                "chunks": rows.len(),
-                "entries": sum(1),
-                "bytes": sum(2),
+        async |p, (start, end), fanout| {
+            let work = Work::Stats {
+                selector: p.query()?.to_owned(),
+                start,
+                end,
+            };
+            let Part::Stats(s) = fanout.ask(work).await? else {
+                unreachable!("stats answer stats");
+            };
+            Ok(Reply::Bare(json!({
+                "streams": s.streams,
+                "chunks": s.shards,
+                "entries": s.entries,
+                "bytes": s.bytes,
             })))
         },
     )

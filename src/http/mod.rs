@@ -7,6 +7,7 @@ mod health;
 mod internal;
 mod logs;
 mod loki;
+mod volume;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/deadletter",
     "/api/v1/deadletter/{action}",
     "/internal/v1/batches",
+    "/internal/v1/query",
     "/internal/{rest:.*}",
     "/loki/api/v1/query_range",
     "/loki/api/v1/query",
@@ -59,6 +61,8 @@ pub const ROUTES: &[&str] = &[
     "/loki/api/v1/label/{name}/values",
     "/loki/api/v1/series",
     "/loki/api/v1/index/stats",
+    "/loki/api/v1/index/volume",
+    "/loki/api/v1/index/volume_range",
     "/loki/api/v1/status/buildinfo",
     "/ready",
     "/metrics",
@@ -110,6 +114,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     "/internal/v1/batches",
                     web::post().to(internal::post_batches),
                 )
+                .service(
+                    web::resource("/internal/v1/query")
+                        .app_data(web::PayloadConfig::new(internal::MAX_QUERY_REQUEST_BYTES))
+                        .route(web::post().to(internal::post_query)),
+                )
                 .route("/internal/{rest:.*}", web::route().to(internal::unknown))
                 .route(
                     "/loki/api/v1/query_range",
@@ -134,6 +143,14 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 .route(
                     "/loki/api/v1/index/stats",
                     web::route().guard(read_method()).to(loki::index_stats),
+                )
+                .route(
+                    "/loki/api/v1/index/volume",
+                    web::route().guard(read_method()).to(volume::volume),
+                )
+                .route(
+                    "/loki/api/v1/index/volume_range",
+                    web::route().guard(read_method()).to(volume::volume_range),
                 )
                 .route(
                     "/loki/api/v1/status/buildinfo",

@@ -248,6 +248,9 @@ pub mod reasons {
         "label_values",
         "series",
         "index_stats",
+        "index_volume",
+        "volume_range",
+        "internal",
     ];
     pub const QUERY_RESULTS: &[&str] = &["ok", "invalid", "unavailable", "timeout"];
     pub const CONFIG_RELOADS: &[&str] = &[

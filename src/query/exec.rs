@@ -1,15 +1,11 @@
-//! Running a plan on the shards and merging what they return.
+//! The shards a node reads, and how it reads one.
 //!
 //! Each local shard answers in a read-only transaction of its own, on a pool of
 //! its own (`[query] pool_size`), with `statement_timeout` set, so a query past
-//! `[query] timeout_ms` is cancelled in PostgreSQL too. A plan with nothing left for
-//! chute to evaluate takes its `LIMIT` in SQL; one with a pipeline reads the rows
-//! through a cursor, a page at a time, until the limit is met or the range ends.
-//!
-//! Shards this node does not own are not asked yet: the answer names them as
-//! missing (the cluster fan-out is the next step), never a silent partial result.
+//! `[query] timeout_ms` is cancelled in PostgreSQL too. What a query asks of a
+//! shard is in [`super::shard`]; asking every shard of the cluster, in
+//! [`super::fanout`].
 
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -17,16 +13,9 @@ use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
 use super::labels::{facility_name, level_name};
-use super::pipeline::{flatten_fields, Entry, Pipeline};
-use super::plan::LogPlan;
+use super::pipeline::{flatten_fields, Entry};
 use super::time::nanos;
 use super::QueryError;
-
-/// Rows read from a cursor at a time, when chute filters them.
-const PAGE_ROWS: usize = 2000;
-
-/// The columns every line query reads, in the order [`entry`] takes them.
-const COLUMNS: &str = "ts, tenant, host, app, severity, facility, procid, msgid, message, fields";
 
 /// A local shard, as queries reach it.
 #[derive(Clone)]
@@ -35,7 +24,7 @@ pub struct Shard {
     pub pool: Pool,
 }
 
-/// The shards a query covers: those this node reads, and those it cannot yet.
+/// The shards a query covers: those this node reads, and those other nodes own.
 #[derive(Clone, Default)]
 pub struct Shards {
     pub local: Vec<Shard>,
@@ -43,27 +32,20 @@ pub struct Shards {
     pub remote: Vec<(u32, String)>,
 }
 
-impl Shards {
-    /// What the answer must say about shards it could not cover.
-    pub fn warnings(&self) -> Vec<String> {
-        self.remote
-            .iter()
-            .map(|(id, owner)| {
-                format!("shard {id} (on node {owner}) was not queried: this node answers for its own shards only")
-            })
-            .collect()
-    }
-}
-
 /// What the read API needs of this node: its shards and the `[query]` limits.
 pub struct QueryState {
     pub shards: Shards,
+    /// Every other node's URL, by id.
+    pub peers: std::collections::HashMap<String, String>,
+    /// How this node presents itself to the owners it asks (none for one node).
+    pub credentials: Option<crate::batch::wire::Credentials>,
     pub timeout_ms: u64,
     pub max_limit: usize,
 }
 
 /// Order of the lines of a log query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Newest first (Loki's default).
     Backward,
@@ -80,45 +62,12 @@ impl Direction {
         }
     }
 
-    fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             Direction::Backward => "DESC",
             Direction::Forward => "ASC",
         }
     }
-}
-
-/// A log query, planned.
-pub struct LineQuery {
-    pub plan: LogPlan,
-    pub pipeline: Pipeline,
-    pub direction: Direction,
-    pub limit: usize,
-}
-
-/// The first `limit` lines of the query over every local shard, in its direction.
-///
-/// # Errors
-/// A shard that cannot be reached or fails ([`QueryError::Unavailable`]), or runs
-/// past `timeout_ms` ([`QueryError::Timeout`]).
-pub async fn lines(
-    shards: &Shards,
-    q: &LineQuery,
-    timeout_ms: u64,
-) -> Result<Vec<Entry>, QueryError> {
-    let per_shard =
-        futures_util::future::join_all(shards.local.iter().map(|s| shard_lines(s, q, timeout_ms)))
-            .await;
-    let mut all = Vec::new();
-    for part in per_shard {
-        all.extend(part?);
-    }
-    match q.direction {
-        Direction::Backward => all.sort_by_key(|e| Reverse(e.ts)),
-        Direction::Forward => all.sort_by_key(|e| e.ts),
-    }
-    all.truncate(q.limit);
-    Ok(all)
 }
 
 /// A connection to `shard` from its query pool.
@@ -157,83 +106,8 @@ pub async fn read_only(
     Ok(tx)
 }
 
-/// The rows `sql` (over `plan`'s parameters) returns on every local shard, one
-/// after another.
-///
-/// # Errors
-/// The first shard that cannot answer.
-pub async fn rows_everywhere(
-    shards: &Shards,
-    sql: &str,
-    plan: &LogPlan,
-    timeout_ms: u64,
-) -> Result<Vec<Row>, QueryError> {
-    let mut out = Vec::new();
-    for shard in &shards.local {
-        let mut client = connect(shard).await?;
-        let tx = read_only(&mut client, shard.id, timeout_ms).await?;
-        let rows = tx
-            .query(sql, &plan.sql_params())
-            .await
-            .map_err(|e| shard_error(shard.id, timeout_ms, &e))?;
-        out.extend(rows);
-        let _ = tx.rollback().await;
-    }
-    Ok(out)
-}
-
-async fn shard_lines(
-    shard: &Shard,
-    q: &LineQuery,
-    timeout_ms: u64,
-) -> Result<Vec<Entry>, QueryError> {
-    let failed = |e: tokio_postgres::Error| shard_error(shard.id, timeout_ms, &e);
-    let mut client = connect(shard).await?;
-    let tx = read_only(&mut client, shard.id, timeout_ms).await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM chute.logs WHERE {} ORDER BY ts {}",
-        q.plan.where_clause(),
-        q.direction.sql()
-    );
-    let params = q.plan.sql_params();
-    let mut out = Vec::new();
-    if q.pipeline.is_empty() {
-        let rows = tx
-            .query(&format!("{sql} LIMIT {}", q.limit), &params)
-            .await
-            .map_err(failed)?;
-        out.extend(rows.iter().map(entry));
-    } else {
-        tx.execute(
-            &format!("DECLARE lines NO SCROLL CURSOR FOR {sql}"),
-            &params,
-        )
-        .await
-        .map_err(failed)?;
-        'pages: loop {
-            let rows = tx
-                .query(&format!("FETCH {PAGE_ROWS} FROM lines"), &[])
-                .await
-                .map_err(failed)?;
-            for row in &rows {
-                if let Some(e) = q.pipeline.process(entry(row)) {
-                    out.push(e);
-                    if out.len() >= q.limit {
-                        break 'pages;
-                    }
-                }
-            }
-            if rows.len() < PAGE_ROWS {
-                break;
-            }
-        }
-    }
-    // Read-only: nothing to keep; ending it frees the cursor.
-    let _ = tx.rollback().await;
-    Ok(out)
-}
-
-/// A row of [`COLUMNS`] as an entry: its stream labels (those with a value), its
+/// A row of `ts, tenant, host, app, severity, facility, procid, msgid, message,
+/// fields` as an entry: its stream labels (those with a value), its
 /// fields as structured metadata, and its message as the line.
 pub fn entry(row: &Row) -> Entry {
     let ts: DateTime<Utc> = row.get(0);

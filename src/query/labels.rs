@@ -7,7 +7,10 @@
 //! label. Only the names here ever become SQL identifiers.
 
 /// A label of the read API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Label {
     Tenant,
     Host,

@@ -7,7 +7,9 @@
 //! that every window is a whole number of buckets; the windows are then summed here
 //! from the buckets, so no line is read twice however much the windows overlap.
 //! When the query has stages chute must evaluate (a parser, a label filter), the
-//! lines themselves are read (up to [`MAX_EVALUATED_LINES`]) and bucketed here.
+//! lines themselves are read (up to [`MAX_EVALUATED_LINES`] per node) and bucketed
+//! by chute. Either way each shard's owner buckets its own lines, and the buckets
+//! of every shard are added up ([`super::shard::Work::Buckets`]).
 //!
 //! Series carry their stream labels and the labels parsers extract; structured
 //! metadata is not part of a series (Loki adds it; chute keeps series to streams).
@@ -19,20 +21,13 @@ use chute_logql::{
     AggregationOp, BinaryOp, MetricExpr, RangeAggregation, RangeOp, VectorAggregation,
 };
 
-use super::exec::{connect, entry, read_only, rows_everywhere, shard_error, stream_labels, Shards};
+use super::fanout::Fanout;
 use super::pipeline::Pipeline;
 use super::plan::{LogPlan, Window};
+use super::shard::{too_many_series, Work};
+pub use super::shard::{Labels, MAX_EVALUATED_LINES, MAX_SERIES};
 use super::time::from_nanos;
 use super::QueryError;
-
-/// Most lines a metric query may read to evaluate stages in chute.
-pub const MAX_EVALUATED_LINES: usize = 2_000_000;
-
-/// Most series one answer carries.
-pub const MAX_SERIES: usize = 20_000;
-
-/// A series' labels.
-pub type Labels = BTreeMap<String, String>;
 
 /// One series: its labels and `(nanoseconds, value)` points in time order.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,11 +67,9 @@ impl Steps {
 
 /// What evaluating needs besides the expression.
 pub struct Context<'a> {
-    pub shards: &'a Shards,
-    pub tenant: &'a str,
+    pub fanout: &'a Fanout<'a>,
     pub query: &'a str,
     pub steps: Steps,
-    pub timeout_ms: u64,
 }
 
 /// Evaluates `expr` at every step.
@@ -104,30 +97,29 @@ pub async fn evaluate(expr: &MetricExpr, cx: &Context<'_>) -> Result<Value, Quer
     }
 }
 
-/// Lines and bytes of one stream in one bucket.
-#[derive(Debug, Clone, Copy, Default)]
-struct Counts {
-    lines: f64,
-    bytes: f64,
-}
-
 async fn range(r: &RangeAggregation, cx: &Context<'_>) -> Result<Vec<Series>, QueryError> {
     let width = r.range.range.as_nanos();
     let offset = r.range.offset.map_or(0, |o| o.as_nanos());
     // Buckets of whole microseconds (PostgreSQL keeps no finer time).
     let g = gcd(cx.steps.step, width).max(1_000) / 1_000 * 1_000;
     let anchor = cx.steps.start - offset - width;
+    // Planned here first, so an error points into the query as it was written.
     let window = Window::Samples {
         after: from_nanos(anchor),
         upto: from_nanos(cx.steps.end - offset),
     };
-    let plan = LogPlan::new(&r.range.log, cx.tenant, window, cx.query)?;
-    let buckets = if plan.residual.is_empty() {
-        counted_in_sql(&plan, anchor, g, cx).await?
-    } else {
-        let pipeline = Pipeline::new(&plan.residual, cx.query)?;
-        counted_here(&plan, &pipeline, anchor, g, cx).await?
-    };
+    let plan = LogPlan::new(&r.range.log, cx.fanout.tenant(), window, cx.query)?;
+    Pipeline::new(&plan.residual, cx.query)?;
+    let buckets = cx
+        .fanout
+        .ask(Work::Buckets {
+            log: r.range.log.to_string(),
+            after: anchor,
+            upto: cx.steps.end - offset,
+            width: g,
+        })
+        .await?
+        .into_buckets();
     if buckets.len() > MAX_SERIES {
         return Err(too_many_series());
     }
@@ -140,10 +132,11 @@ async fn range(r: &RangeAggregation, cx: &Context<'_>) -> Result<Vec<Series>, Qu
             for (i, t) in cx.steps.times().enumerate() {
                 // Window (t - offset - width, t - offset]: buckets after i*step/g.
                 let first = (i as i64) * cx.steps.step / g + 1;
-                let window = counts.range(first..first + per_window);
+                let lo = counts.partition_point(|(b, _)| *b < first);
+                let hi = counts.partition_point(|(b, _)| *b < first + per_window);
                 let (mut lines, mut bytes) = (0.0, 0.0);
                 let mut any = false;
-                for (_, c) in window {
+                for (_, c) in &counts[lo..hi] {
                     lines += c.lines;
                     bytes += c.bytes;
                     any = true;
@@ -163,103 +156,6 @@ async fn range(r: &RangeAggregation, cx: &Context<'_>) -> Result<Vec<Series>, Qu
         })
         .collect();
     Ok(series)
-}
-
-type Buckets = BTreeMap<Labels, BTreeMap<i64, Counts>>;
-
-async fn counted_in_sql(
-    plan: &LogPlan,
-    anchor: i64,
-    g: i64,
-    cx: &Context<'_>,
-) -> Result<Buckets, QueryError> {
-    let (anchor_us, g_us) = (anchor / 1_000, g / 1_000);
-    // Integers only (formatted numbers, not user text). `ts` is after the anchor,
-    // so the bucket (a ceiling division) is at least 1: a bucket holds
-    // (anchor + (b-1)g, anchor + b*g].
-    let sql = format!(
-        "SELECT tenant, host, app, severity, facility, procid, msgid, \
-                ((extract(epoch FROM ts) * 1000000)::bigint - {anchor_us} + {g_us} - 1) / {g_us} AS b, \
-                count(*)::float8, sum(octet_length(message))::float8 \
-         FROM chute.logs WHERE {} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8",
-        plan.where_clause()
-    );
-    let mut out = Buckets::new();
-    for row in &rows_everywhere(cx.shards, &sql, plan, cx.timeout_ms).await? {
-        let c = out
-            .entry(stream_labels(row, 0))
-            .or_default()
-            .entry(row.get(7))
-            .or_default();
-        c.lines += row.get::<_, f64>(8);
-        c.bytes += row.get::<_, f64>(9);
-    }
-    Ok(out)
-}
-
-async fn counted_here(
-    plan: &LogPlan,
-    pipeline: &Pipeline,
-    anchor: i64,
-    g: i64,
-    cx: &Context<'_>,
-) -> Result<Buckets, QueryError> {
-    let sql = format!(
-        "SELECT ts, tenant, host, app, severity, facility, procid, msgid, message, fields \
-         FROM chute.logs WHERE {}",
-        plan.where_clause()
-    );
-    let mut out = Buckets::new();
-    let mut read = 0usize;
-    for shard in &cx.shards.local {
-        let failed = |e: tokio_postgres::Error| shard_error(shard.id, cx.timeout_ms, &e);
-        let mut client = connect(shard).await?;
-        let tx = read_only(&mut client, shard.id, cx.timeout_ms).await?;
-        tx.execute(
-            &format!("DECLARE samples NO SCROLL CURSOR FOR {sql}"),
-            &plan.sql_params(),
-        )
-        .await
-        .map_err(failed)?;
-        loop {
-            let rows = tx
-                .query("FETCH 5000 FROM samples", &[])
-                .await
-                .map_err(failed)?;
-            read += rows.len();
-            if read > MAX_EVALUATED_LINES {
-                return Err(QueryError::Invalid(format!(
-                    "the query's stages would be evaluated on more than {MAX_EVALUATED_LINES} lines; \
-                     narrow the time range or the stream selector, or filter lines before the parser"
-                )));
-            }
-            for row in &rows {
-                let Some(e) = pipeline.process(entry(row)) else {
-                    continue;
-                };
-                let mut labels = e.labels;
-                labels.extend(e.parsed);
-                let b = (e.ts - anchor + g - 1) / g;
-                let c = out.entry(labels).or_default().entry(b).or_default();
-                c.lines += 1.0;
-                c.bytes += e.line.len() as f64;
-            }
-            if out.len() > MAX_SERIES {
-                return Err(too_many_series());
-            }
-            if rows.len() < 5000 {
-                break;
-            }
-        }
-        let _ = tx.rollback().await;
-    }
-    Ok(out)
-}
-
-fn too_many_series() -> QueryError {
-    QueryError::Invalid(format!(
-        "the query makes more than {MAX_SERIES} series; aggregate with sum by (...) or drop labels"
-    ))
 }
 
 fn gcd(a: i64, b: i64) -> i64 {

@@ -9,11 +9,13 @@
 //! `crate::http::loki`.
 
 pub mod exec;
+pub mod fanout;
 pub mod labels;
 pub mod metric;
 pub mod pipeline;
 pub mod plan;
 pub mod regex;
+pub mod shard;
 pub mod time;
 
 /// Why a query cannot be answered.

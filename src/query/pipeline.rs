@@ -48,7 +48,7 @@ const DUPLICATE_SUFFIX: &str = "_extracted";
 const MAX_JSON_DEPTH: usize = 128;
 
 /// One log entry on its way through a pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// Nanoseconds since the epoch.
     pub ts: i64,

@@ -4,6 +4,7 @@
 mod chaos;
 mod cli;
 mod cluster;
+mod cluster_query;
 mod deadletter;
 mod durability;
 mod grafana;

@@ -1,0 +1,166 @@
+//! Asking every shard of the cluster: this node's shards directly, every other
+//! owner over `POST /internal/v1/query` (with the peer token and, for `https://`
+//! peers, the cluster's client certificate), all at once; their parts are merged
+//! into one ([`Work::merge`]).
+//!
+//! A node that cannot be reached, or does not answer within the query's time
+//! limit, leaves its shards out of the answer, and the answer says which
+//! ([`Fanout::warnings`], [`Fanout::missing`]): never a silent partial result. A
+//! node that answers with an error (its PostgreSQL failed, the query ran past its
+//! time limit) fails the query as a local shard would.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::exec::{QueryState, Shard};
+use super::shard::{Ask, Part, Work};
+use super::QueryError;
+
+/// Path of the route owners answer on.
+pub const QUERY_PATH: &str = "/internal/v1/query";
+
+/// Largest answer taken from a peer.
+const MAX_PART_BYTES: usize = 256 << 20;
+
+/// Extra time a peer gets past the query's own limit (the peer cancels its own
+/// statements at that limit and says so).
+const PEER_GRACE: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// One client per worker thread (`awc::Client` is not `Send`), keeping its
+    /// connections to the peers between queries.
+    static CLIENT: RefCell<Option<awc::Client>> = const { RefCell::new(None) };
+}
+
+/// One query's questions to the cluster, and the shards that did not answer.
+pub struct Fanout<'a> {
+    state: &'a QueryState,
+    tenant: String,
+    /// Shard id → why it is missing.
+    missing: RefCell<BTreeMap<u32, String>>,
+}
+
+impl<'a> Fanout<'a> {
+    pub fn new(state: &'a QueryState, tenant: &str) -> Fanout<'a> {
+        Fanout {
+            state,
+            tenant: tenant.to_owned(),
+            missing: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// `work` on every shard, merged.
+    ///
+    /// # Errors
+    /// The query is invalid, or a shard that was reached failed to answer or ran
+    /// past the time limit.
+    pub async fn ask(&self, work: Work) -> Result<Part, QueryError> {
+        work.check(&self.tenant)?;
+        let q = self.state;
+        let local: Vec<&Shard> = q.shards.local.iter().collect();
+        let local = work.on_all(&local, &self.tenant, q.timeout_ms);
+        let mut owners: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for (id, owner) in &q.shards.remote {
+            owners.entry(owner).or_default().push(*id);
+        }
+        let remote = futures_util::future::join_all(
+            owners
+                .iter()
+                .map(|(owner, ids)| self.remote(owner, ids, &work)),
+        );
+        let (local, remote) = futures_util::future::join(local, remote).await;
+        let mut parts = vec![local?];
+        for ((owner, ids), part) in owners.iter().zip(remote) {
+            match part {
+                Ok(part) => parts.push(part),
+                Err(Unreached(why)) => {
+                    tracing::warn!(node = owner, error = %why, "a node did not answer a query");
+                    let mut missing = self.missing.borrow_mut();
+                    for id in ids {
+                        missing.insert(*id, format!("node {owner} did not answer: {why}"));
+                    }
+                }
+                Err(Failed(e)) => return Err(e),
+            }
+        }
+        work.merge(parts)
+    }
+
+    async fn remote(&self, owner: &str, ids: &[u32], work: &Work) -> Result<Part, PeerError> {
+        let q = self.state;
+        let (Some(url), Some(credentials)) = (q.peers.get(owner), q.credentials.as_ref()) else {
+            return Err(Unreached("its address is not known".into()));
+        };
+        let ask = Ask {
+            tenant: self.tenant.clone(),
+            shards: ids.to_vec(),
+            work: work.clone(),
+        };
+        let timeout = Duration::from_millis(q.timeout_ms) + PEER_GRACE;
+        let client = CLIENT.with(|c| {
+            c.borrow_mut()
+                .get_or_insert_with(|| crate::tls::http_client(timeout, credentials.tls.clone()))
+                .clone()
+        });
+        let endpoint = format!("{}{QUERY_PATH}", url.trim_end_matches('/'));
+        let mut response = credentials
+            .sign(client.post(endpoint))
+            .timeout(timeout)
+            .send_json(&ask)
+            .await
+            .map_err(|e| Unreached(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .body()
+            .limit(MAX_PART_BYTES)
+            .await
+            .map_err(|e| Unreached(format!("its answer could not be read: {e}")))?;
+        if status.is_success() {
+            return match serde_json::from_slice::<Part>(&body) {
+                Ok(part) if part.answers(work) => Ok(part),
+                _ => Err(Unreached("its answer is not a query part".into())),
+            };
+        }
+        // The query error a peer states, as the node asked states it.
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let text = error["error"].as_str().unwrap_or_default().to_owned();
+        match (status.as_u16(), error["errorType"].as_str()) {
+            (400, Some("bad_data")) => Err(Failed(QueryError::Invalid(text))),
+            (503, Some("timeout")) => Err(Failed(QueryError::Timeout(q.timeout_ms))),
+            (503, Some("unavailable")) => Err(Failed(QueryError::Unavailable(text))),
+            _ => Err(Unreached(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(512)]).trim()
+            ))),
+        }
+    }
+
+    /// The shards whose nodes did not answer, in id order.
+    pub fn missing(&self) -> Vec<u32> {
+        self.missing.borrow().keys().copied().collect()
+    }
+
+    /// One warning per shard left out, naming it and why.
+    pub fn warnings(&self) -> Vec<String> {
+        self.missing
+            .borrow()
+            .iter()
+            .map(|(id, why)| format!("shard {id} is missing from this answer: {why}"))
+            .collect()
+    }
+}
+
+/// Why a peer's part is not there.
+enum PeerError {
+    /// The node did not answer: its shards are missing from the answer.
+    Unreached(String),
+    /// The node answered that the query failed: the query fails.
+    Failed(QueryError),
+}
+
+use PeerError::{Failed, Unreached};

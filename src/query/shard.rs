@@ -1,0 +1,628 @@
+//! What a node does for a query on the shards it owns: a [`Work`] in, a [`Part`]
+//! out, and how parts from several shards (or nodes) make one.
+//!
+//! The node a query is sent to parses and plans it, then hands the same `Work` to
+//! each shard it owns and, over `/internal/v1/query`, to the owner of every other
+//! shard ([`super::fanout`]). What travels is the typed request, with the log
+//! expression as LogQL that node has already checked, never SQL: each owner plans
+//! it again (planning is cheap and deterministic), so the only SQL a node runs is
+//! its own. Parts are partial answers that combine without rereading rows: lines
+//! sorted in the query's direction, lines and bytes per stream per time bucket,
+//! sets of values or series, sums.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chute_logql::Expr;
+use serde::{Deserialize, Serialize};
+
+use super::exec::{connect, entry, read_only, shard_error, stream_labels, Direction, Shard};
+use super::labels::{facility_name, level_name, Label};
+use super::pipeline::{Entry, Pipeline};
+use super::plan::{LogPlan, Window};
+use super::time::from_nanos;
+use super::QueryError;
+
+/// Rows read from a cursor at a time, when chute filters them.
+const PAGE_ROWS: usize = 2000;
+
+/// The columns every line query reads, in the order [`entry`] takes them.
+const COLUMNS: &str = "ts, tenant, host, app, severity, facility, procid, msgid, message, fields";
+
+/// Most lines a metric query may read on one node to evaluate stages in chute.
+pub const MAX_EVALUATED_LINES: usize = 2_000_000;
+
+/// Most series one answer carries.
+pub const MAX_SERIES: usize = 20_000;
+
+/// A series' labels.
+pub type Labels = BTreeMap<String, String>;
+
+/// One request for the shards of one node: the tenant, which shards, what to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ask {
+    pub tenant: String,
+    pub shards: Vec<u32>,
+    pub work: Work,
+}
+
+/// The part of a query one shard answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    /// The first `limit` lines of the log query `log` in `[start, end)`.
+    Lines {
+        log: String,
+        start: i64,
+        end: i64,
+        direction: Direction,
+        limit: usize,
+    },
+    /// Lines and bytes of each series of `log` in `(after, upto]`, in buckets of
+    /// `width` ns: bucket `b` holds `(after + (b-1)·width, after + b·width]`.
+    Buckets {
+        log: String,
+        after: i64,
+        upto: i64,
+        width: i64,
+    },
+    /// Up to `limit` distinct values of `label` in the streams `selector` selects
+    /// in `[start, end)`.
+    Values {
+        label: Label,
+        selector: String,
+        start: i64,
+        end: i64,
+        limit: usize,
+    },
+    /// The label sets of the streams `selector` selects in `[start, end)`.
+    Series {
+        selector: String,
+        start: i64,
+        end: i64,
+    },
+    /// Streams, lines and bytes `selector` selects in `[start, end)`.
+    Stats {
+        selector: String,
+        start: i64,
+        end: i64,
+    },
+}
+
+/// Lines and bytes of one series in one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub lines: f64,
+    pub bytes: f64,
+}
+
+/// Each series' counts per bucket.
+pub type Buckets = BTreeMap<Labels, BTreeMap<i64, Counts>>;
+
+/// Sums of [`Work::Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub streams: i64,
+    pub entries: i64,
+    pub bytes: i64,
+    /// Shards that answered.
+    pub shards: i64,
+}
+
+/// A partial answer to a [`Work`] of the same kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Part {
+    /// Sorted in the query's direction.
+    Lines(Vec<Entry>),
+    /// JSON has no map keyed by label sets: a list of series and their buckets.
+    Buckets(Vec<(Labels, Vec<(i64, Counts)>)>),
+    Values(BTreeSet<String>),
+    Series(BTreeSet<Labels>),
+    Stats(Stats),
+}
+
+impl Work {
+    /// A stream selector's plan over `[start, end)`.
+    fn selector_plan(
+        selector: &str,
+        tenant: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<LogPlan, QueryError> {
+        let Expr::Log(expr) = chute_logql::parse(selector)? else {
+            return Err(QueryError::Invalid(format!(
+                "{selector:?} must be a stream selector"
+            )));
+        };
+        let window = Window::Lines {
+            start: from_nanos(start),
+            end: from_nanos(end),
+        };
+        LogPlan::new(&expr, tenant, window, selector)
+    }
+
+    /// Checks the request before any shard is asked: the query parses and plans.
+    ///
+    /// # Errors
+    /// [`QueryError::Invalid`] with the position of what is wrong.
+    pub fn check(&self, tenant: &str) -> Result<(), QueryError> {
+        self.plan(tenant).map(|_| ())
+    }
+
+    fn plan(&self, tenant: &str) -> Result<(LogPlan, Pipeline), QueryError> {
+        let (plan, text) = match self {
+            Work::Lines {
+                log, start, end, ..
+            } => {
+                let window = Window::Lines {
+                    start: from_nanos(*start),
+                    end: from_nanos(*end),
+                };
+                (log_plan(log, tenant, window)?, log)
+            }
+            Work::Buckets {
+                log, after, upto, ..
+            } => {
+                let window = Window::Samples {
+                    after: from_nanos(*after),
+                    upto: from_nanos(*upto),
+                };
+                (log_plan(log, tenant, window)?, log)
+            }
+            Work::Values {
+                selector,
+                start,
+                end,
+                ..
+            }
+            | Work::Series {
+                selector,
+                start,
+                end,
+            }
+            | Work::Stats {
+                selector,
+                start,
+                end,
+            } => (
+                Self::selector_plan(selector, tenant, *start, *end)?,
+                selector,
+            ),
+        };
+        let pipeline = Pipeline::new(&plan.residual, text)?;
+        Ok((plan, pipeline))
+    }
+
+    /// Runs on one local shard.
+    ///
+    /// # Errors
+    /// The shard cannot be reached or fails, the query runs past `timeout_ms`, or it
+    /// would read more than its limits allow.
+    pub async fn on(
+        &self,
+        shard: &Shard,
+        tenant: &str,
+        timeout_ms: u64,
+    ) -> Result<Part, QueryError> {
+        let (plan, pipeline) = self.plan(tenant)?;
+        let failed = |e: tokio_postgres::Error| shard_error(shard.id, timeout_ms, &e);
+        let mut client = connect(shard).await?;
+        let tx = read_only(&mut client, shard.id, timeout_ms).await?;
+        let params = plan.sql_params();
+        let filter = plan.where_clause();
+        let part = match self {
+            Work::Lines {
+                direction, limit, ..
+            } => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM chute.logs WHERE {filter} ORDER BY ts {}",
+                    direction.sql()
+                );
+                let mut out = Vec::new();
+                if pipeline.is_empty() {
+                    let rows = tx
+                        .query(&format!("{sql} LIMIT {limit}"), &params)
+                        .await
+                        .map_err(failed)?;
+                    out.extend(rows.iter().map(entry));
+                } else {
+                    let mut cursor = Cursor::open(&tx, &sql, &params, shard.id, timeout_ms).await?;
+                    'pages: while let Some(rows) = cursor.next(&tx).await? {
+                        for row in &rows {
+                            if let Some(e) = pipeline.process(entry(row)) {
+                                out.push(e);
+                                if out.len() >= *limit {
+                                    break 'pages;
+                                }
+                            }
+                        }
+                    }
+                }
+                Part::Lines(out)
+            }
+            Work::Buckets { after, width, .. } => {
+                let buckets = if pipeline.is_empty() {
+                    counted_in_sql(&tx, &filter, &params, *after, *width, shard.id, timeout_ms)
+                        .await?
+                } else {
+                    let sql = format!("SELECT {COLUMNS} FROM chute.logs WHERE {filter}");
+                    let mut cursor = Cursor::open(&tx, &sql, &params, shard.id, timeout_ms).await?;
+                    let mut out = Buckets::new();
+                    let mut read = 0usize;
+                    while let Some(rows) = cursor.next(&tx).await? {
+                        read += rows.len();
+                        if read > MAX_EVALUATED_LINES {
+                            return Err(QueryError::Invalid(format!(
+                                "the query's stages would be evaluated on more than \
+                                 {MAX_EVALUATED_LINES} lines; narrow the time range or the \
+                                 stream selector, or filter lines before the parser"
+                            )));
+                        }
+                        for row in &rows {
+                            let Some(e) = pipeline.process(entry(row)) else {
+                                continue;
+                            };
+                            let mut labels = e.labels;
+                            labels.extend(e.parsed);
+                            let b = (e.ts - after + width - 1) / width;
+                            let c = out.entry(labels).or_default().entry(b).or_default();
+                            c.lines += 1.0;
+                            c.bytes += e.line.len() as f64;
+                        }
+                        if out.len() > MAX_SERIES {
+                            return Err(too_many_series());
+                        }
+                    }
+                    out
+                };
+                Part::from_buckets(buckets)
+            }
+            Work::Values { label, limit, .. } => {
+                let col = label.column();
+                // One row is enough to know a label has values: no DISTINCT then.
+                let distinct = if *limit == 1 { "" } else { "DISTINCT" };
+                let sql = format!(
+                    "SELECT {distinct} {col} FROM chute.logs \
+                     WHERE {filter} AND {col} IS NOT NULL LIMIT {limit}"
+                );
+                let rows = tx.query(&sql, &params).await.map_err(failed)?;
+                let values = rows.iter().filter_map(|row| {
+                    let value = match label {
+                        Label::Level => level_name(row.get(0)).to_owned(),
+                        Label::Facility => facility_name(row.get(0)).to_owned(),
+                        _ => row.get::<_, String>(0),
+                    };
+                    (!value.is_empty()).then_some(value)
+                });
+                Part::Values(values.collect())
+            }
+            Work::Series { .. } => {
+                let sql = format!(
+                    "SELECT DISTINCT tenant, host, app, severity, facility, procid, msgid \
+                     FROM chute.logs WHERE {filter} LIMIT {MAX_SERIES}"
+                );
+                let rows = tx.query(&sql, &params).await.map_err(failed)?;
+                Part::Series(rows.iter().map(|r| stream_labels(r, 0)).collect())
+            }
+            Work::Stats { .. } => {
+                let sql = format!(
+                    "SELECT count(DISTINCT (tenant, host, app, severity, facility, procid, msgid)), \
+                            count(*), coalesce(sum(octet_length(message)), 0)::bigint \
+                     FROM chute.logs WHERE {filter}"
+                );
+                let row = tx.query_one(&sql, &params).await.map_err(failed)?;
+                Part::Stats(Stats {
+                    streams: row.get(0),
+                    entries: row.get(1),
+                    bytes: row.get(2),
+                    shards: 1,
+                })
+            }
+        };
+        // Read-only: nothing to keep; ending it frees any cursor.
+        let _ = tx.rollback().await;
+        Ok(part)
+    }
+
+    /// Runs on each of `shards` (all local), at once, and merges their parts.
+    ///
+    /// # Errors
+    /// As [`Work::on`] and [`Work::merge`].
+    pub async fn on_all(
+        &self,
+        shards: &[&Shard],
+        tenant: &str,
+        timeout_ms: u64,
+    ) -> Result<Part, QueryError> {
+        let parts =
+            futures_util::future::join_all(shards.iter().map(|s| self.on(s, tenant, timeout_ms)))
+                .await;
+        self.merge(parts.into_iter().collect::<Result<_, _>>()?)
+    }
+
+    /// Parts of this work from several shards or nodes, as one. Lines are taken in
+    /// the order the parts come (callers pass them in shard order) before a stable
+    /// sort by time, so lines with equal time stamps come in the same order
+    /// whichever node merges them.
+    ///
+    /// # Errors
+    /// More series than [`MAX_SERIES`].
+    pub fn merge(&self, parts: Vec<Part>) -> Result<Part, QueryError> {
+        Ok(match self {
+            Work::Lines {
+                direction, limit, ..
+            } => {
+                let mut all: Vec<Entry> = Vec::new();
+                for part in parts {
+                    if let Part::Lines(lines) = part {
+                        all.extend(lines);
+                    }
+                }
+                match direction {
+                    Direction::Backward => all.sort_by_key(|e| std::cmp::Reverse(e.ts)),
+                    Direction::Forward => all.sort_by_key(|e| e.ts),
+                }
+                all.truncate(*limit);
+                Part::Lines(all)
+            }
+            Work::Buckets { .. } => {
+                let mut all = Buckets::new();
+                for part in parts {
+                    for (labels, buckets) in part.into_buckets() {
+                        let series = all.entry(labels).or_default();
+                        for (b, c) in buckets {
+                            let sum = series.entry(b).or_default();
+                            sum.lines += c.lines;
+                            sum.bytes += c.bytes;
+                        }
+                    }
+                    if all.len() > MAX_SERIES {
+                        return Err(too_many_series());
+                    }
+                }
+                Part::from_buckets(all)
+            }
+            Work::Values { limit, .. } => {
+                let mut all = BTreeSet::new();
+                for part in parts {
+                    if let Part::Values(v) = part {
+                        all.extend(v);
+                    }
+                }
+                Part::Values(all.into_iter().take(*limit).collect())
+            }
+            Work::Series { .. } => {
+                let mut all = BTreeSet::new();
+                for part in parts {
+                    if let Part::Series(s) = part {
+                        all.extend(s);
+                    }
+                }
+                Part::Series(all)
+            }
+            Work::Stats { .. } => {
+                let mut sum = Stats::default();
+                for part in parts {
+                    if let Part::Stats(s) = part {
+                        sum.streams += s.streams;
+                        sum.entries += s.entries;
+                        sum.bytes += s.bytes;
+                        sum.shards += s.shards;
+                    }
+                }
+                Part::Stats(sum)
+            }
+        })
+    }
+}
+
+impl Part {
+    fn from_buckets(buckets: Buckets) -> Part {
+        Part::Buckets(
+            buckets
+                .into_iter()
+                .map(|(labels, b)| (labels, b.into_iter().collect()))
+                .collect(),
+        )
+    }
+
+    /// The buckets of a [`Part::Buckets`] (none for any other part).
+    pub fn into_buckets(self) -> Vec<(Labels, Vec<(i64, Counts)>)> {
+        match self {
+            Part::Buckets(b) => b,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether this part answers `work` (a peer's answer is checked before use).
+    pub fn answers(&self, work: &Work) -> bool {
+        matches!(
+            (self, work),
+            (Part::Lines(_), Work::Lines { .. })
+                | (Part::Buckets(_), Work::Buckets { .. })
+                | (Part::Values(_), Work::Values { .. })
+                | (Part::Series(_), Work::Series { .. })
+                | (Part::Stats(_), Work::Stats { .. })
+        )
+    }
+}
+
+fn log_plan(log: &str, tenant: &str, window: Window) -> Result<LogPlan, QueryError> {
+    let Expr::Log(expr) = chute_logql::parse(log)? else {
+        return Err(QueryError::Invalid(format!("{log:?} must be a log query")));
+    };
+    LogPlan::new(&expr, tenant, window, log)
+}
+
+/// A cursor over a query's rows, read a page at a time.
+struct Cursor {
+    shard: u32,
+    timeout_ms: u64,
+    done: bool,
+}
+
+impl Cursor {
+    async fn open(
+        tx: &deadpool_postgres::Transaction<'_>,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        shard: u32,
+        timeout_ms: u64,
+    ) -> Result<Cursor, QueryError> {
+        tx.execute(&format!("DECLARE rows NO SCROLL CURSOR FOR {sql}"), params)
+            .await
+            .map_err(|e| shard_error(shard, timeout_ms, &e))?;
+        Ok(Cursor {
+            shard,
+            timeout_ms,
+            done: false,
+        })
+    }
+
+    async fn next(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<Option<Vec<tokio_postgres::Row>>, QueryError> {
+        if self.done {
+            return Ok(None);
+        }
+        let rows = tx
+            .query(&format!("FETCH {PAGE_ROWS} FROM rows"), &[])
+            .await
+            .map_err(|e| shard_error(self.shard, self.timeout_ms, &e))?;
+        self.done = rows.len() < PAGE_ROWS;
+        Ok((!rows.is_empty()).then_some(rows))
+    }
+}
+
+/// Lines and bytes per stream and bucket, counted by PostgreSQL.
+async fn counted_in_sql(
+    tx: &deadpool_postgres::Transaction<'_>,
+    filter: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    after: i64,
+    width: i64,
+    shard: u32,
+    timeout_ms: u64,
+) -> Result<Buckets, QueryError> {
+    let (after_us, width_us) = (after / 1_000, width / 1_000);
+    // Integers only (formatted numbers, not user text). `ts` is after `after`, so
+    // the bucket (a ceiling division) is at least 1.
+    let sql = format!(
+        "SELECT tenant, host, app, severity, facility, procid, msgid, \
+                ((extract(epoch FROM ts) * 1000000)::bigint - {after_us} + {width_us} - 1) / {width_us} AS b, \
+                count(*)::float8, sum(octet_length(message))::float8 \
+         FROM chute.logs WHERE {filter} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+    );
+    let rows = tx
+        .query(&sql, params)
+        .await
+        .map_err(|e| shard_error(shard, timeout_ms, &e))?;
+    let mut out = Buckets::new();
+    for row in &rows {
+        let c = out
+            .entry(stream_labels(row, 0))
+            .or_default()
+            .entry(row.get(7))
+            .or_default();
+        c.lines += row.get::<_, f64>(8);
+        c.bytes += row.get::<_, f64>(9);
+    }
+    if out.len() > MAX_SERIES {
+        return Err(too_many_series());
+    }
+    Ok(out)
+}
+
+/// The answer when a query would make more series than [`MAX_SERIES`].
+pub fn too_many_series() -> QueryError {
+    QueryError::Invalid(format!(
+        "the query makes more than {MAX_SERIES} series; aggregate with sum by (...) or drop labels"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ts: i64, text: &str) -> Entry {
+        Entry {
+            ts,
+            line: text.into(),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn lines_merge_by_time_in_the_direction_and_keep_part_order_on_ties() {
+        let work = Work::Lines {
+            log: "{app=\"a\"}".into(),
+            start: 0,
+            end: 10,
+            direction: Direction::Backward,
+            limit: 3,
+        };
+        let merged = work
+            .merge(vec![
+                Part::Lines(vec![line(5, "a5"), line(2, "a2")]),
+                Part::Lines(vec![line(5, "b5"), line(4, "b4")]),
+            ])
+            .unwrap();
+        let Part::Lines(lines) = merged else { panic!() };
+        let texts: Vec<&str> = lines.iter().map(|e| e.line.as_str()).collect();
+        assert_eq!(texts, ["a5", "b5", "b4"]);
+    }
+
+    #[test]
+    fn buckets_of_the_same_series_add_up() {
+        let work = Work::Buckets {
+            log: "{app=\"a\"}".into(),
+            after: 0,
+            upto: 10,
+            width: 1,
+        };
+        let labels: Labels = [("app".to_owned(), "a".to_owned())].into();
+        let c = |lines, bytes| Counts { lines, bytes };
+        let merged = work
+            .merge(vec![
+                Part::Buckets(vec![(
+                    labels.clone(),
+                    vec![(1, c(1.0, 10.0)), (2, c(2.0, 5.0))],
+                )]),
+                Part::Buckets(vec![(labels.clone(), vec![(2, c(3.0, 1.0))])]),
+            ])
+            .unwrap();
+        assert_eq!(
+            merged,
+            Part::Buckets(vec![(labels, vec![(1, c(1.0, 10.0)), (2, c(5.0, 6.0))])])
+        );
+    }
+
+    #[test]
+    fn a_work_and_its_part_survive_the_wire() {
+        let ask = Ask {
+            tenant: "t".into(),
+            shards: vec![2, 3],
+            work: Work::Values {
+                label: Label::Host,
+                selector: "{app=~\"a.*\"}".into(),
+                start: 1,
+                end: 2,
+                limit: 10,
+            },
+        };
+        let text = serde_json::to_string(&ask).unwrap();
+        assert_eq!(serde_json::from_str::<Ask>(&text).unwrap(), ask);
+        let part = Part::Lines(vec![line(7, "x")]);
+        let text = serde_json::to_string(&part).unwrap();
+        assert_eq!(serde_json::from_str::<Part>(&text).unwrap(), part);
+        assert!(part.answers(&Work::Lines {
+            log: String::new(),
+            start: 0,
+            end: 0,
+            direction: Direction::Forward,
+            limit: 1
+        }));
+        assert!(!part.answers(&ask.work));
+    }
+}
