@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 use chute::app::Application;
 
 /// Keeps this process and its children (the embedded PostgreSQL) off
@@ -100,6 +102,29 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Follow logs live through a node's Loki API: the newest lines of the last
+    /// --since first, then every line committed after, from every shard of the
+    /// cluster, as it comes. Dropped lines (the tail could not keep up) and nodes
+    /// not followed are said on stderr. Exit 2 for a query the node refused, 1 when
+    /// the tail ends.
+    Tail {
+        /// The LogQL log query, e.g. '{app="api"} |= "timeout"'.
+        query: String,
+        /// How far back the first lines reach (a LogQL duration).
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Most lines to start with.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// text (for people), json (one object per line), raw (the lines only).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The tenant (X-Scope-OrgID).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Batches a peer refused for good (it no longer owns their shard, or cannot
     /// read them), set aside on this node so the link goes on: list them, replay
     /// them to their shard's owner now (stored once, under their first id), or
@@ -110,14 +135,6 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
-}
-
-/// How `chute query` prints.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    Text,
-    Json,
-    Raw,
 }
 
 #[derive(Subcommand)]
@@ -190,7 +207,8 @@ impl NodeArgs {
     }
 }
 
-type ClientTls = std::sync::Arc<rustls::ClientConfig>;
+use cli::logs::Output;
+use cli::ClientTls;
 
 /// Runs a client command against a node; its error, if any, on stderr.
 fn run_client(
@@ -251,15 +269,9 @@ fn main() -> ExitCode {
         } => {
             let (start, end) = match (from, to) {
                 (Some(from), Some(to)) => (from, to),
-                _ => match chute_logql::Duration::parse(&since) {
-                    Ok(d) => {
-                        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-                        ((now - d.as_nanos()).to_string(), now.to_string())
-                    }
-                    Err(e) => {
-                        eprintln!("chute query: --since {since:?}: {e}");
-                        return ExitCode::from(2);
-                    }
+                _ => match since_nanos(&since) {
+                    Ok(start) => (start.to_string(), now_nanos().to_string()),
+                    Err(code) => return code,
                 },
             };
             let params = [
@@ -269,17 +281,30 @@ fn main() -> ExitCode {
                 ("limit", limit.to_string()),
                 ("direction", direction),
             ];
-            let (url, tls) = match node.resolve("query") {
-                Ok(target) => target,
+            run_logs("query", &node, async |url, tls| {
+                cli::logs::search(&url, &params, &tenant, output, tls).await
+            })
+        }
+        Command::Tail {
+            query,
+            since,
+            limit,
+            output,
+            tenant,
+            node,
+        } => {
+            let start = match since_nanos(&since) {
+                Ok(start) => start,
                 Err(code) => return code,
             };
-            match actix::System::new().block_on(search(&url, &params, &tenant, output, tls)) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("chute query: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            let params = [
+                ("query", query),
+                ("start", start.to_string()),
+                ("limit", limit.to_string()),
+            ];
+            run_logs("tail", &node, async |url, tls| {
+                cli::logs::tail(&url, &params, &tenant, output, tls).await
+            })
         }
         Command::Deadletter { action, node } => {
             run_client("deadletter", &node, async |url, tls| {
@@ -402,116 +427,38 @@ async fn show(
     Ok(Some(body))
 }
 
-/// `chute query`: asks `query_range` and prints the answer; the exit code says
-/// whether the node answered (0), refused the query (2) or could not answer (1).
-async fn search(
-    url: &str,
-    params: &[(&str, String)],
-    tenant: &str,
-    output: Output,
-    tls: Option<ClientTls>,
-) -> anyhow::Result<ExitCode> {
-    use std::io::{IsTerminal, Write};
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
-        .finish();
-    let endpoint = format!(
-        "{}/loki/api/v1/query_range?{query}",
-        url.trim_end_matches('/')
-    );
-    let client = chute::tls::http_client(std::time::Duration::from_secs(120), tls);
-    let mut response = client
-        .get(&endpoint)
-        .insert_header(("x-scope-orgid", tenant))
-        .insert_header(("x-loki-response-encoding-flags", "categorize-labels"))
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {url}: {e}"))?;
-    let body = response.body().limit(256 << 20).await?;
-    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if !response.status().is_success() {
-        let message = answer["message"].as_str().map_or_else(
-            || String::from_utf8_lossy(&body).into_owned(),
-            str::to_owned,
-        );
-        eprintln!("chute query: {message}");
-        return Ok(if response.status().as_u16() == 400 {
+fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// `--since`: now minus the duration, in nanoseconds; exit 2 when it is not one.
+fn since_nanos(since: &str) -> Result<i64, ExitCode> {
+    chute_logql::Duration::parse(since)
+        .map(|d| now_nanos() - d.as_nanos())
+        .map_err(|e| {
+            eprintln!("chute: --since {since:?}: {e}");
             ExitCode::from(2)
-        } else {
+        })
+}
+
+/// Runs `chute query` or `chute tail` against the node `node` names; its exit
+/// code, or 1 when it could not run.
+fn run_logs(
+    command: &str,
+    node: &NodeArgs,
+    f: impl AsyncFnOnce(String, Option<ClientTls>) -> anyhow::Result<ExitCode>,
+) -> ExitCode {
+    let (url, tls) = match node.resolve(command) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    match actix::System::new().block_on(f(url, tls)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chute {command}: {e:#}");
             ExitCode::FAILURE
-        });
-    }
-    for warning in answer["warnings"].as_array().into_iter().flatten() {
-        eprintln!(
-            "chute query: warning: {}",
-            warning.as_str().unwrap_or_default()
-        );
-    }
-    let colour = output == Output::Text && std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
-    let data = &answer["data"];
-    if data["resultType"] != "streams" {
-        // A metric query: one line per series and point.
-        for series in data["result"].as_array().into_iter().flatten() {
-            let labels = series["metric"].to_string();
-            for point in series["values"].as_array().into_iter().flatten() {
-                writeln!(
-                    out,
-                    "{} {labels} {}",
-                    point[0],
-                    point[1].as_str().unwrap_or_default()
-                )?;
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut lines: Vec<(i64, &serde_json::Value, &serde_json::Value)> = Vec::new();
-    for stream in data["result"].as_array().into_iter().flatten() {
-        for value in stream["values"].as_array().into_iter().flatten() {
-            let ts = value[0].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
-            lines.push((ts, &stream["stream"], value));
         }
     }
-    let forward = params
-        .iter()
-        .any(|(k, v)| *k == "direction" && v == "forward");
-    lines.sort_by_key(|(ts, _, _)| if forward { *ts } else { -*ts });
-    for (ts, labels, value) in lines {
-        let line = value[1].as_str().unwrap_or_default();
-        match output {
-            Output::Raw => writeln!(out, "{line}")?,
-            Output::Json => {
-                let mut record = serde_json::json!({
-                    "ts": chrono::DateTime::from_timestamp_nanos(ts).to_rfc3339(),
-                    "labels": labels,
-                    "line": line,
-                });
-                if let Some(meta) = value.get(2) {
-                    record["metadata"] = meta["structuredMetadata"].clone();
-                }
-                writeln!(out, "{record}")?;
-            }
-            Output::Text => {
-                let time = chrono::DateTime::from_timestamp_nanos(ts)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                let stream: Vec<String> = labels
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(k, _)| *k != "tenant")
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect();
-                let (on, off) = match (colour, labels["level"].as_str()) {
-                    (true, Some("critical" | "error")) => ("\x1b[31m", "\x1b[0m"),
-                    (true, Some("warning")) => ("\x1b[33m", "\x1b[0m"),
-                    (true, Some("debug")) => ("\x1b[2m", "\x1b[0m"),
-                    _ => ("", ""),
-                };
-                writeln!(out, "{time} {{{}}} {on}{line}{off}", stream.join(","))?;
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `chute deadletter`: lists, replays or drops through `/api/v1/deadletter`.

@@ -30,6 +30,7 @@ use super::Available;
 use crate::batch::EncodedRows;
 use crate::config::{StorageConfig, WriterConfig};
 use crate::metrics::Metrics;
+use crate::query::tail::Hub;
 use crate::sinks::postgres::write::{write_batches, Batch, WriteError};
 use crate::sinks::postgres::{schema, Failure};
 use crate::status::ShardStatus;
@@ -74,6 +75,7 @@ pub struct Writer {
     storage: StorageConfig,
     metrics: Arc<Metrics>,
     status: Arc<ShardStatus>,
+    tail: Arc<Hub>,
     /// Last sequence number read from the queue.
     read_upto: u64,
     /// Last sequence number handed to a write.
@@ -114,6 +116,7 @@ impl Writer {
         storage: StorageConfig,
         metrics: Arc<Metrics>,
         status: Arc<ShardStatus>,
+        tail: Arc<Hub>,
     ) -> Writer {
         let backlog = position.durable > position.acked;
         Writer {
@@ -126,6 +129,7 @@ impl Writer {
             storage,
             metrics,
             status,
+            tail,
             read_upto: position.acked,
             last_handed: position.acked,
             durable_upto: position.durable,
@@ -152,6 +156,7 @@ impl Writer {
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
             status: self.status.clone(),
+            tail: self.tail.clone(),
             retry_initial: Duration::from_millis(self.config.retry_initial_ms),
             retry_max: Duration::from_millis(self.config.retry_max_ms),
             write_timeout: Duration::from_millis(self.config.write_timeout_ms),
@@ -447,6 +452,8 @@ struct WriteCtx {
     pool: Pool,
     metrics: Arc<Metrics>,
     status: Arc<ShardStatus>,
+    /// Tails of this node, handed the rows each write commits.
+    tail: Arc<Hub>,
     retry_initial: Duration,
     retry_max: Duration,
     /// A write with no answer this long is abandoned with its connection.
@@ -573,6 +580,15 @@ impl WriteCtx {
         m.flush_duration
             .with_label_values(&[&self.label])
             .observe(started.elapsed().as_secs_f64());
+        if self.tail.is_watched() {
+            // Decoded only when someone tails; a row that does not decode was
+            // checked when it was queued, so none is expected to.
+            let records: Vec<_> = outcome
+                .committed(batches)
+                .filter_map(|(rows, r)| rows.decode(r).ok())
+                .collect();
+            self.tail.publish(&records);
+        }
     }
 }
 

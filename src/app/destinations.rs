@@ -18,6 +18,7 @@ use crate::actors::writer::{QueuePosition, Writer};
 use crate::batch::wire::Credentials;
 use crate::config::{Config, ShardConfig};
 use crate::metrics::Metrics;
+use crate::query::tail::Hub;
 use crate::status::Health;
 
 /// One local shard's actors, on a thread of their own: the spool (durable queue
@@ -37,6 +38,7 @@ impl LocalShard {
         config: &Config,
         metrics: &Arc<Metrics>,
         health: &Arc<Health>,
+        tail: &Arc<Hub>,
     ) -> anyhow::Result<LocalShard> {
         let name = format!("shard-{}", shard.id);
         let invalid = || format!("shard {}: invalid connection string", shard.id);
@@ -56,12 +58,13 @@ impl LocalShard {
         let arbiter = Arbiter::new();
         let status = health.register(shard.id);
         let writer = {
-            let (pool, io, config, metrics, status) = (
+            let (pool, io, config, metrics, status, tail) = (
                 pool.clone(),
                 io.clone(),
                 config.clone(),
                 metrics.clone(),
                 status.clone(),
+                tail.clone(),
             );
             let (id, size) = (shard.id, shard.pool_size);
             Writer::start_in_arbiter(&arbiter.handle(), move |_| {
@@ -76,6 +79,7 @@ impl LocalShard {
                     config.storage,
                     metrics,
                     status,
+                    tail,
                 )
             })
         };

@@ -56,6 +56,8 @@ pub struct Application {
     /// Closed last, so the queue directories are unlocked when `run_until_stopped` returns.
     queues: Vec<Addr<QueueIo>>,
     shutdown_timeout: Duration,
+    /// Closed first on shutdown, so no tail keeps the HTTP server waiting.
+    tail: Arc<crate::query::tail::Hub>,
     embedded: Option<Arc<EmbeddedPostgres>>,
     metrics: Arc<Metrics>,
 }
@@ -141,6 +143,9 @@ impl Application {
             arbiters.push(link.arbiter);
             links.insert(node.id.clone(), (link.spool, link.link));
         }
+        let tail = crate::query::tail::Hub::new(
+            metrics.tail_dropped.with_label_values(&["slow_subscriber"]),
+        );
         let mut readers = crate::query::exec::Shards::default();
         for shard in &shards {
             if !config.is_local(shard) {
@@ -154,7 +159,7 @@ impl Application {
                 });
                 continue;
             }
-            let local = LocalShard::start(shard, &config, &metrics, &health).await?;
+            let local = LocalShard::start(shard, &config, &metrics, &health, &tail).await?;
             readers.local.push(crate::query::exec::Shard {
                 id: shard.id,
                 pool: crate::sinks::postgres::pool(
@@ -258,6 +263,7 @@ impl Application {
                     .map(|n| (n.id.clone(), n.url.clone()))
                     .collect(),
                 credentials: Some(credentials),
+                tail: tail.clone(),
                 timeout_ms: running_config.query.timeout_ms,
                 max_limit: running_config.query.max_limit,
             }),
@@ -314,6 +320,7 @@ impl Application {
             links,
             queues,
             shutdown_timeout,
+            tail,
             arbiters,
             embedded,
             metrics,
@@ -391,6 +398,7 @@ impl Application {
         // the embedded PostgreSQL share node.shutdown_timeout_ms.
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.tail.close();
         if !server.is_finished() {
             // Stops accepting at once; running requests get what is left.
             let stopped = tokio::time::timeout(left(), handle.stop(true)).await;

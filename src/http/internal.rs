@@ -22,7 +22,7 @@ use crate::query::shard::Ask;
 use crate::sources::http::body::ContentEncoding;
 
 /// The sending node, once the request proves it belongs to the cluster.
-fn admit(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
+pub(super) fn admit(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
     let headers = req.headers();
     let token = headers
         .get(header::AUTHORIZATION)
@@ -58,7 +58,7 @@ pub async fn unknown(
 }
 
 /// Counts and logs a refused peer request.
-fn count_refusal(state: &AppState, e: &ApiError) {
+pub(super) fn count_refusal(state: &AppState, e: &ApiError) {
     state
         .metrics
         .internal_refused
@@ -125,6 +125,30 @@ async fn receive(
     Ok(HttpResponse::Ok().json(stored))
 }
 
+/// The request of a peer (admitted as for batches), read from its JSON body;
+/// a refusal is counted.
+///
+/// # Errors
+/// 401/409 for a request that is not a peer's, 400 for a body that is not a `T`.
+pub(super) fn admitted<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AppState,
+) -> Result<T, actix_web::Error> {
+    let refused = |e: ApiError| {
+        count_refusal(state, &e);
+        actix_web::Error::from(e)
+    };
+    admit(req, state).map_err(refused)?;
+    serde_json::from_slice(body).map_err(|e| {
+        refused(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("malformed request: {e}"),
+        ))
+    })
+}
+
 /// Largest query request a peer sends (a LogQL text is at most 64 KiB).
 pub const MAX_QUERY_REQUEST_BYTES: usize = 1 << 20;
 
@@ -139,14 +163,7 @@ pub async fn post_query(
         count_refusal(&state, &e);
         actix_web::Error::from(e)
     };
-    admit(&req, &state).map_err(refused)?;
-    let ask: Ask = serde_json::from_slice(&body).map_err(|e| {
-        refused(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("malformed query request: {e}"),
-        ))
-    })?;
+    let ask: Ask = admitted(&req, &body, &state)?;
     let q = &state.query;
     let mut shards = Vec::new();
     for id in &ask.shards {

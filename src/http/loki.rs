@@ -77,7 +77,7 @@ impl From<QueryError> for LokiError {
 pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn of(req: &HttpRequest, body: &[u8]) -> Params {
+    pub(super) fn of(req: &HttpRequest, body: &[u8]) -> Params {
         let mut all: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
             .into_owned()
             .collect();
@@ -113,7 +113,7 @@ impl Params {
             .ok_or_else(|| QueryError::Invalid("the query parameter is missing".into()))
     }
 
-    fn time(&self, name: &'static str) -> Result<Option<i64>, QueryError> {
+    pub(super) fn time(&self, name: &'static str) -> Result<Option<i64>, QueryError> {
         self.get(name)
             .map(|v| parse_time(name, v).map(nanos))
             .transpose()
@@ -132,7 +132,7 @@ impl Params {
         Ok((start, end))
     }
 
-    fn limit(&self, max: usize) -> Result<usize, QueryError> {
+    pub(super) fn limit(&self, max: usize) -> Result<usize, QueryError> {
         let Some(v) = self.get("limit") else {
             return Ok(DEFAULT_LIMIT.min(max));
         };
@@ -168,7 +168,7 @@ fn observe(
     result.map_err(LokiError)
 }
 
-fn tenant(req: &HttpRequest) -> Result<String, QueryError> {
+pub(super) fn tenant(req: &HttpRequest) -> Result<String, QueryError> {
     tenant_in(req.headers(), ORG_HEADER).map_err(|e| QueryError::Invalid(e.message))
 }
 
@@ -391,7 +391,7 @@ fn stats() -> Value {
 /// Entries grouped into Loki streams. With `categorize`, a stream is its labels
 /// and each value carries its structured metadata and parsed labels as a third
 /// element; without, as Loki does, they join the stream's labels.
-fn streams(entries: Vec<Entry>, categorize: bool) -> Vec<Value> {
+pub(super) fn streams(entries: Vec<Entry>, categorize: bool) -> Vec<Value> {
     let mut by_stream: BTreeMap<BTreeMap<String, String>, Vec<Value>> = BTreeMap::new();
     for e in entries {
         let ts = e.ts.to_string();

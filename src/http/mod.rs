@@ -7,6 +7,7 @@ mod health;
 mod internal;
 mod logs;
 mod loki;
+mod tail;
 mod volume;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/deadletter/{action}",
     "/internal/v1/batches",
     "/internal/v1/query",
+    "/internal/v1/tail",
     "/internal/{rest:.*}",
     "/loki/api/v1/query_range",
     "/loki/api/v1/query",
@@ -63,6 +65,7 @@ pub const ROUTES: &[&str] = &[
     "/loki/api/v1/index/stats",
     "/loki/api/v1/index/volume",
     "/loki/api/v1/index/volume_range",
+    "/loki/api/v1/tail",
     "/loki/api/v1/status/buildinfo",
     "/ready",
     "/metrics",
@@ -119,6 +122,11 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                         .app_data(web::PayloadConfig::new(internal::MAX_QUERY_REQUEST_BYTES))
                         .route(web::post().to(internal::post_query)),
                 )
+                .service(
+                    web::resource("/internal/v1/tail")
+                        .app_data(web::PayloadConfig::new(internal::MAX_QUERY_REQUEST_BYTES))
+                        .route(web::post().to(tail::internal_tail)),
+                )
                 .route("/internal/{rest:.*}", web::route().to(internal::unknown))
                 .route(
                     "/loki/api/v1/query_range",
@@ -152,6 +160,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     "/loki/api/v1/index/volume_range",
                     web::route().guard(read_method()).to(volume::volume_range),
                 )
+                .route("/loki/api/v1/tail", web::get().to(tail::tail))
                 .route(
                     "/loki/api/v1/status/buildinfo",
                     web::get().to(loki::buildinfo),

@@ -48,6 +48,12 @@ impl Metrics {
         for endpoint in ["query", "query_range"] {
             touch(&self.query_lines, &[endpoint]);
         }
+        for kind in reasons::TAIL_KINDS {
+            self.tail_clients.with_label_values(&[kind]);
+        }
+        for r in reasons::TAIL_DROPPED {
+            touch(&self.tail_dropped, &[r]);
+        }
         for r in reasons::CONFIG_RELOADS {
             touch(&self.config_reloads, &[r]);
         }
@@ -252,6 +258,8 @@ pub mod reasons {
         "volume_range",
         "internal",
     ];
+    pub const TAIL_KINDS: &[&str] = &["client", "peer"];
+    pub const TAIL_DROPPED: &[&str] = &["slow_subscriber"];
     pub const QUERY_RESULTS: &[&str] = &["ok", "invalid", "unavailable", "timeout"];
     pub const CONFIG_RELOADS: &[&str] = &[
         "invalid",

@@ -112,6 +112,11 @@ pub struct Metrics {
     pub query_duration: HistogramVec,
     /// Lines returned by log queries (`endpoint`).
     pub query_lines: IntCounterVec,
+    /// Live tails open (`kind`: client, a websocket here; peer, a node tailing
+    /// this node's shards).
+    pub tail_clients: IntGaugeVec,
+    /// Entries a tail could not take in time, dropped (`reason`).
+    pub tail_dropped: IntCounterVec,
     /// Forwarded batches a peer refused for good, set aside as dead letters (`peer`,
     /// `reason`: too_large, shard_not_owned, malformed).
     pub deadletter_moved: IntCounterVec,
@@ -527,6 +532,18 @@ impl Metrics {
                 "chute_query_lines_returned_total",
                 "Lines log queries returned, by endpoint.",
                 &["endpoint"],
+            ),
+            tail_clients: gauge(
+                &r,
+                "chute_tail_clients",
+                "Live tails open: websocket clients here, and peers tailing this node's shards.",
+                &["kind"],
+            ),
+            tail_dropped: counter(
+                &r,
+                "chute_tail_dropped_entries_total",
+                "Entries a live tail did not take in time and lost, by reason.",
+                &["reason"],
             ),
             deadletter_moved: counter(
                 &r,

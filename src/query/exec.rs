@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
-use super::labels::{facility_name, level_name};
+use super::labels::labels_of;
 use super::pipeline::{flatten_fields, Entry};
 use super::time::nanos;
 use super::QueryError;
@@ -39,6 +39,8 @@ pub struct QueryState {
     pub peers: std::collections::HashMap<String, String>,
     /// How this node presents itself to the owners it asks (none for one node).
     pub credentials: Option<crate::batch::wire::Credentials>,
+    /// The tails of this node's shards.
+    pub tail: std::sync::Arc<super::tail::Hub>,
     pub timeout_ms: u64,
     pub max_limit: usize,
 }
@@ -128,22 +130,15 @@ pub fn entry(row: &Row) -> Entry {
 /// The stream labels (those with a value) of the columns `tenant, host, app,
 /// severity, facility, procid, msgid`, starting at column `first` of `row`.
 pub fn stream_labels(row: &Row, first: usize) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let mut put = |name: &str, value: Option<String>| {
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            labels.insert(name.to_owned(), v);
-        }
-    };
-    put("tenant", row.get(first));
-    put("host", row.get(first + 1));
-    put("app", row.get(first + 2));
-    let severity: Option<i16> = row.get(first + 3);
-    put("level", severity.map(|s| level_name(Some(s)).to_owned()));
-    let facility: Option<i16> = row.get(first + 4);
-    put("facility", Some(facility_name(facility).to_owned()));
-    put("procid", row.get(first + 5));
-    put("msgid", row.get(first + 6));
-    labels
+    labels_of(
+        row.get(first),
+        row.get(first + 1),
+        row.get(first + 2),
+        row.get(first + 3),
+        row.get(first + 4),
+        row.get(first + 5),
+        row.get(first + 6),
+    )
 }
 
 /// A shard's failure as the answer states it: a cancelled statement is the

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::exec::{QueryState, Shard};
 use super::shard::{Ask, Part, Work};
+use super::tail::{Chunk, Event};
 use super::QueryError;
 
 /// Path of the route owners answer on.
@@ -152,6 +153,107 @@ impl<'a> Fanout<'a> {
             .iter()
             .map(|(id, why)| format!("shard {id} is missing from this answer: {why}"))
             .collect()
+    }
+}
+
+/// Path of the route owners stream their tails on.
+pub const TAIL_PATH: &str = "/internal/v1/tail";
+
+/// How long a tail waits before following a node again that it lost.
+const FOLLOW_RETRY: Duration = Duration::from_secs(2);
+
+/// What a node asks a peer to tail.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Follow {
+    pub tenant: String,
+    pub shards: Vec<u32>,
+    pub query: String,
+}
+
+/// Follows the tail of `follow` on node `owner`: its chunks go to `tx` as they
+/// come, until `tx` closes. A failure is told to `tx` as [`Event::Lost`], and the
+/// node is followed again after [`FOLLOW_RETRY`].
+pub async fn follow_peer(
+    state: std::sync::Arc<QueryState>,
+    owner: String,
+    follow: Follow,
+    tx: tokio::sync::mpsc::Sender<Event>,
+) {
+    use futures_util::StreamExt;
+    let mut lost = false;
+    while !tx.is_closed() {
+        let why = async {
+            let (Some(url), Some(credentials)) =
+                (state.peers.get(&owner), state.credentials.as_ref())
+            else {
+                return "its address is not known".to_owned();
+            };
+            let client = CLIENT.with(|c| {
+                c.borrow_mut()
+                    .get_or_insert_with(|| {
+                        crate::tls::http_client(
+                            Duration::from_millis(state.timeout_ms) + PEER_GRACE,
+                            credentials.tls.clone(),
+                        )
+                    })
+                    .clone()
+            });
+            let endpoint = format!("{}{TAIL_PATH}", url.trim_end_matches('/'));
+            let mut response = match credentials
+                .sign(client.post(endpoint))
+                .timeout(PEER_GRACE * 5)
+                .send_json(&follow)
+                .await
+            {
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => return format!("it answered {}", r.status()),
+                Err(e) => return e.to_string(),
+            };
+            if lost {
+                let _ = tx
+                    .send(Event::Back {
+                        node: owner.clone(),
+                    })
+                    .await;
+                lost = false;
+            }
+            let mut pending = bytes::BytesMut::new();
+            while let Some(bytes) = response.next().await {
+                let bytes = match bytes {
+                    Ok(b) => b,
+                    Err(e) => return format!("its stream broke: {e}"),
+                };
+                pending.extend_from_slice(&bytes);
+                if pending.len() > MAX_PART_BYTES {
+                    return "it sent a line too long".into();
+                }
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line = pending.split_to(end + 1);
+                    let Ok(chunk) = serde_json::from_slice::<Chunk>(&line[..end]) else {
+                        return "it sent a line that is not a tail chunk".into();
+                    };
+                    if chunk != Chunk::default() && tx.send(Event::Chunk(chunk)).await.is_err() {
+                        return String::new();
+                    }
+                }
+            }
+            "it ended the stream".into()
+        }
+        .await;
+        if tx.is_closed() {
+            return;
+        }
+        if !lost {
+            tracing::warn!(node = owner, error = %why, "lost a peer's tail");
+            let _ = tx
+                .send(Event::Lost {
+                    node: owner.clone(),
+                    why,
+                })
+                .await;
+            lost = true;
+        }
+        tokio::time::sleep(FOLLOW_RETRY).await;
     }
 }
 

@@ -6,6 +6,8 @@
 //! names shown). Everything in a record's `fields` is structured metadata, not a
 //! label. Only the names here ever become SQL identifiers.
 
+use std::collections::BTreeMap;
+
 /// A label of the read API.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -124,6 +126,32 @@ pub fn facility_name(facility: Option<i16>) -> &'static str {
         .and_then(|f| FACILITIES.get(f))
         .copied()
         .unwrap_or("")
+}
+
+/// A record's stream labels, those with a value; `level` and `facility` by name.
+pub fn labels_of(
+    tenant: Option<String>,
+    host: Option<String>,
+    app: Option<String>,
+    severity: Option<i16>,
+    facility: Option<i16>,
+    procid: Option<String>,
+    msgid: Option<String>,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut put = |name: &str, value: Option<String>| {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            labels.insert(name.to_owned(), v);
+        }
+    };
+    put("tenant", tenant);
+    put("host", host);
+    put("app", app);
+    put("level", severity.map(|s| level_name(Some(s)).to_owned()));
+    put("facility", Some(facility_name(facility).to_owned()));
+    put("procid", procid);
+    put("msgid", msgid);
+    labels
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod regex;
 pub mod shard;
+pub mod tail;
 pub mod time;
 
 /// Why a query cannot be answered.

@@ -10,6 +10,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{json, Value};
 
 use crate::cluster::{TestCluster, IDS};
+use crate::helpers::metric_in;
+use crate::tail::{collect, lines, next_frame, open_tail, post};
 
 /// One record sent, as the test expects it back.
 struct Sent {
@@ -317,9 +319,99 @@ async fn every_node_answers_for_the_whole_cluster_and_a_node_down_is_named() {
         .expect("answer");
     assert_eq!(refused.status().as_u16(), 401, "{:?}", refused.body().await);
 
+    // A tail on a, and `chute tail` on b, see lines sent to c, whichever shard
+    // they land in.
+    let mut tail = open_tail(&bases[0], r#"{app="live"}"#, "&limit=1").await;
+    let first = next_frame(&mut tail, Duration::from_secs(30)).await;
+    assert!(lines(&first).is_empty(), "{first}");
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+        .args([
+            "tail",
+            "{app=\"live\"}",
+            "--output",
+            "raw",
+            "--url",
+            &bases[1],
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("chute tail");
+    let stdout = cli.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    // `chute tail` follows once b counts it (its first lines are read by then).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while metric_in(
+        &cluster.metrics(1).await,
+        "chute_tail_clients",
+        &["kind=\"client\""],
+    ) < 1.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chute tail never connected"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live: Vec<Value> = (0..60)
+        .map(|i| json!({"app": "live", "host": format!("h{i}"), "message": format!("live {i}")}))
+        .collect();
+    post(&bases[2], &live).await;
+    let mut got = collect(&mut tail, 60, Duration::from_secs(60)).await;
+    got.sort();
+    let mut want: Vec<String> = (0..60).map(|i| format!("live {i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "the tail on a");
+    let mut printed = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while printed.len() < 60 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => printed.push(line),
+            Err(_) => panic!(
+                "chute tail printed {} of 60 lines: {printed:?}",
+                printed.len()
+            ),
+        }
+    }
+    printed.sort();
+    assert_eq!(printed, want, "chute tail on b");
+    cli.kill().expect("stop chute tail");
+    let _ = cli.wait();
+
     // Node c (owner of shard 2) stops: a and b still answer, naming shard 2.
     let left = cluster.rows_per_shard().await;
+    // Its tails (a follows it) end at once: nothing waits for the shutdown
+    // deadline (node.shutdown_timeout_ms, 30 s).
+    let stopping = std::time::Instant::now();
     cluster.stop_node(2);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}",
+        stopping.elapsed()
+    );
+    // The tail on a says it no longer follows c's shards.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning about node c"
+        );
+        let frame = next_frame(&mut tail, Duration::from_secs(60)).await;
+        if let Some(w) = frame["warnings"].as_array() {
+            assert!(w[0].as_str().unwrap().contains("node c"), "{frame}");
+            break;
+        }
+    }
     let all = range(&[
         ("query", "{tenant=\"default\"}".into()),
         ("limit", "5000".into()),

@@ -211,6 +211,55 @@ async fn the_requests_grafanas_loki_data_source_sends_get_the_shapes_it_reads() 
         assert!(v[key].is_number(), "{key}: {v}");
     }
     assert_eq!(v["entries"], 300);
+
+    // Logs Drilldown's volume: a vector of bytes per group, largest first; and
+    // over time, a matrix.
+    let mut vq = q.clone();
+    vq.push(("targetLabels", "host".into()));
+    let (status, v) = grafana_get(&app, "/loki/api/v1/index/volume", &vq, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["resultType"], "vector");
+    let groups = v["data"]["result"].as_array().unwrap();
+    assert_eq!(groups.len(), 3, "{v}");
+    let bytes: Vec<f64> = groups
+        .iter()
+        .map(|g| {
+            assert!(g["metric"]["host"].is_string(), "{g}");
+            assert!(g["value"][0].is_number(), "{g}");
+            g["value"][1].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(
+        bytes.windows(2).all(|w| w[0] >= w[1]),
+        "largest first: {bytes:?}"
+    );
+    vq.push(("step", "60".into()));
+    let (status, v) = grafana_get(&app, "/loki/api/v1/index/volume_range", &vq, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let over_time: f64 = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap())
+        .map(|p| p[1].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(
+        over_time,
+        bytes.iter().sum::<f64>(),
+        "the same bytes, by minute"
+    );
+
+    // Explore's live tail: the websocket Grafana opens, and its first frame.
+    let tail_url = format!("&start={start}&limit=5&delay_for=0");
+    let mut tail = crate::tail::open_tail(&app.base, r#"{app="shop"}"#, &tail_url).await;
+    let frame = crate::tail::next_frame(&mut tail, std::time::Duration::from_secs(10)).await;
+    let streams = frame["streams"].as_array().expect("streams");
+    streams.iter().for_each(|s| check_stream(s, false));
+    assert_eq!(crate::tail::lines(&frame).len(), 5, "{frame}");
+    assert!(frame["dropped_entries"].is_null(), "{frame}");
+    drop(tail);
+
     let (_, v) = grafana_get(&app, "/loki/api/v1/status/buildinfo", &[], &[]).await;
     assert!(v["version"].is_string());
     let mut r = app

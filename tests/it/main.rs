@@ -17,3 +17,4 @@ mod query;
 mod regex;
 mod storage;
 mod syslog;
+mod tail;

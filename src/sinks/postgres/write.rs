@@ -46,6 +46,25 @@ pub struct Outcome {
     pub duplicate_batches: usize,
     /// Rows in those batches.
     pub duplicate_rows: usize,
+    /// The batches this write stored (indexes into the batches given), in order.
+    pub fresh: Vec<usize>,
+    /// Rows of those batches PostgreSQL refused, numbered across them in order.
+    pub refused: Vec<usize>,
+}
+
+impl Outcome {
+    /// The rows this write committed into `chute.logs`, in order.
+    pub fn committed<'b>(
+        &self,
+        batches: &'b [Batch],
+    ) -> impl Iterator<Item = (&'b EncodedRows, usize)> + use<'_, 'b> {
+        self.fresh
+            .iter()
+            .flat_map(move |&b| (0..batches[b].rows.len()).map(move |r| (&batches[b].rows, r)))
+            .enumerate()
+            .filter(|(n, _)| !self.refused.contains(n))
+            .map(|(_, row)| row)
+    }
 }
 
 /// A failed write attempt and what to do about it.
@@ -128,11 +147,12 @@ async fn attempt(
         .map(|r| r.get(0))
         .collect();
     let mut parts = Vec::with_capacity(batches.len());
-    for b in batches {
+    for (i, b) in batches.iter().enumerate() {
         // `remove`: a batch delivered twice into one write (a peer's retry queued
         // beside the first copy) is stored once.
         if fresh.remove(&b.id) {
             parts.push(&b.rows);
+            out.fresh.push(i);
         } else {
             out.duplicate_batches += 1;
             out.duplicate_rows += b.rows.len();
@@ -181,6 +201,7 @@ async fn optimistic(
     tx.commit().await?;
     Ok(Some(Outcome {
         written: all.iter().map(|p| p.len()).sum(),
+        fresh: (0..batches.len()).collect(),
         ..Outcome::default()
     }))
 }
@@ -245,6 +266,7 @@ async fn quarantine(
     let reason = match refused.failure {
         Failure::Content(r) | Failure::Transient(r) => r,
     };
+    out.refused.push(row);
     let record = match rows.decode(row) {
         Ok(r) => serde_json::to_value(r).unwrap_or_default(),
         Err(e) => serde_json::json!({"undecodable": e.to_string()}),
