@@ -181,11 +181,14 @@ pub async fn post_query(
     let m = &state.metrics;
     let outcome = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
     m.queries.with_label_values(&["internal", outcome]).inc();
+    if let Ok((_, read)) = &result {
+        m.query_rows.with_label_values(&["internal"]).inc_by(*read);
+    }
     m.query_duration
         .with_label_values(&["internal"])
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(part) => Ok(HttpResponse::Ok().json(part)),
+        Ok((part, _)) => Ok(HttpResponse::Ok().json(part)),
         Err(e) => Err(LokiError(e).into()),
     }
 }

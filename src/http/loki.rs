@@ -168,6 +168,15 @@ fn observe(
     result.map_err(LokiError)
 }
 
+/// Adds the rows a request read on this node's shards to `chute_query_rows_read_total`.
+fn count_rows(state: &AppState, endpoint: &'static str, fanout: &Fanout<'_>) {
+    state
+        .metrics
+        .query_rows
+        .with_label_values(&[endpoint])
+        .inc_by(fanout.rows_read());
+}
+
 pub(super) fn tenant(req: &HttpRequest) -> Result<String, QueryError> {
     tenant_in(req.headers(), ORG_HEADER).map_err(|e| QueryError::Invalid(e.message))
 }
@@ -440,8 +449,9 @@ pub(super) async fn ranged(
         let p = Params::of(req, body);
         let range = p.range()?;
         let fanout = Fanout::new(&state.query, &tenant(req)?);
-        let reply = answer(&p, range, &fanout).await?;
-        respond(&p, &fanout, reply)
+        let reply = answer(&p, range, &fanout).await;
+        count_rows(state, endpoint, &fanout);
+        respond(&p, &fanout, reply?)
     }
     .await;
     observe(state, endpoint, started, result)

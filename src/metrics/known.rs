@@ -44,6 +44,7 @@ impl Metrics {
                 touch(&self.queries, &[endpoint, result]);
             }
             self.query_duration.with_label_values(&[endpoint]);
+            touch(&self.query_rows, &[endpoint]);
         }
         for endpoint in ["query", "query_range"] {
             touch(&self.query_lines, &[endpoint]);

@@ -112,6 +112,8 @@ pub struct Metrics {
     pub query_duration: HistogramVec,
     /// Lines returned by log queries (`endpoint`).
     pub query_lines: IntCounterVec,
+    /// Log rows queries read on this node's shards (`endpoint`).
+    pub query_rows: IntCounterVec,
     /// Live tails open (`kind`: client, a websocket here; peer, a node tailing
     /// this node's shards).
     pub tail_clients: IntGaugeVec,
@@ -531,6 +533,12 @@ impl Metrics {
                 &r,
                 "chute_query_lines_returned_total",
                 "Lines log queries returned, by endpoint.",
+                &["endpoint"],
+            ),
+            query_rows: counter(
+                &r,
+                "chute_query_rows_read_total",
+                "Log rows queries read (or had PostgreSQL count) on this node's shards, by endpoint.",
                 &["endpoint"],
             ),
             tail_clients: gauge(

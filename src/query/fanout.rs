@@ -40,6 +40,8 @@ pub struct Fanout<'a> {
     tenant: String,
     /// Shard id → why it is missing.
     missing: RefCell<BTreeMap<u32, String>>,
+    /// Log rows read on this node's shards (owners count theirs).
+    read: std::cell::Cell<u64>,
 }
 
 impl<'a> Fanout<'a> {
@@ -48,6 +50,7 @@ impl<'a> Fanout<'a> {
             state,
             tenant: tenant.to_owned(),
             missing: RefCell::new(BTreeMap::new()),
+            read: std::cell::Cell::new(0),
         }
     }
 
@@ -75,7 +78,9 @@ impl<'a> Fanout<'a> {
                 .map(|(owner, ids)| self.remote(owner, ids, &work)),
         );
         let (local, remote) = futures_util::future::join(local, remote).await;
-        let mut parts = vec![local?];
+        let (local, read) = local?;
+        self.read.set(self.read.get() + read);
+        let mut parts = vec![local];
         for ((owner, ids), part) in owners.iter().zip(remote) {
             match part {
                 Ok(part) => parts.push(part),
@@ -139,6 +144,11 @@ impl<'a> Fanout<'a> {
                 String::from_utf8_lossy(&body[..body.len().min(512)]).trim()
             ))),
         }
+    }
+
+    /// Log rows read on this node's shards so far.
+    pub fn rows_read(&self) -> u64 {
+        self.read.get()
     }
 
     /// The shards whose nodes did not answer, in id order.

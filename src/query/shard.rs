@@ -193,7 +193,8 @@ impl Work {
         Ok((plan, pipeline))
     }
 
-    /// Runs on one local shard.
+    /// Runs on one local shard: its part, and the log rows it read (or, where
+    /// PostgreSQL counts them, the rows it counted).
     ///
     /// # Errors
     /// The shard cannot be reached or fails, the query runs past `timeout_ms`, or it
@@ -203,13 +204,14 @@ impl Work {
         shard: &Shard,
         tenant: &str,
         timeout_ms: u64,
-    ) -> Result<Part, QueryError> {
+    ) -> Result<(Part, u64), QueryError> {
         let (plan, pipeline) = self.plan(tenant)?;
         let failed = |e: tokio_postgres::Error| shard_error(shard.id, timeout_ms, &e);
         let mut client = connect(shard).await?;
         let tx = read_only(&mut client, shard.id, timeout_ms).await?;
         let params = plan.sql_params();
         let filter = plan.where_clause();
+        let mut read = 0u64;
         let part = match self {
             Work::Lines {
                 direction, limit, ..
@@ -224,10 +226,12 @@ impl Work {
                         .query(&format!("{sql} LIMIT {limit}"), &params)
                         .await
                         .map_err(failed)?;
+                    read = rows.len() as u64;
                     out.extend(rows.iter().map(entry));
                 } else {
                     let mut cursor = Cursor::open(&tx, &sql, &params, shard.id, timeout_ms).await?;
                     'pages: while let Some(rows) = cursor.next(&tx).await? {
+                        read += rows.len() as u64;
                         for row in &rows {
                             if let Some(e) = pipeline.process(entry(row)) {
                                 out.push(e);
@@ -242,16 +246,23 @@ impl Work {
             }
             Work::Buckets { after, width, .. } => {
                 let buckets = if pipeline.is_empty() {
-                    counted_in_sql(&tx, &filter, &params, *after, *width, shard.id, timeout_ms)
-                        .await?
+                    let counted =
+                        counted_in_sql(&tx, &filter, &params, *after, *width, shard.id, timeout_ms)
+                            .await?;
+                    let lines: f64 = counted
+                        .values()
+                        .flat_map(|b| b.values())
+                        .map(|c| c.lines)
+                        .sum();
+                    read = lines as u64;
+                    counted
                 } else {
                     let sql = format!("SELECT {COLUMNS} FROM chute.logs WHERE {filter}");
                     let mut cursor = Cursor::open(&tx, &sql, &params, shard.id, timeout_ms).await?;
                     let mut out = Buckets::new();
-                    let mut read = 0usize;
                     while let Some(rows) = cursor.next(&tx).await? {
-                        read += rows.len();
-                        if read > MAX_EVALUATED_LINES {
+                        read += rows.len() as u64;
+                        if read > MAX_EVALUATED_LINES as u64 {
                             return Err(QueryError::Invalid(format!(
                                 "the query's stages would be evaluated on more than \
                                  {MAX_EVALUATED_LINES} lines; narrow the time range or the \
@@ -286,6 +297,7 @@ impl Work {
                      WHERE {filter} AND {col} IS NOT NULL LIMIT {limit}"
                 );
                 let rows = tx.query(&sql, &params).await.map_err(failed)?;
+                read = rows.len() as u64;
                 let values = rows.iter().filter_map(|row| {
                     let value = match label {
                         Label::Level => level_name(row.get(0)).to_owned(),
@@ -302,6 +314,7 @@ impl Work {
                      FROM chute.logs WHERE {filter} LIMIT {MAX_SERIES}"
                 );
                 let rows = tx.query(&sql, &params).await.map_err(failed)?;
+                read = rows.len() as u64;
                 Part::Series(rows.iter().map(|r| stream_labels(r, 0)).collect())
             }
             Work::Stats { .. } => {
@@ -311,6 +324,7 @@ impl Work {
                      FROM chute.logs WHERE {filter}"
                 );
                 let row = tx.query_one(&sql, &params).await.map_err(failed)?;
+                read = row.get::<_, i64>(1) as u64;
                 Part::Stats(Stats {
                     streams: row.get(0),
                     entries: row.get(1),
@@ -321,10 +335,11 @@ impl Work {
         };
         // Read-only: nothing to keep; ending it frees any cursor.
         let _ = tx.rollback().await;
-        Ok(part)
+        Ok((part, read))
     }
 
-    /// Runs on each of `shards` (all local), at once, and merges their parts.
+    /// Runs on each of `shards` (all local), at once, and merges their parts; with
+    /// the rows they read in all.
     ///
     /// # Errors
     /// As [`Work::on`] and [`Work::merge`].
@@ -333,11 +348,17 @@ impl Work {
         shards: &[&Shard],
         tenant: &str,
         timeout_ms: u64,
-    ) -> Result<Part, QueryError> {
-        let parts =
+    ) -> Result<(Part, u64), QueryError> {
+        let answers =
             futures_util::future::join_all(shards.iter().map(|s| self.on(s, tenant, timeout_ms)))
                 .await;
-        self.merge(parts.into_iter().collect::<Result<_, _>>()?)
+        let (mut parts, mut read) = (Vec::with_capacity(answers.len()), 0);
+        for answer in answers {
+            let (part, rows) = answer?;
+            parts.push(part);
+            read += rows;
+        }
+        Ok((self.merge(parts)?, read))
     }
 
     /// Parts of this work from several shards or nodes, as one. Lines are taken in
