@@ -31,6 +31,7 @@ use crate::batch::EncodedRows;
 use crate::config::{StorageConfig, WriterConfig};
 use crate::metrics::Metrics;
 use crate::query::tail::Hub;
+use crate::sinks::postgres::labels::Known;
 use crate::sinks::postgres::write::{write_batches, Batch, WriteError};
 use crate::sinks::postgres::{schema, Failure};
 use crate::status::ShardStatus;
@@ -76,6 +77,7 @@ pub struct Writer {
     metrics: Arc<Metrics>,
     status: Arc<ShardStatus>,
     tail: Arc<Hub>,
+    known: Arc<Known>,
     /// Last sequence number read from the queue.
     read_upto: u64,
     /// Last sequence number handed to a write.
@@ -130,6 +132,7 @@ impl Writer {
             metrics,
             status,
             tail,
+            known: Arc::default(),
             read_upto: position.acked,
             last_handed: position.acked,
             durable_upto: position.durable,
@@ -157,6 +160,7 @@ impl Writer {
             metrics: self.metrics.clone(),
             status: self.status.clone(),
             tail: self.tail.clone(),
+            known: self.known.clone(),
             retry_initial: Duration::from_millis(self.config.retry_initial_ms),
             retry_max: Duration::from_millis(self.config.retry_max_ms),
             write_timeout: Duration::from_millis(self.config.write_timeout_ms),
@@ -454,6 +458,8 @@ struct WriteCtx {
     status: Arc<ShardStatus>,
     /// Tails of this node, handed the rows each write commits.
     tail: Arc<Hub>,
+    /// Keys of the per-day label index this writer has committed.
+    known: Arc<Known>,
     retry_initial: Duration,
     retry_max: Duration,
     /// A write with no answer this long is abandoned with its connection.
@@ -507,7 +513,7 @@ impl WriteCtx {
         let outcome = loop {
             let attempt = async {
                 let mut client = self.pool.get().await?;
-                let write = write_batches(&mut client, self.shard as i32, batches);
+                let write = write_batches(&mut client, self.shard as i32, batches, &self.known);
                 match tokio::time::timeout(self.write_timeout, write).await {
                     Ok(result) => result,
                     Err(_elapsed) => {
@@ -551,6 +557,7 @@ impl WriteCtx {
             }
         };
         self.status.set_up(true);
+        self.known.committed(outcome.label_keys.clone());
         let m = &self.metrics;
         m.shard_up.with_label_values(&[&self.label]).set(1);
         m.rows_written

@@ -441,6 +441,45 @@ fn put_payload_head(buf: &mut impl BufMut, prefix: &[u8], origin: Option<&str>, 
     buf.put_u32(rows as u32);
 }
 
+/// The stream labels of one encoded row, read in place: what the per-day label
+/// index (`chute.label_values`) records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLabels<'a> {
+    /// Days since 1970-01-01 (UTC) of the row's `ts`.
+    pub day: i32,
+    pub tenant: &'a str,
+    pub host: Option<&'a str>,
+    pub app: Option<&'a str>,
+    pub msgid: Option<&'a str>,
+    pub severity: Option<i16>,
+    pub facility: Option<i16>,
+}
+
+impl EncodedRows {
+    /// The stream labels of row `i`; `None` for a malformed row.
+    pub fn labels(&self, i: usize) -> Option<RowLabels<'_>> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let f = split_fields(self.rows.get(start..*self.ends.get(i)?)?)?;
+        // Binary timestamptz: microseconds since 2000-01-01 UTC.
+        const Y2K_US: i64 = 946_684_800_000_000;
+        let ts = i64::from_be_bytes(f[0]?.try_into().ok()?);
+        let day = (ts + Y2K_US).div_euclid(86_400_000_000);
+        fn text(v: Option<&[u8]>) -> Option<&str> {
+            v.and_then(|b| std::str::from_utf8(b).ok())
+        }
+        let small = |v: Option<&[u8]>| v.and_then(|b| b.try_into().ok()).map(i16::from_be_bytes);
+        Some(RowLabels {
+            day: i32::try_from(day).ok()?,
+            tenant: text(f[2])?,
+            host: text(f[3]),
+            app: text(f[4]),
+            msgid: text(f[6]),
+            severity: small(f[7]),
+            facility: small(f[8]),
+        })
+    }
+}
+
 /// The 11 field values of one binary COPY row (None for NULL).
 fn split_fields(row: &[u8]) -> Option<[Option<&[u8]>; 11]> {
     let count = i16::from_be_bytes(row.get(0..2)?.try_into().ok()?);
@@ -465,6 +504,29 @@ fn split_fields(row: &[u8]) -> Option<[Option<&[u8]>; 11]> {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn a_rows_labels_are_read_in_place() {
+        let mut r = record("m");
+        r.host = Some("web-1".into());
+        r.severity = Some(3);
+        let rows = EncodedRows::encode(&[r.clone()]).unwrap();
+        let l = rows.labels(0).unwrap();
+        let day = (r.ts.timestamp().div_euclid(86_400)) as i32;
+        assert_eq!(
+            l,
+            RowLabels {
+                day,
+                tenant: "t",
+                host: Some("web-1"),
+                app: r.app.as_deref(),
+                msgid: r.msgid.as_deref(),
+                severity: Some(3),
+                facility: r.facility,
+            }
+        );
+        assert!(rows.labels(1).is_none());
+    }
 
     fn record(msg: &str) -> Record {
         // PostgreSQL keeps microseconds.

@@ -20,7 +20,7 @@ use crate::query::labels::Label;
 use crate::query::metric::{self, format_value, seconds, Context, Steps};
 use crate::query::pipeline::{Entry, Pipeline};
 use crate::query::plan::{LogPlan, Window};
-use crate::query::shard::{Part, Work};
+use crate::query::shard::{Part, Work, ALL_STREAMS};
 use crate::query::time::{nanos, parse_step, parse_time};
 use crate::query::QueryError;
 
@@ -508,9 +508,6 @@ pub async fn label_values(
     )
     .await
 }
-
-/// Every stream of the tenant, when a request gives no selector.
-const ALL_STREAMS: &str = "{tenant=~\".+\"}";
 
 /// Up to `limit` distinct values of `label` in the range, over every shard,
 /// sorted; within the stream selector `query` when given.

@@ -37,6 +37,9 @@ pub const MAX_SERIES: usize = 20_000;
 /// A series' labels.
 pub type Labels = BTreeMap<String, String>;
 
+/// Every stream of the tenant: the selector of a request that gives none.
+pub const ALL_STREAMS: &str = "{tenant=~\".+\"}";
+
 /// One request for the shards of one node: the tenant, which shards, what to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ask {
@@ -287,6 +290,40 @@ impl Work {
                     out
                 };
                 Part::from_buckets(buckets)
+            }
+            Work::Values {
+                label,
+                selector,
+                start,
+                end,
+                limit,
+            } if selector == ALL_STREAMS && *label != Label::Procid => {
+                // The per-day label index: the values of the days the range touches.
+                let day = |t: i64| from_nanos(t).date_naive();
+                let sql = format!(
+                    "SELECT DISTINCT value FROM chute.label_values \
+                     WHERE tenant = $1 AND label = $2 AND day >= $3 AND day <= $4 \
+                     ORDER BY value LIMIT {limit}"
+                );
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+                    &tenant,
+                    &label.column(),
+                    &day(*start),
+                    &day((*end - 1).max(*start)),
+                ];
+                let rows = tx.query(&sql, &params).await.map_err(failed)?;
+                read = rows.len() as u64;
+                let values = rows.iter().filter_map(|row| {
+                    let value: String = row.get(0);
+                    let code = || value.parse::<i16>().ok();
+                    let value = match label {
+                        Label::Level => level_name(code()).to_owned(),
+                        Label::Facility => facility_name(code()).to_owned(),
+                        _ => value,
+                    };
+                    (!value.is_empty()).then_some(value)
+                });
+                Part::Values(values.collect())
             }
             Work::Values { label, limit, .. } => {
                 let col = label.column();

@@ -313,7 +313,7 @@ async fn every_node_answers_for_the_whole_cluster_and_a_node_down_is_named() {
 
     // Each node counts the rows it read: its own shards for the queries it was
     // asked, and its part of the others' (`internal`).
-    for i in 0..3 {
+    for (i, id) in IDS.iter().enumerate() {
         let m = cluster.metrics(i).await;
         let own = metric_in(
             &m,
@@ -325,7 +325,7 @@ async fn every_node_answers_for_the_whole_cluster_and_a_node_down_is_named() {
             "chute_query_rows_read_total",
             &["endpoint=\"internal\""],
         );
-        assert!(own > 0.0 && parts > 0.0, "node {}: {own} {parts}", IDS[i]);
+        assert!(own > 0.0 && parts > 0.0, "node {id}: {own} {parts}");
     }
 
     // The route owners answer on admits peers only.

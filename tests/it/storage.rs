@@ -156,9 +156,70 @@ async fn data_survives_a_restart_of_chute() {
     assert_eq!(
         app.scalar("SELECT count(*) FROM chute.schema_migrations")
             .await,
-        2
+        3
     );
     app.stop().await;
+}
+
+/// Today's entries of the per-day label index, as `label=value`.
+async fn label_index(db: &tokio_postgres::Client) -> Vec<String> {
+    let rows = db
+        .query(
+            "SELECT label || '=' || value FROM chute.label_values \
+             WHERE day = (now() AT TIME ZONE 'UTC')::date ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+/// The per-day label index: kept by the writer for what it writes, and filled by
+/// its migration from rows stored before it.
+#[actix_web::test]
+async fn the_label_index_holds_what_was_written_and_what_was_there_before_it() {
+    let app = spawn_app().await;
+    let a = app
+        .post_json(&json!([
+            {"message": "a", "host": "web-1", "app": "api", "severity": 3},
+            {"message": "b", "host": "web-2", "app": "api", "msgid": "ID7", "facility": 4},
+        ]))
+        .await;
+    assert_eq!(a.status, 200);
+    settle(&app.base).await;
+    let want = [
+        "app=api",
+        "facility=4",
+        "host=web-1",
+        "host=web-2",
+        "msgid=ID7",
+        "severity=3",
+        "tenant=default",
+    ];
+    assert_eq!(label_index(&app.db).await, want);
+    let dsn = app.dsn.clone();
+    app.stop().await;
+
+    // As if the rows predated the index: the migration fills it from them.
+    let db = connect(&dsn).await;
+    db.batch_execute(
+        "DROP TABLE chute.label_values; DELETE FROM chute.schema_migrations WHERE version = 3;",
+    )
+    .await
+    .unwrap();
+    let mut client = deadpool_postgres::Config {
+        url: Some(dsn),
+        ..Default::default()
+    }
+    .create_pool(None, tokio_postgres::NoTls)
+    .unwrap()
+    .get()
+    .await
+    .unwrap();
+    chute::sinks::postgres::schema::migrate(&mut client)
+        .await
+        .unwrap();
+    assert_eq!(label_index(&db).await, want);
 }
 
 #[actix_web::test]

@@ -6,6 +6,7 @@
 //! before they reach this sink; the embedded cluster is the `chute-embedded-pg` crate.
 
 pub mod error;
+pub mod labels;
 pub mod schema;
 pub mod write;
 

@@ -64,6 +64,28 @@ const MIGRATIONS: &[(i32, &str)] = &[
     CREATE INDEX batches_committed_at ON chute.batches USING brin (committed_at);
     "#,
     ),
+    (
+        3,
+        r#"
+    -- The per-day label index: the values each label had each day, per tenant,
+    -- written with the rows (see sinks::postgres::labels), read by the label
+    -- browser instead of the day's rows. Filled from the rows already stored.
+    CREATE TABLE chute.label_values (
+        day    date NOT NULL,
+        tenant text NOT NULL,
+        label  text NOT NULL,
+        value  text NOT NULL,
+        PRIMARY KEY (tenant, label, day, value)
+    );
+    INSERT INTO chute.label_values (day, tenant, label, value)
+    SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, tenant, l.label, l.value
+    FROM chute.logs,
+         LATERAL (VALUES ('tenant', tenant), ('host', host), ('app', app),
+                         ('msgid', msgid), ('severity', severity::text),
+                         ('facility', facility::text)) AS l (label, value)
+    WHERE l.value <> '';
+    "#,
+    ),
 ];
 
 /// Brings the schema up to date. Safe to run concurrently from several nodes.

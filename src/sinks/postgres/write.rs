@@ -23,6 +23,7 @@ use futures_util::SinkExt;
 use tokio_postgres::types::Json;
 use tokio_postgres::{Statement, Transaction};
 
+use super::labels::{self, Key, Known};
 use super::{classify, Failure};
 use crate::batch::{EncodedRows, COPY_LOGS};
 
@@ -50,6 +51,8 @@ pub struct Outcome {
     pub fresh: Vec<usize>,
     /// Rows of those batches PostgreSQL refused, numbered across them in order.
     pub refused: Vec<usize>,
+    /// Keys this write added to the per-day label index.
+    pub label_keys: Vec<Key>,
 }
 
 impl Outcome {
@@ -110,10 +113,11 @@ pub async fn write_batches(
     client: &mut Client,
     shard: i32,
     batches: &[Batch],
+    known: &Known,
 ) -> Result<Outcome, WriteError> {
-    match attempt(client, shard, batches, false).await {
+    match attempt(client, shard, batches, false, known).await {
         Err(e) if matches!(e.failure, Failure::Content(_)) => {
-            attempt(client, shard, batches, true).await
+            attempt(client, shard, batches, true, known).await
         }
         other => other,
     }
@@ -128,11 +132,12 @@ async fn attempt(
     shard: i32,
     batches: &[Batch],
     isolate: bool,
+    known: &Known,
 ) -> Result<Outcome, WriteError> {
     let ids: Vec<&str> = batches.iter().map(|b| b.id.as_str()).collect();
     let distinct = ids.iter().collect::<HashSet<_>>().len() == ids.len();
     if !isolate && distinct {
-        if let Some(out) = optimistic(client, batches, &ids).await? {
+        if let Some(out) = optimistic(client, batches, &ids, known).await? {
             return Ok(out);
         }
     }
@@ -168,6 +173,8 @@ async fn attempt(
             copy(&tx, &copy_logs, EncodedRows::stream_all(&parts)).await?;
             out.written = parts.iter().map(|p| p.len()).sum();
         }
+        out.label_keys = known.new_keys(out.committed(batches));
+        labels::insert(&tx, &out.label_keys).await?;
     }
     tx.commit().await?;
     Ok(out)
@@ -180,20 +187,24 @@ async fn optimistic(
     client: &mut Client,
     batches: &[Batch],
     ids: &[&str],
+    known: &Known,
 ) -> Result<Option<Outcome>, WriteError> {
     let tx = client.transaction().await?;
     let insert = tx.prepare_cached(INSERT_IDS).await?;
     let copy_logs = tx.prepare_cached(COPY_LOGS).await?;
     let all: Vec<&EncodedRows> = batches.iter().map(|b| &b.rows).collect();
-    // Polled together, the two requests are pipelined on the connection.
+    let label_keys = known.new_keys(all.iter().flat_map(|b| (0..b.len()).map(move |i| (*b, i))));
+    // Polled together, the requests are pipelined on the connection.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let (inserted, copied) = tokio::join!(
+    let (inserted, copied, labelled) = tokio::join!(
         tx.query(&insert, &params),
-        copy(&tx, &copy_logs, EncodedRows::stream_all(&all))
+        copy(&tx, &copy_logs, EncodedRows::stream_all(&all)),
+        labels::insert(&tx, &label_keys)
     );
     // The COPY's error says more (a refused row); the insert's is usually its echo.
     copied?;
     let inserted = inserted?;
+    labelled?;
     if inserted.len() < batches.len() {
         tx.rollback().await?;
         return Ok(None);
@@ -202,6 +213,7 @@ async fn optimistic(
     Ok(Some(Outcome {
         written: all.iter().map(|p| p.len()).sum(),
         fresh: (0..batches.len()).collect(),
+        label_keys,
         ..Outcome::default()
     }))
 }
