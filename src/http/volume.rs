@@ -146,6 +146,7 @@ async fn volumes(
             after,
             upto,
             width,
+            by: None,
         })
         .await?
         .into_buckets();

@@ -84,9 +84,16 @@ pub async fn evaluate(expr: &MetricExpr, cx: &Context<'_>) -> Result<Value, Quer
             labels: Labels::new(),
             points: cx.steps.times().map(|t| (t, l.value)).collect(),
         }])),
-        MetricExpr::Range(r) => range(r, cx).await.map(Value::Vector),
+        MetricExpr::Range(r) => range(r, None, cx).await.map(Value::Vector),
         MetricExpr::Vector(v) => {
-            let inner = Box::pin(evaluate(&v.expr, cx)).await?;
+            let inner = match (&*v.expr, kept_by_sum(v)) {
+                // `sum by (labels)` of a range aggregation: the shards count
+                // per those labels only (sums of sums: the same numbers).
+                (MetricExpr::Range(r), Some(keep)) => {
+                    Value::Vector(range(r, Some(keep), cx).await?)
+                }
+                _ => Box::pin(evaluate(&v.expr, cx)).await?,
+            };
             aggregate(v, inner, cx.query)
         }
         MetricExpr::Binary(b) => {
@@ -97,7 +104,26 @@ pub async fn evaluate(expr: &MetricExpr, cx: &Context<'_>) -> Result<Value, Quer
     }
 }
 
-async fn range(r: &RangeAggregation, cx: &Context<'_>) -> Result<Vec<Series>, QueryError> {
+/// The labels a `sum` (or `sum by (...)`) keeps; `None` for any other
+/// aggregation, which needs every series.
+fn kept_by_sum(v: &VectorAggregation) -> Option<Vec<String>> {
+    if v.op != AggregationOp::Sum {
+        return None;
+    }
+    match &v.grouping {
+        None => Some(Vec::new()),
+        Some(g) if g.without => None,
+        Some(g) => Some(g.labels.clone()),
+    }
+}
+
+/// The series of range aggregation `r` at every step; with `keep`, with only
+/// those stream labels (for a `sum by` of them).
+async fn range(
+    r: &RangeAggregation,
+    keep: Option<Vec<String>>,
+    cx: &Context<'_>,
+) -> Result<Vec<Series>, QueryError> {
     let width = r.range.range.as_nanos();
     let offset = r.range.offset.map_or(0, |o| o.as_nanos());
     // Buckets of whole microseconds (PostgreSQL keeps no finer time).
@@ -117,6 +143,7 @@ async fn range(r: &RangeAggregation, cx: &Context<'_>) -> Result<Vec<Series>, Qu
             after: anchor,
             upto: cx.steps.end - offset,
             width: g,
+            by: keep,
         })
         .await?
         .into_buckets();

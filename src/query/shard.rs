@@ -62,11 +62,14 @@ pub enum Work {
     },
     /// Lines and bytes of each series of `log` in `(after, upto]`, in buckets of
     /// `width` ns: bucket `b` holds `(after + (b-1)·width, after + b·width]`.
+    /// With `by`, a series has only the labels named there (for a `sum by`).
     Buckets {
         log: String,
         after: i64,
         upto: i64,
         width: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Vec<String>>,
     },
     /// Up to `limit` distinct values of `label` in the streams `selector` selects
     /// in `[start, end)`.
@@ -247,11 +250,15 @@ impl Work {
                 }
                 Part::Lines(out)
             }
-            Work::Buckets { after, width, .. } => {
+            Work::Buckets {
+                after, width, by, ..
+            } => {
                 let buckets = if pipeline.is_empty() {
-                    let counted =
-                        counted_in_sql(&tx, &filter, &params, *after, *width, shard.id, timeout_ms)
-                            .await?;
+                    let group = Grouping::of(by.as_deref());
+                    let counted = counted_in_sql(
+                        &tx, &filter, &params, *after, *width, &group, shard.id, timeout_ms,
+                    )
+                    .await?;
                     let lines: f64 = counted
                         .values()
                         .flat_map(|b| b.values())
@@ -278,6 +285,9 @@ impl Work {
                             };
                             let mut labels = e.labels;
                             labels.extend(e.parsed);
+                            if let Some(by) = by {
+                                labels.retain(|name, _| by.contains(name));
+                            }
                             let b = (e.ts - after + width - 1) / width;
                             let c = out.entry(labels).or_default().entry(b).or_default();
                             c.lines += 1.0;
@@ -553,24 +563,78 @@ impl Cursor {
     }
 }
 
-/// Lines and bytes per stream and bucket, counted by PostgreSQL.
+/// The stream labels a count is grouped by: every one, or those a `sum by` names.
+struct Grouping {
+    labels: Vec<Label>,
+}
+
+impl Grouping {
+    fn of(by: Option<&[String]>) -> Grouping {
+        Grouping {
+            labels: match by {
+                None => Label::ALL.to_vec(),
+                // Names that are not stream labels are on no series here.
+                Some(names) => Label::ALL
+                    .into_iter()
+                    .filter(|l| names.iter().any(|n| n == l.name()))
+                    .collect(),
+            },
+        }
+    }
+
+    /// The columns, as SQL (fixed identifiers), each followed by a comma.
+    fn columns(&self) -> String {
+        self.labels
+            .iter()
+            .map(|l| format!("{}, ", l.column()))
+            .collect()
+    }
+
+    /// The labels of a row whose first columns are [`Grouping::columns`].
+    fn labels_of(&self, row: &tokio_postgres::Row) -> Labels {
+        let mut labels = Labels::new();
+        for (i, label) in self.labels.iter().enumerate() {
+            let value = match label {
+                Label::Level => row
+                    .get::<_, Option<i16>>(i)
+                    .map(|s| level_name(Some(s)).to_owned()),
+                Label::Facility => Some(facility_name(row.get(i)).to_owned()),
+                _ => row.get::<_, Option<String>>(i),
+            };
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                labels.insert(label.name().to_owned(), v);
+            }
+        }
+        labels
+    }
+}
+
+/// Lines and bytes per series and bucket, counted by PostgreSQL.
+#[allow(clippy::too_many_arguments)]
 async fn counted_in_sql(
     tx: &deadpool_postgres::Transaction<'_>,
     filter: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     after: i64,
     width: i64,
+    group: &Grouping,
     shard: u32,
     timeout_ms: u64,
 ) -> Result<Buckets, QueryError> {
     let (after_us, width_us) = (after / 1_000, width / 1_000);
-    // Integers only (formatted numbers, not user text). `ts` is after `after`, so
-    // the bucket (a ceiling division) is at least 1.
+    let n = group.labels.len();
+    let columns = group.columns();
+    let keys: String = (1..=n + 1)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Integers only (formatted numbers, not user text) and fixed column names.
+    // `ts` is after `after`, so the bucket (a ceiling division) is at least 1.
     let sql = format!(
-        "SELECT tenant, host, app, severity, facility, procid, msgid, \
+        "SELECT {columns}\
                 ((extract(epoch FROM ts) * 1000000)::bigint - {after_us} + {width_us} - 1) / {width_us} AS b, \
                 count(*)::float8, sum(octet_length(message))::float8 \
-         FROM chute.logs WHERE {filter} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+         FROM chute.logs WHERE {filter} GROUP BY {keys}"
     );
     let rows = tx
         .query(&sql, params)
@@ -579,12 +643,12 @@ async fn counted_in_sql(
     let mut out = Buckets::new();
     for row in &rows {
         let c = out
-            .entry(stream_labels(row, 0))
+            .entry(group.labels_of(row))
             .or_default()
-            .entry(row.get(7))
+            .entry(row.get(n))
             .or_default();
-        c.lines += row.get::<_, f64>(8);
-        c.bytes += row.get::<_, f64>(9);
+        c.lines += row.get::<_, f64>(n + 1);
+        c.bytes += row.get::<_, f64>(n + 2);
     }
     if out.len() > MAX_SERIES {
         return Err(too_many_series());
@@ -638,6 +702,7 @@ mod tests {
             after: 0,
             upto: 10,
             width: 1,
+            by: None,
         };
         let labels: Labels = [("app".to_owned(), "a".to_owned())].into();
         let c = |lines, bytes| Counts { lines, bytes };

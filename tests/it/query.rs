@@ -342,6 +342,41 @@ async fn metric_queries_labels_and_errors_have_loki_shapes() {
         .collect();
     assert_eq!(got, want);
 
+    // Summed by a label a parser extracts: the shards keep it on their series.
+    let (status, v) = get(
+        &app,
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                r#"sum by (status) (count_over_time({app="api"} | json [2h]))"#.into(),
+            ),
+            ("time", ns(now + Duration::seconds(1))),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let mut want: BTreeMap<String, usize> = BTreeMap::new();
+    for r in recs
+        .iter()
+        .filter(|r| r.tenant == "default" && r.app == "api")
+    {
+        *want.entry(r.status.to_string()).or_default() += 1;
+    }
+    let got: BTreeMap<String, usize> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["status"].as_str().unwrap().to_owned(),
+                s["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
     // A matrix: lines of app api per 10 minutes, summed; every step's window counted.
     let start = now - Duration::minutes(60);
     let (status, v) = get(
