@@ -445,6 +445,8 @@ fn put_payload_head(buf: &mut impl BufMut, prefix: &[u8], origin: Option<&str>, 
 /// index (`chute.label_values`) records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowLabels<'a> {
+    /// The row's `ts`, in microseconds since 1970-01-01 UTC.
+    pub ts_us: i64,
     /// Days since 1970-01-01 (UTC) of the row's `ts`.
     pub day: i32,
     pub tenant: &'a str,
@@ -453,6 +455,8 @@ pub struct RowLabels<'a> {
     pub msgid: Option<&'a str>,
     pub severity: Option<i16>,
     pub facility: Option<i16>,
+    /// Bytes of the message (what `octet_length(message)` counts).
+    pub message_bytes: usize,
 }
 
 impl EncodedRows {
@@ -462,13 +466,14 @@ impl EncodedRows {
         let f = split_fields(self.rows.get(start..*self.ends.get(i)?)?)?;
         // Binary timestamptz: microseconds since 2000-01-01 UTC.
         const Y2K_US: i64 = 946_684_800_000_000;
-        let ts = i64::from_be_bytes(f[0]?.try_into().ok()?);
-        let day = (ts + Y2K_US).div_euclid(86_400_000_000);
+        let ts_us = i64::from_be_bytes(f[0]?.try_into().ok()?) + Y2K_US;
+        let day = ts_us.div_euclid(86_400_000_000);
         fn text(v: Option<&[u8]>) -> Option<&str> {
             v.and_then(|b| std::str::from_utf8(b).ok())
         }
         let small = |v: Option<&[u8]>| v.and_then(|b| b.try_into().ok()).map(i16::from_be_bytes);
         Some(RowLabels {
+            ts_us,
             day: i32::try_from(day).ok()?,
             tenant: text(f[2])?,
             host: text(f[3]),
@@ -476,6 +481,7 @@ impl EncodedRows {
             msgid: text(f[6]),
             severity: small(f[7]),
             facility: small(f[8]),
+            message_bytes: f[9].map_or(0, <[u8]>::len),
         })
     }
 }
@@ -516,6 +522,7 @@ mod tests {
         assert_eq!(
             l,
             RowLabels {
+                ts_us: r.ts.timestamp_micros(),
                 day,
                 tenant: "t",
                 host: Some("web-1"),
@@ -523,6 +530,7 @@ mod tests {
                 msgid: r.msgid.as_deref(),
                 severity: Some(3),
                 facility: r.facility,
+                message_bytes: 1,
             }
         );
         assert!(rows.labels(1).is_none());

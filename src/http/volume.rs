@@ -146,7 +146,7 @@ async fn volumes(
             after,
             upto,
             width,
-            by: None,
+            by: Some(by.clone()),
         })
         .await?
         .into_buckets();

@@ -137,6 +137,31 @@ impl LogPlan {
         self.conditions.join(" AND ")
     }
 
+    /// This plan over `chute.minute_counts` instead of the rows, for a window
+    /// `(after, upto]` of whole minutes; `None` unless the plan is a `Samples`
+    /// window whose every other condition is on a column the counts keep (tenant,
+    /// app, severity) and nothing is left for chute to evaluate.
+    pub fn on_minute_counts(&self, after: DateTime<Utc>, upto: DateTime<Utc>) -> Option<LogPlan> {
+        if !self.residual.is_empty() || !self.conditions[0].starts_with("ts > $1 AND ts <= $2") {
+            return None;
+        }
+        let kept = |c: &str| {
+            let c = c.trim_start_matches('(');
+            ["tenant ", "app ", "severity "]
+                .iter()
+                .any(|col| c.starts_with(col))
+                || c == "false"
+        };
+        if !self.conditions[1..].iter().all(|c| kept(c)) {
+            return None;
+        }
+        let mut plan = self.clone();
+        plan.conditions[0] = "minute > $1 AND minute <= $2".into();
+        plan.params[0] = Param::Time(after);
+        plan.params[1] = Param::Time(upto);
+        Some(plan)
+    }
+
     /// The parameters, as tokio-postgres takes them.
     pub fn sql_params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params
@@ -305,6 +330,36 @@ mod tests {
             end: Utc::now(),
         };
         LogPlan::new(&e, "acme", window, q).unwrap()
+    }
+
+    #[test]
+    fn only_plans_on_tenant_app_and_level_go_to_the_minute_counts() {
+        let samples = |q: &str| {
+            let chute_logql::Expr::Log(e) = chute_logql::parse(q).unwrap() else {
+                panic!("not a log query")
+            };
+            let window = Window::Samples {
+                after: Utc::now(),
+                upto: Utc::now(),
+            };
+            LogPlan::new(&e, "acme", window, q).unwrap()
+        };
+        let (a, u) = (Utc::now(), Utc::now());
+        let on = samples(r#"{app=~"api|web", level!="debug", nope=""} | drop __error__"#)
+            .on_minute_counts(a, u)
+            .expect("the counts answer");
+        assert!(on.conditions[0].starts_with("minute > $1"));
+        assert_eq!(on.params[0], Param::Time(a));
+        for q in [
+            r#"{host="web-1"}"#,
+            r#"{app="api"} |= "x""#,
+            r#"{app="api"} != "x" or "y""#,
+            r#"{app="api"} | json"#,
+            r#"{procid="1"}"#,
+        ] {
+            assert!(samples(q).on_minute_counts(a, u).is_none(), "{q}");
+        }
+        assert!(plan(r#"{app="api"}"#).on_minute_counts(a, u).is_none(), "lines");
     }
 
     #[test]

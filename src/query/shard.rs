@@ -251,14 +251,47 @@ impl Work {
                 Part::Lines(out)
             }
             Work::Buckets {
-                after, width, by, ..
+                after,
+                upto,
+                width,
+                by,
+                ..
             } => {
                 let buckets = if pipeline.is_empty() {
                     let group = Grouping::of(by.as_deref());
-                    let counted = counted_in_sql(
-                        &tx, &filter, &params, *after, *width, &group, shard.id, timeout_ms,
-                    )
-                    .await?;
+                    let counts =
+                        minute_counts_plan(&plan, &group, by.is_some(), *after, *upto, *width);
+                    let counted = match &counts {
+                        Some(counts) => {
+                            let (filter, params) = (counts.where_clause(), counts.sql_params());
+                            let at = (shard.id, timeout_ms);
+                            counted_in_sql(
+                                &tx,
+                                &filter,
+                                &params,
+                                *after,
+                                *width,
+                                &group,
+                                Source::MinuteCounts,
+                                at,
+                            )
+                            .await?
+                        }
+                        None => {
+                            let at = (shard.id, timeout_ms);
+                            counted_in_sql(
+                                &tx,
+                                &filter,
+                                &params,
+                                *after,
+                                *width,
+                                &group,
+                                Source::Rows,
+                                at,
+                            )
+                            .await?
+                        }
+                    };
                     let lines: f64 = counted
                         .values()
                         .flat_map(|b| b.values())
@@ -609,6 +642,39 @@ impl Grouping {
     }
 }
 
+/// One minute, in nanoseconds.
+const MINUTE_NS: i64 = 60_000_000_000;
+
+/// The plan over `chute.minute_counts` when they can answer: the count is
+/// grouped by labels they keep (tenant, app, level), its buckets are whole
+/// minutes from a whole minute, and the plan filters on nothing else. The window
+/// ends at the last whole bucket: a partial last bucket ends no step's window.
+fn minute_counts_plan(
+    plan: &LogPlan,
+    group: &Grouping,
+    grouped: bool,
+    after: i64,
+    upto: i64,
+    width: i64,
+) -> Option<LogPlan> {
+    let kept = group
+        .labels
+        .iter()
+        .all(|l| matches!(l, Label::Tenant | Label::App | Label::Level));
+    if !grouped || !kept || after % MINUTE_NS != 0 || width % MINUTE_NS != 0 || upto <= after {
+        return None;
+    }
+    let whole = after + (upto - after) / width * width;
+    plan.on_minute_counts(from_nanos(after), from_nanos(whole))
+}
+
+/// Where a count reads: the rows, or the per-minute counts.
+#[derive(Clone, Copy)]
+enum Source {
+    Rows,
+    MinuteCounts,
+}
+
 /// Lines and bytes per series and bucket, counted by PostgreSQL.
 #[allow(clippy::too_many_arguments)]
 async fn counted_in_sql(
@@ -618,8 +684,8 @@ async fn counted_in_sql(
     after: i64,
     width: i64,
     group: &Grouping,
-    shard: u32,
-    timeout_ms: u64,
+    source: Source,
+    (shard, timeout_ms): (u32, u64),
 ) -> Result<Buckets, QueryError> {
     let (after_us, width_us) = (after / 1_000, width / 1_000);
     let n = group.labels.len();
@@ -628,13 +694,24 @@ async fn counted_in_sql(
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    // Integers only (formatted numbers, not user text) and fixed column names.
-    // `ts` is after `after`, so the bucket (a ceiling division) is at least 1.
+    let (time, counts, table) = match source {
+        Source::Rows => (
+            "ts",
+            "count(*)::float8, sum(octet_length(message))::float8",
+            "chute.logs",
+        ),
+        Source::MinuteCounts => (
+            "minute",
+            "sum(lines)::float8, sum(bytes)::float8",
+            "chute.minute_counts",
+        ),
+    };
+    // Integers only (formatted numbers, not user text) and fixed names. The time
+    // is after `after`, so the bucket (a ceiling division) is at least 1.
     let sql = format!(
         "SELECT {columns}\
-                ((extract(epoch FROM ts) * 1000000)::bigint - {after_us} + {width_us} - 1) / {width_us} AS b, \
-                count(*)::float8, sum(octet_length(message))::float8 \
-         FROM chute.logs WHERE {filter} GROUP BY {keys}"
+                ((extract(epoch FROM {time}) * 1000000)::bigint - {after_us} + {width_us} - 1) / {width_us} AS b, \
+                {counts} FROM {table} WHERE {filter} GROUP BY {keys}"
     );
     let rows = tx
         .query(&sql, params)

@@ -15,6 +15,7 @@ mod layout;
 mod ops;
 mod query;
 mod regex;
+mod rollup;
 mod storage;
 mod syslog;
 mod tail;

@@ -156,7 +156,7 @@ async fn data_survives_a_restart_of_chute() {
     assert_eq!(
         app.scalar("SELECT count(*) FROM chute.schema_migrations")
             .await,
-        3
+        4
     );
     app.stop().await;
 }
@@ -174,10 +174,24 @@ async fn label_index(db: &tokio_postgres::Client) -> Vec<String> {
     rows.iter().map(|r| r.get::<_, String>(0)).collect()
 }
 
-/// The per-day label index: kept by the writer for what it writes, and filled by
-/// its migration from rows stored before it.
+/// `chute.minute_counts`, as `minute app severity lines bytes` lines.
+async fn minute_counts(db: &tokio_postgres::Client) -> Vec<String> {
+    let rows = db
+        .query(
+            "SELECT minute::text || ' ' || coalesce(app, '-') || ' ' || coalesce(severity, -1) \
+                    || ' ' || sum(lines) || ' ' || sum(bytes) \
+             FROM chute.minute_counts GROUP BY minute, app, severity ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+/// The per-day label index and the per-minute counts: kept by the writer for
+/// what it writes, and filled by their migrations from rows stored before them.
 #[actix_web::test]
-async fn the_label_index_holds_what_was_written_and_what_was_there_before_it() {
+async fn the_label_index_and_minute_counts_hold_what_was_written_and_was_there_before() {
     let app = spawn_app().await;
     let a = app
         .post_json(&json!([
@@ -197,13 +211,20 @@ async fn the_label_index_holds_what_was_written_and_what_was_there_before_it() {
         "tenant=default",
     ];
     assert_eq!(label_index(&app.db).await, want);
+    let counts = minute_counts(&app.db).await;
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(
+        counts[0].ends_with(" 1 1") && counts[1].ends_with(" 1 1"),
+        "{counts:?}"
+    );
     let dsn = app.dsn.clone();
     app.stop().await;
 
     // As if the rows predated the index: the migration fills it from them.
     let db = connect(&dsn).await;
     db.batch_execute(
-        "DROP TABLE chute.label_values; DELETE FROM chute.schema_migrations WHERE version = 3;",
+        "DROP TABLE chute.label_values, chute.minute_counts; \
+         DELETE FROM chute.schema_migrations WHERE version IN (3, 4);",
     )
     .await
     .unwrap();
@@ -220,6 +241,7 @@ async fn the_label_index_holds_what_was_written_and_what_was_there_before_it() {
         .await
         .unwrap();
     assert_eq!(label_index(&db).await, want);
+    assert_eq!(minute_counts(&db).await, counts);
 }
 
 #[actix_web::test]

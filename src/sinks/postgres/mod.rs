@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod labels;
+pub mod rollup;
 pub mod schema;
 pub mod write;
 

@@ -24,6 +24,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::{Statement, Transaction};
 
 use super::labels::{self, Key, Known};
+use super::rollup::{self, Counts};
 use super::{classify, Failure};
 use crate::batch::{EncodedRows, COPY_LOGS};
 
@@ -175,6 +176,7 @@ async fn attempt(
         }
         out.label_keys = known.new_keys(out.committed(batches));
         labels::insert(&tx, &out.label_keys).await?;
+        rollup::insert(&tx, &Counts::of(out.committed(batches))).await?;
     }
     tx.commit().await?;
     Ok(out)
@@ -193,18 +195,22 @@ async fn optimistic(
     let insert = tx.prepare_cached(INSERT_IDS).await?;
     let copy_logs = tx.prepare_cached(COPY_LOGS).await?;
     let all: Vec<&EncodedRows> = batches.iter().map(|b| &b.rows).collect();
-    let label_keys = known.new_keys(all.iter().flat_map(|b| (0..b.len()).map(move |i| (*b, i))));
+    let every_row = || all.iter().flat_map(|b| (0..b.len()).map(move |i| (*b, i)));
+    let label_keys = known.new_keys(every_row());
+    let counts = Counts::of(every_row());
     // Polled together, the requests are pipelined on the connection.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let (inserted, copied, labelled) = tokio::join!(
+    let (inserted, copied, labelled, counted) = tokio::join!(
         tx.query(&insert, &params),
         copy(&tx, &copy_logs, EncodedRows::stream_all(&all)),
-        labels::insert(&tx, &label_keys)
+        labels::insert(&tx, &label_keys),
+        rollup::insert(&tx, &counts)
     );
     // The COPY's error says more (a refused row); the insert's is usually its echo.
     copied?;
     let inserted = inserted?;
     labelled?;
+    counted?;
     if inserted.len() < batches.len() {
         tx.rollback().await?;
         return Ok(None);

@@ -1,0 +1,134 @@
+//! Per-minute counts, `chute.minute_counts`: lines and bytes per minute, tenant,
+//! app and severity, written in the same transaction as the rows.
+//!
+//! Histograms of lines by level or by app over hours or days (Grafana's volume
+//! panel, `sum by (level) (count_over_time(...))`) read these counts instead of
+//! the rows: a write adds one row per (minute, tenant, app, severity) it holds,
+//! so a day of a busy shard is some hundreds of thousands of count rows rather
+//! than millions of log rows. Rows are appended, never updated: writers do not
+//! wait on each other, and a query sums them. A minute is `(m - 60 s, m]`, named
+//! by its end `m`, the way a range vector's window is `(t - r, t]`, so windows that
+//! start on a whole minute cover whole count rows.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+
+use crate::batch::EncodedRows;
+
+/// One minute, as its end in microseconds since 1970-01-01 UTC.
+const MINUTE_US: i64 = 60_000_000;
+
+const INSERT: &str = "INSERT INTO chute.minute_counts \
+    (minute, tenant, app, severity, lines, bytes) \
+    SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::int2[], \
+                         $5::int8[], $6::int8[])";
+
+/// The counts of some rows, keyed by (minute end, tenant, app, severity).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts(HashMap<(i64, String, Option<String>, Option<i16>), (i64, i64)>);
+
+impl Counts {
+    /// The counts of `rows`.
+    pub fn of<'r>(rows: impl IntoIterator<Item = (&'r EncodedRows, usize)>) -> Counts {
+        let mut out = Counts::default();
+        for (batch, i) in rows {
+            let Some(l) = batch.labels(i) else { continue };
+            let minute = (l.ts_us + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US;
+            let key = (
+                minute,
+                l.tenant.to_owned(),
+                l.app.map(str::to_owned),
+                l.severity,
+            );
+            let c = out.0.entry(key).or_default();
+            c.0 += 1;
+            c.1 += l.message_bytes as i64;
+        }
+        out
+    }
+}
+
+/// Appends `counts` in `tx` (nothing when there are none).
+///
+/// # Errors
+/// As PostgreSQL answers.
+pub async fn insert(tx: &Transaction<'_>, counts: &Counts) -> Result<(), tokio_postgres::Error> {
+    if counts.0.is_empty() {
+        return Ok(());
+    }
+    let n = counts.0.len();
+    let (mut minutes, mut tenants, mut apps, mut severities, mut lines, mut bytes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((minute, tenant, app, severity), (l, b)) in &counts.0 {
+        minutes.push(DateTime::<Utc>::from_timestamp_micros(*minute).unwrap_or_default());
+        tenants.push(tenant.as_str());
+        apps.push(app.as_deref());
+        severities.push(*severity);
+        lines.push(*l);
+        bytes.push(*b);
+    }
+    let insert = tx.prepare_cached(INSERT).await?;
+    tx.execute(
+        &insert,
+        &[&minutes, &tenants, &apps, &severities, &lines, &bytes],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+    use chrono::TimeZone;
+
+    fn record(ts: DateTime<Utc>, app: &str, message: &str) -> Record {
+        Record {
+            ts,
+            received_at: ts,
+            tenant: "t".into(),
+            host: None,
+            app: Some(app.into()),
+            procid: None,
+            msgid: None,
+            severity: Some(6),
+            facility: None,
+            message: message.into(),
+            fields: serde_json::Map::new(),
+            sd: None,
+        }
+    }
+
+    #[test]
+    fn rows_count_into_the_minute_that_ends_at_or_after_them() {
+        let m = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        let rows = EncodedRows::encode(&[
+            record(m, "a", "xx"),                                    // (9:59, 10:00]
+            record(m + chrono::Duration::microseconds(1), "a", "y"), // (10:00, 10:01]
+            record(m + chrono::Duration::seconds(60), "a", "zzz"),   // (10:00, 10:01]
+            record(m, "b", "q"),
+        ])
+        .unwrap();
+        let counts = Counts::of((0..rows.len()).map(|i| (&rows, i)));
+        let at = |t: DateTime<Utc>, app: &str| {
+            counts.0[&(
+                t.timestamp_micros(),
+                "t".to_owned(),
+                Some(app.to_owned()),
+                Some(6),
+            )]
+        };
+        assert_eq!(at(m, "a"), (1, 2));
+        assert_eq!(at(m + chrono::Duration::seconds(60), "a"), (2, 4));
+        assert_eq!(at(m, "b"), (1, 1));
+        assert_eq!(counts.0.len(), 3);
+    }
+}
