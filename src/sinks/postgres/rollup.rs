@@ -25,9 +25,12 @@ const INSERT: &str = "INSERT INTO chute.minute_counts \
     SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::int2[], \
                          $5::int8[], $6::int8[])";
 
-/// The counts of some rows, keyed by (minute end, tenant, app, severity).
+/// What rows are counted by: minute end, tenant, app, severity.
+type Key = (i64, String, Option<String>, Option<i16>);
+
+/// The counts of some rows: (lines, bytes) by [`Key`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Counts(HashMap<(i64, String, Option<String>, Option<i16>), (i64, i64)>);
+pub struct Counts(HashMap<Key, (i64, i64)>);
 
 impl Counts {
     /// The counts of `rows`.
