@@ -359,7 +359,10 @@ mod tests {
         ] {
             assert!(samples(q).on_minute_counts(a, u).is_none(), "{q}");
         }
-        assert!(plan(r#"{app="api"}"#).on_minute_counts(a, u).is_none(), "lines");
+        assert!(
+            plan(r#"{app="api"}"#).on_minute_counts(a, u).is_none(),
+            "lines"
+        );
     }
 
     #[test]

@@ -19,6 +19,15 @@ struct Rec {
     message: String,
 }
 
+/// A query, its step, which records it counts, its series key, whether it counts bytes.
+type Case = (
+    &'static str,
+    &'static str,
+    Box<dyn Fn(&Rec) -> bool>,
+    Box<dyn Fn(&Rec) -> String>,
+    bool,
+);
+
 const LEVEL: [&str; 8] = [
     "critical", "critical", "critical", "error", "warning", "info", "info", "debug",
 ];
@@ -115,13 +124,7 @@ async fn histograms_read_the_minute_counts_and_match_a_brute_force_count() {
         }
         out
     };
-    let cases: Vec<(
-        &str,
-        &str,
-        Box<dyn Fn(&Rec) -> bool>,
-        Box<dyn Fn(&Rec) -> String>,
-        bool,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             r#"sum by (level) (count_over_time({app="api"}[5m]))"#,
             "300",
