@@ -11,14 +11,16 @@
 //! the syslog phase before the HTTP one, so alternating runs can show whether
 //! going second costs a phase anything. Every phase also prints what it cost
 //! PostgreSQL: WAL and stored bytes per record, and CPU. With `--index-costs`,
-//! also loads the raw table without indexes, with each index alone, and with both.
+//! also loads the raw table without indexes, with each index of the schema or
+//! candidate for it alone (`INDEX_CANDIDATES`), and with the schema's own.
 //! With `--cluster`, runs only the cluster comparison instead: one node writing four
 //! shards, then three nodes owning them (requests dealt round-robin over the nodes),
 //! with the forwarded bytes per record and the CPU cost of a forwarded record.
 
+mod common;
+
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,8 +28,27 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chute::sinks::postgres::schema;
 use chute_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
+use common::{cores, cpu_model, scrape_sum, spawn_chute, sql, toml_dsn, ChuteChild, APPS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// Drops every index of `chute.logs` (its partitions' indexes go with them).
+const DROP_INDEXES: &str = "DO $$ DECLARE i regclass; BEGIN \
+    FOR i IN SELECT indexrelid::regclass FROM pg_index WHERE indrelid = 'chute.logs'::regclass \
+    LOOP EXECUTE 'DROP INDEX ' || i; END LOOP; END $$;";
+
+/// The indexes `--index-costs` loads the raw table with, each alone: those of
+/// chute's schema and the candidates weighed against them (BENCHMARKS.md).
+const INDEX_CANDIDATES: &[(&str, &str)] = &[
+    ("brin_ts", "CREATE INDEX ON chute.logs USING brin (ts);"),
+    ("host_ts", "CREATE INDEX ON chute.logs (host, ts);"),
+    ("app_ts", "CREATE INDEX ON chute.logs (app, ts);"),
+    (
+        "trgm",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm; \
+         CREATE INDEX ON chute.logs USING gin (message gin_trgm_ops);",
+    ),
+];
 
 struct Args {
     records: usize,
@@ -83,38 +104,6 @@ struct Gen {
     latency_ms: u32,
 }
 
-const APPS: [&str; 30] = [
-    "nginx",
-    "sshd",
-    "cron",
-    "kernel",
-    "systemd",
-    "postgres",
-    "redis",
-    "haproxy",
-    "dockerd",
-    "containerd",
-    "kubelet",
-    "etcd",
-    "vault",
-    "consul",
-    "nomad",
-    "envoy",
-    "api",
-    "worker",
-    "scheduler",
-    "billing",
-    "auth",
-    "search",
-    "mailer",
-    "payments",
-    "gateway",
-    "cache",
-    "queue",
-    "ingest",
-    "backup",
-    "audit",
-];
 const WORDS: [&str; 24] = [
     "request",
     "completed",
@@ -236,42 +225,6 @@ fn syslog_streams(records: &[Gen], connections: usize) -> Vec<Vec<u8>> {
         stream.extend_from_slice(msg.as_bytes());
     }
     out
-}
-
-fn psql() -> PathBuf {
-    if Command::new("psql").arg("--version").output().is_ok() {
-        return PathBuf::from("psql");
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin/psql"))
-        .filter(|p| p.exists())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| PathBuf::from("psql"))
-}
-
-fn sql(pg: &EmbeddedPostgres, db: &str, statement: &str) -> anyhow::Result<()> {
-    let out = Command::new(psql())
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-h"])
-        .arg(pg.socket_dir())
-        .args([
-            "-p",
-            &pg.port().to_string(),
-            "-U",
-            pg.user(),
-            "-d",
-            db,
-            "-c",
-            statement,
-        ])
-        .output()?;
-    if !out.status.success() {
-        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 /// Creates `db` with chute's own schema (migrations and partitions).
@@ -406,15 +359,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-struct ChuteChild(Child);
-
-impl Drop for ChuteChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     let dir = tempfile::Builder::new().prefix("chute-bench-").tempdir()?;
@@ -453,29 +397,26 @@ fn main() -> anyhow::Result<()> {
     }
 
     actix_web::rt::System::new().block_on(async {
-        let variants: &[(&str, &str)] = if args.index_costs {
-            &[
-                (
-                    "raw_none",
-                    "DROP INDEX chute.logs_ts_brin; DROP INDEX chute.logs_host_ts;",
-                ),
-                ("raw_brin", "DROP INDEX chute.logs_host_ts;"),
-                ("raw_btree", "DROP INDEX chute.logs_ts_brin;"),
-                ("raw", ""),
-            ]
-        } else {
-            &[("raw", "")]
-        };
+        // Each variant: a database name and what to run after chute's migrations.
+        let mut variants: Vec<(String, String)> = Vec::new();
+        if args.index_costs {
+            variants.push(("raw_none".into(), DROP_INDEXES.into()));
+            for (name, create) in INDEX_CANDIDATES {
+                variants.push((format!("raw_{name}"), format!("{DROP_INDEXES} {create}")));
+            }
+        }
+        variants.push(("raw".into(), String::new()));
         let mut raw_rate = 0.0;
-        for (db, drop) in variants {
+        for (db, change) in &variants {
+            let db = db.as_str();
             prepare_db(&pg, db).await?;
-            if !drop.is_empty() {
-                sql(&pg, db, drop)?;
+            if !change.is_empty() {
+                sql(&pg, db, change)?;
             }
             sql(&pg, db, "CHECKPOINT")?;
             let before = Snapshot::take(&pg, db).await?;
             let rate = raw_copy(&pg, db, &csv, args.records)?;
-            println!("psql \\copy into {db:<10} {rate:>10.0} rows/s");
+            println!("psql \\copy into {db:<12} {rate:>10.0} rows/s");
             // psql's own CPU counts as PostgreSQL's here.
             before.report(&pg, db, args.records, 0.0).await?;
             raw_rate = rate;
@@ -683,11 +624,6 @@ async fn syslog_phase(
     );
     phase.finish(&client, "syslog", elapsed).await?;
     Ok(rate)
-}
-
-/// `db`'s DSN as the inside of a TOML basic string.
-fn toml_dsn(pg: &EmbeddedPostgres, db: &str) -> String {
-    pg.dsn(db).replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Creates database `db` with chute's schema and starts a chute in `dir` with one
@@ -934,63 +870,4 @@ async fn print_writes(client: &awc::Client, addr: &str, n: usize, elapsed: Durat
         1000.0 * write_secs / writes.max(1.0),
         write_secs / elapsed.as_secs_f64()
     );
-}
-
-/// The sum of one metric's samples on chute's `/metrics`.
-async fn scrape_sum(client: &awc::Client, addr: &str, name: &str) -> f64 {
-    let Ok(mut res) = client.get(format!("http://{addr}/metrics")).send().await else {
-        return 0.0;
-    };
-    let body = res.body().limit(16 << 20).await.unwrap_or_default();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Starts chute as a child process and reads the address it listens on from its log.
-fn spawn_chute(config: &Path, dir: &Path) -> anyhow::Result<(ChuteChild, String)> {
-    let log = dir.join("chute.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_chute"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    let child = ChuteChild(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .find(|l| l.contains("chute is listening"))
-            .and_then(|l| l.split("addr=").nth(1))
-            .and_then(|s| s.split_whitespace().next())
-        {
-            if text.contains("shard ready") {
-                return Ok((child, addr.to_owned()));
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("chute did not start:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
 }
