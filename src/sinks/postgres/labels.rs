@@ -30,36 +30,61 @@ const INSERT: &str = "INSERT INTO chute.label_values (day, tenant, label, value)
 /// (a fixed name), the value.
 pub type Key = (i32, String, &'static str, String);
 
+/// A label's value as a row holds it: text, or a code (severity, facility).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Value<'a> {
+    Text(&'a str),
+    Code(i16),
+}
+
+impl Value<'_> {
+    fn is_empty(&self) -> bool {
+        matches!(self, Value::Text(""))
+    }
+}
+
+impl std::fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(t) => f.write_str(t),
+            Value::Code(c) => write!(f, "{c}"),
+        }
+    }
+}
+
 /// The keys one writer has committed.
 #[derive(Default)]
 pub struct Known(Mutex<HashSet<Key>>);
 
 impl Known {
-    /// The keys of `rows` this writer has not committed, sorted.
+    /// The keys of `rows` this writer has not committed, sorted. The rows' keys
+    /// are gathered borrowed from the rows first; only the distinct ones (some
+    /// hundreds a write) are looked up and copied.
     pub fn new_keys<'r>(
         &self,
         rows: impl IntoIterator<Item = (&'r EncodedRows, usize)>,
     ) -> Vec<Key> {
-        let known = self.0.lock().expect("label keys lock");
-        let mut fresh: BTreeSet<Key> = BTreeSet::new();
+        let mut seen: HashSet<(i32, &'r str, &'static str, Value<'r>)> = HashSet::new();
         for (batch, i) in rows {
             let Some(l) = batch.labels(i) else { continue };
-            let mut add = |column: &'static str, value: Option<String>| {
-                let Some(value) = value.filter(|v| !v.is_empty()) else {
-                    return;
-                };
-                let key = (l.day, l.tenant.to_owned(), column, value);
-                if !known.contains(&key) {
-                    fresh.insert(key);
+            let mut add = |column: &'static str, value: Option<Value<'r>>| {
+                if let Some(v) = value.filter(|v| !v.is_empty()) {
+                    seen.insert((l.day, l.tenant, column, v));
                 }
             };
-            add("tenant", Some(l.tenant.to_owned()));
-            add("host", l.host.map(str::to_owned));
-            add("app", l.app.map(str::to_owned));
-            add("msgid", l.msgid.map(str::to_owned));
-            add("severity", l.severity.map(|s| s.to_string()));
-            add("facility", l.facility.map(|f| f.to_string()));
+            add("tenant", Some(Value::Text(l.tenant)));
+            add("host", l.host.map(Value::Text));
+            add("app", l.app.map(Value::Text));
+            add("msgid", l.msgid.map(Value::Text));
+            add("severity", l.severity.map(Value::Code));
+            add("facility", l.facility.map(Value::Code));
         }
+        let known = self.0.lock().expect("label keys lock");
+        let fresh: BTreeSet<Key> = seen
+            .into_iter()
+            .map(|(day, tenant, column, value)| (day, tenant.to_owned(), column, value.to_string()))
+            .filter(|key| !known.contains(key))
+            .collect();
         fresh.into_iter().collect()
     }
 

@@ -28,28 +28,30 @@ const INSERT: &str = "INSERT INTO chute.minute_counts \
 /// What rows are counted by: minute end, tenant, app, severity.
 type Key = (i64, String, Option<String>, Option<i16>);
 
+/// A [`Key`] borrowed from the rows.
+type Borrowed<'r> = (i64, &'r str, Option<&'r str>, Option<i16>);
+
 /// The counts of some rows: (lines, bytes) by [`Key`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counts(HashMap<Key, (i64, i64)>);
 
 impl Counts {
-    /// The counts of `rows`.
+    /// The counts of `rows`: gathered borrowed from the rows, then copied once
+    /// per key.
     pub fn of<'r>(rows: impl IntoIterator<Item = (&'r EncodedRows, usize)>) -> Counts {
-        let mut out = Counts::default();
+        let mut by: HashMap<Borrowed<'r>, (i64, i64)> = HashMap::new();
         for (batch, i) in rows {
             let Some(l) = batch.labels(i) else { continue };
             let minute = (l.ts_us + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US;
-            let key = (
-                minute,
-                l.tenant.to_owned(),
-                l.app.map(str::to_owned),
-                l.severity,
-            );
-            let c = out.0.entry(key).or_default();
+            let c = by.entry((minute, l.tenant, l.app, l.severity)).or_default();
             c.0 += 1;
             c.1 += l.message_bytes as i64;
         }
-        out
+        Counts(
+            by.into_iter()
+                .map(|((m, t, a, s), c)| ((m, t.to_owned(), a.map(str::to_owned), s), c))
+                .collect(),
+        )
     }
 }
 

@@ -107,16 +107,6 @@ const MIGRATIONS: &[(i32, &str)] = &[
     FROM chute.logs GROUP BY 1, 2, 3, 4;
     "#,
     ),
-    (
-        5,
-        r#"
-    -- btree: "this app, this time range" (the newest lines of one app), and the
-    -- values of `app` found by skipping through the index. Measured in
-    -- BENCHMARKS.md ("Query benchmark"): it costs the copy rate a few percent,
-    -- where (host, ts) costs a quarter, since an app has far more rows than a host.
-    CREATE INDEX logs_app_ts ON chute.logs (app, ts);
-    "#,
-    ),
 ];
 
 /// Brings the schema up to date. Safe to run concurrently from several nodes.
