@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use chrono::NaiveDate;
 use deadpool_postgres::Transaction;
 
-use crate::batch::EncodedRows;
+use crate::batch::RowLabels;
 
 /// Keys a writer remembers before it starts over (about 100 bytes each).
 const MAX_KNOWN: usize = 200_000;
@@ -60,13 +60,9 @@ impl Known {
     /// The keys of `rows` this writer has not committed, sorted. The rows' keys
     /// are gathered borrowed from the rows first; only the distinct ones (some
     /// hundreds a write) are looked up and copied.
-    pub fn new_keys<'r>(
-        &self,
-        rows: impl IntoIterator<Item = (&'r EncodedRows, usize)>,
-    ) -> Vec<Key> {
+    pub fn new_keys<'r>(&self, rows: &[RowLabels<'r>]) -> Vec<Key> {
         let mut seen: HashSet<(i32, &'r str, &'static str, Value<'r>)> = HashSet::new();
-        for (batch, i) in rows {
-            let Some(l) = batch.labels(i) else { continue };
+        for l in rows {
             let mut add = |column: &'static str, value: Option<Value<'r>>| {
                 if let Some(v) = value.filter(|v| !v.is_empty()) {
                     seen.insert((l.day, l.tenant, column, v));

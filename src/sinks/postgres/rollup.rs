@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 
-use crate::batch::EncodedRows;
+use crate::batch::RowLabels;
 
 /// One minute, as its end in microseconds since 1970-01-01 UTC.
 const MINUTE_US: i64 = 60_000_000;
@@ -38,10 +38,9 @@ pub struct Counts(HashMap<Key, (i64, i64)>);
 impl Counts {
     /// The counts of `rows`: gathered borrowed from the rows, then copied once
     /// per key.
-    pub fn of<'r>(rows: impl IntoIterator<Item = (&'r EncodedRows, usize)>) -> Counts {
+    pub fn of<'r>(rows: &[RowLabels<'r>]) -> Counts {
         let mut by: HashMap<Borrowed<'r>, (i64, i64)> = HashMap::new();
-        for (batch, i) in rows {
-            let Some(l) = batch.labels(i) else { continue };
+        for l in rows {
             let minute = (l.ts_us + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US;
             let c = by.entry((minute, l.tenant, l.app, l.severity)).or_default();
             c.0 += 1;
@@ -92,6 +91,7 @@ pub async fn insert(tx: &Transaction<'_>, counts: &Counts) -> Result<(), tokio_p
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::EncodedRows;
     use crate::record::Record;
     use chrono::TimeZone;
 
@@ -122,7 +122,8 @@ mod tests {
             record(m, "b", "q"),
         ])
         .unwrap();
-        let counts = Counts::of((0..rows.len()).map(|i| (&rows, i)));
+        let labels: Vec<_> = (0..rows.len()).filter_map(|i| rows.labels(i)).collect();
+        let counts = Counts::of(&labels);
         let at = |t: DateTime<Utc>, app: &str| {
             counts.0[&(
                 t.timestamp_micros(),

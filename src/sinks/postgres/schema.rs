@@ -100,7 +100,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
         lines    bigint      NOT NULL,
         bytes    bigint      NOT NULL
     );
-    CREATE INDEX minute_counts_tenant_minute ON chute.minute_counts (tenant, minute);
+    -- BRIN: counts are appended in time order, and a query reads a range of them.
+    CREATE INDEX minute_counts_minute ON chute.minute_counts USING brin (minute);
     INSERT INTO chute.minute_counts (minute, tenant, app, severity, lines, bytes)
     SELECT date_trunc('minute', ts - interval '1 microsecond', 'UTC') + interval '1 minute',
            tenant, app, severity, count(*), sum(octet_length(message))

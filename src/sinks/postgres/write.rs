@@ -26,7 +26,7 @@ use tokio_postgres::{Statement, Transaction};
 use super::labels::{self, Key, Known};
 use super::rollup::{self, Counts};
 use super::{classify, Failure};
-use crate::batch::{EncodedRows, COPY_LOGS};
+use crate::batch::{EncodedRows, RowLabels, COPY_LOGS};
 
 /// One batch to store.
 pub struct Batch {
@@ -174,9 +174,10 @@ async fn attempt(
             copy(&tx, &copy_logs, EncodedRows::stream_all(&parts)).await?;
             out.written = parts.iter().map(|p| p.len()).sum();
         }
-        out.label_keys = known.new_keys(out.committed(batches));
+        let rows = row_labels(out.committed(batches));
+        out.label_keys = known.new_keys(&rows);
         labels::insert(&tx, &out.label_keys).await?;
-        rollup::insert(&tx, &Counts::of(out.committed(batches))).await?;
+        rollup::insert(&tx, &Counts::of(&rows)).await?;
     }
     tx.commit().await?;
     Ok(out)
@@ -195,9 +196,9 @@ async fn optimistic(
     let insert = tx.prepare_cached(INSERT_IDS).await?;
     let copy_logs = tx.prepare_cached(COPY_LOGS).await?;
     let all: Vec<&EncodedRows> = batches.iter().map(|b| &b.rows).collect();
-    let every_row = || all.iter().flat_map(|b| (0..b.len()).map(move |i| (*b, i)));
-    let label_keys = known.new_keys(every_row());
-    let counts = Counts::of(every_row());
+    let rows = row_labels(all.iter().flat_map(|b| (0..b.len()).map(move |i| (*b, i))));
+    let label_keys = known.new_keys(&rows);
+    let counts = Counts::of(&rows);
     // Polled together, the requests are pipelined on the connection.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
     let (inserted, copied, labelled, counted) = tokio::join!(
@@ -222,6 +223,12 @@ async fn optimistic(
         label_keys,
         ..Outcome::default()
     }))
+}
+
+/// The stream labels of `rows`, read in place once for the label index and the
+/// minute counts.
+fn row_labels<'r>(rows: impl Iterator<Item = (&'r EncodedRows, usize)>) -> Vec<RowLabels<'r>> {
+    rows.filter_map(|(batch, i)| batch.labels(i)).collect()
 }
 
 /// One COPY of the given chunks (a complete binary COPY stream).
