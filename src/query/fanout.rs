@@ -242,7 +242,12 @@ pub async fn follow_peer(
                     let Ok(chunk) = serde_json::from_slice::<Chunk>(&line[..end]) else {
                         return "it sent a line that is not a tail chunk".into();
                     };
-                    if chunk != Chunk::default() && tx.send(Event::Chunk(chunk)).await.is_err() {
+                    // A keep-alive line is when a tail that has ended finds out,
+                    // and lets go of the peer's stream.
+                    if tx.is_closed()
+                        || (chunk != Chunk::default()
+                            && tx.send(Event::Chunk(chunk)).await.is_err())
+                    {
                         return String::new();
                     }
                 }

@@ -404,6 +404,20 @@ async fn every_node_answers_for_the_whole_cluster_and_a_node_down_is_named() {
     assert_eq!(printed, want, "chute tail on b");
     cli.kill().expect("stop chute tail");
     let _ = cli.wait();
+    // b lets go of c's stream once its tail has ended; a's follow of c stays.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric_in(
+        &cluster.metrics(2).await,
+        "chute_tail_clients",
+        &["kind=\"peer\""],
+    ) != 1.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a peer tail of c outlived the tail it served"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Node c (owner of shard 2) stops: a and b still answer, naming shard 2.
     let left = cluster.rows_per_shard().await;
