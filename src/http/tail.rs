@@ -147,13 +147,14 @@ impl Tail {
         // Whether the client knows which nodes are not followed.
         let mut told = true;
         let mut pending: Vec<Entry> = Vec::new();
-        // Bytes of `pending[..counted]`.
-        let (mut pending_bytes, mut counted) = (0usize, 0usize);
+        // Bytes of `pending`.
+        let mut pending_bytes = 0usize;
         let mut dropped = Dropped::default();
         let mut tick = tokio::time::interval(FLUSH);
         let closing = q.tail.closing();
         tokio::pin!(closing);
         loop {
+            let before = pending.len();
             tokio::select! {
                 () = &mut closing => {
                     let _ = session.close(Some(actix_ws::CloseCode::Away.into())).await;
@@ -196,23 +197,19 @@ impl Tail {
                         continue;
                     }
                     told = true;
-                    // Lines committed while the first ones were read come once.
-                    pending.retain(|e| e.ts > newest || !seen.contains(&(e.ts, e.line.clone())));
-                    pending.sort_by_key(|e| e.ts);
-                    let frame = std::mem::take(&mut pending);
+                    let frame = next_frame(&mut pending, newest, &seen);
+                    pending_bytes = 0;
                     send(&mut session, frame, std::mem::take(&mut dropped), &warnings).await?;
                 }
             }
-            if pending.is_empty() {
-                (pending_bytes, counted) = (0, 0);
-            }
-            pending_bytes += pending[counted..].iter().map(size_of).sum::<usize>();
-            counted = pending.len();
+            // What this turn added (nothing, if the tick just sent everything).
+            pending_bytes += pending
+                .get(before..)
+                .map_or(0, |new| new.iter().map(size_of).sum());
             if pending.len() > BUFFER_ENTRIES || pending_bytes > BUFFER_BYTES {
                 // More than a client can be sent in one tick: sent now.
-                pending.retain(|e| e.ts > newest || !seen.contains(&(e.ts, e.line.clone())));
-                pending.sort_by_key(|e| e.ts);
-                let frame = std::mem::take(&mut pending);
+                let frame = next_frame(&mut pending, newest, &seen);
+                pending_bytes = 0;
                 send(&mut session, frame, std::mem::take(&mut dropped), &warnings).await?;
             }
         }
@@ -241,6 +238,14 @@ impl Tail {
             ),
         }
     }
+}
+
+/// The pending lines as the next frame, in time order; lines committed while the
+/// first ones were read (and so in them) come once.
+fn next_frame(pending: &mut Vec<Entry>, newest: i64, seen: &HashSet<(i64, String)>) -> Vec<Entry> {
+    pending.retain(|e| e.ts > newest || !seen.contains(&(e.ts, e.line.clone())));
+    pending.sort_by_key(|e| e.ts);
+    std::mem::take(pending)
 }
 
 fn take_chunk(chunk: Chunk, pending: &mut Vec<Entry>, dropped: &mut Dropped) {
