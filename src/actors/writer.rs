@@ -510,7 +510,7 @@ impl WriteCtx {
             .with_label_values(&[&self.label])
             .observe(rows as f64);
         let mut backoff = self.retry_initial;
-        let outcome = loop {
+        let mut outcome = loop {
             let attempt = async {
                 let mut client = self.pool.get().await?;
                 let write = write_batches(&mut client, self.shard as i32, batches, &self.known);
@@ -557,7 +557,8 @@ impl WriteCtx {
             }
         };
         self.status.set_up(true);
-        self.known.committed(outcome.label_keys.clone());
+        self.known
+            .committed(std::mem::take(&mut outcome.label_keys));
         let m = &self.metrics;
         m.shard_up.with_label_values(&[&self.label]).set(1);
         m.rows_written

@@ -177,7 +177,10 @@ pub async fn post_query(
         shards.push(shard);
     }
     let started = std::time::Instant::now();
-    let result = ask.work.on_all(&shards, &ask.tenant, q.timeout_ms).await;
+    let result = match ask.work.prepare(&ask.tenant) {
+        Ok(prepared) => ask.work.on_all(&shards, &prepared, q.timeout_ms).await,
+        Err(e) => Err(e),
+    };
     let m = &state.metrics;
     let outcome = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
     m.queries.with_label_values(&["internal", outcome]).inc();

@@ -64,10 +64,10 @@ impl<'a> Fanout<'a> {
     /// The query is invalid, or a shard that was reached failed to answer or ran
     /// past the time limit.
     pub async fn ask(&self, work: Work) -> Result<Part, QueryError> {
-        work.check(&self.tenant)?;
+        let prepared = work.prepare(&self.tenant)?;
         let q = self.state;
         let local: Vec<&Shard> = q.shards.local.iter().collect();
-        let local = work.on_all(&local, &self.tenant, q.timeout_ms);
+        let local = work.on_all(&local, &prepared, q.timeout_ms);
         let mut owners: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
         for (id, owner) in &q.shards.remote {
             owners.entry(owner).or_default().push(*id);
@@ -99,20 +99,13 @@ impl<'a> Fanout<'a> {
 
     async fn remote(&self, owner: &str, ids: &[u32], work: &Work) -> Result<Part, PeerError> {
         let q = self.state;
-        let (Some(url), Some(credentials)) = (q.peers.get(owner), q.credentials.as_ref()) else {
-            return Err(Unreached("its address is not known".into()));
-        };
+        let (url, credentials, client) = peer(q, owner).map_err(Unreached)?;
         let ask = Ask {
             tenant: self.tenant.clone(),
             shards: ids.to_vec(),
             work: work.clone(),
         };
         let timeout = Duration::from_millis(q.timeout_ms) + PEER_GRACE;
-        let client = CLIENT.with(|c| {
-            c.borrow_mut()
-                .get_or_insert_with(|| crate::tls::http_client(timeout, credentials.tls.clone()))
-                .clone()
-        });
         let endpoint = format!("{}{QUERY_PATH}", url.trim_end_matches('/'));
         let mut response = credentials
             .sign(client.post(endpoint))
@@ -166,6 +159,29 @@ impl<'a> Fanout<'a> {
     }
 }
 
+/// Node `owner`'s URL, how this node signs its requests, and this worker's client
+/// (its default timeout: the query's time limit and the grace).
+fn peer<'s>(
+    state: &'s QueryState,
+    owner: &str,
+) -> Result<(&'s str, &'s crate::batch::wire::Credentials, awc::Client), String> {
+    let (Some(url), Some(credentials)) = (state.peers.get(owner), state.credentials.as_ref())
+    else {
+        return Err("its address is not known".into());
+    };
+    let client = CLIENT.with(|c| {
+        c.borrow_mut()
+            .get_or_insert_with(|| {
+                crate::tls::http_client(
+                    Duration::from_millis(state.timeout_ms) + PEER_GRACE,
+                    credentials.tls.clone(),
+                )
+            })
+            .clone()
+    });
+    Ok((url, credentials, client))
+}
+
 /// Path of the route owners stream their tails on.
 pub const TAIL_PATH: &str = "/internal/v1/tail";
 
@@ -193,21 +209,10 @@ pub async fn follow_peer(
     let mut lost = false;
     while !tx.is_closed() {
         let why = async {
-            let (Some(url), Some(credentials)) =
-                (state.peers.get(&owner), state.credentials.as_ref())
-            else {
-                return "its address is not known".to_owned();
+            let (url, credentials, client) = match peer(&state, &owner) {
+                Ok(peer) => peer,
+                Err(why) => return why,
             };
-            let client = CLIENT.with(|c| {
-                c.borrow_mut()
-                    .get_or_insert_with(|| {
-                        crate::tls::http_client(
-                            Duration::from_millis(state.timeout_ms) + PEER_GRACE,
-                            credentials.tls.clone(),
-                        )
-                    })
-                    .clone()
-            });
             let endpoint = format!("{}{TAIL_PATH}", url.trim_end_matches('/'));
             let mut response = match credentials
                 .sign(client.post(endpoint))

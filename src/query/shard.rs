@@ -113,45 +113,32 @@ pub enum Part {
     Stats(Stats),
 }
 
-impl Work {
-    /// A stream selector's plan over `[start, end)`.
-    fn selector_plan(
-        selector: &str,
-        tenant: &str,
-        start: i64,
-        end: i64,
-    ) -> Result<LogPlan, QueryError> {
-        let Expr::Log(expr) = chute_logql::parse(selector)? else {
-            return Err(QueryError::Invalid(format!(
-                "{selector:?} must be a stream selector"
-            )));
-        };
-        let window = Window::Lines {
-            start: from_nanos(start),
-            end: from_nanos(end),
-        };
-        LogPlan::new(&expr, tenant, window, selector)
-    }
+/// A [`Work`] planned for this node: what PostgreSQL filters and what chute runs
+/// on the rows. Planned once per node, shared by its shards.
+pub struct Prepared {
+    tenant: String,
+    plan: LogPlan,
+    pipeline: Pipeline,
+}
 
-    /// Checks the request before any shard is asked: the query parses and plans.
+impl Work {
+    /// Plans the work for `tenant`; before any shard is asked, this is the check
+    /// that the query parses and plans.
     ///
     /// # Errors
     /// [`QueryError::Invalid`] with the position of what is wrong.
-    pub fn check(&self, tenant: &str) -> Result<(), QueryError> {
-        self.plan(tenant).map(|_| ())
-    }
-
-    fn plan(&self, tenant: &str) -> Result<(LogPlan, Pipeline), QueryError> {
+    pub fn prepare(&self, tenant: &str) -> Result<Prepared, QueryError> {
+        let lines = |start: &i64, end: &i64| Window::Lines {
+            start: from_nanos(*start),
+            end: from_nanos(*end),
+        };
         let (plan, text) = match self {
             Work::Lines {
                 log, start, end, ..
-            } => {
-                let window = Window::Lines {
-                    start: from_nanos(*start),
-                    end: from_nanos(*end),
-                };
-                (log_plan(log, tenant, window)?, log)
-            }
+            } => (
+                log_plan(log, "a log query", tenant, lines(start, end))?,
+                log,
+            ),
             Work::Buckets {
                 log, after, upto, ..
             } => {
@@ -159,7 +146,7 @@ impl Work {
                     after: from_nanos(*after),
                     upto: from_nanos(*upto),
                 };
-                (log_plan(log, tenant, window)?, log)
+                (log_plan(log, "a log query", tenant, window)?, log)
             }
             Work::Values {
                 selector,
@@ -177,12 +164,16 @@ impl Work {
                 start,
                 end,
             } => (
-                Self::selector_plan(selector, tenant, *start, *end)?,
+                log_plan(selector, "a stream selector", tenant, lines(start, end))?,
                 selector,
             ),
         };
         let pipeline = Pipeline::new(&plan.residual, text)?;
-        Ok((plan, pipeline))
+        Ok(Prepared {
+            tenant: tenant.to_owned(),
+            plan,
+            pipeline,
+        })
     }
 
     /// Runs on one local shard: its part, and the log rows it read (or, where
@@ -194,10 +185,14 @@ impl Work {
     pub async fn on(
         &self,
         shard: &Shard,
-        tenant: &str,
+        prepared: &Prepared,
         timeout_ms: u64,
     ) -> Result<(Part, u64), QueryError> {
-        let (plan, pipeline) = self.plan(tenant)?;
+        let Prepared {
+            tenant,
+            plan,
+            pipeline,
+        } = prepared;
         let failed = |e: tokio_postgres::Error| shard_error(shard.id, timeout_ms, &e);
         let mut client = connect(shard).await?;
         let tx = read_only(&mut client, shard.id, timeout_ms).await?;
@@ -246,7 +241,7 @@ impl Work {
                 let buckets = if pipeline.is_empty() {
                     let group = Grouping::of(by.as_deref());
                     let counts =
-                        minute_counts_plan(&plan, &group, by.is_some(), *after, *upto, *width);
+                        minute_counts_plan(plan, &group, by.is_some(), *after, *upto, *width);
                     let counted = match &counts {
                         Some(counts) => {
                             let (filter, params) = (counts.where_clause(), counts.sql_params());
@@ -412,11 +407,11 @@ impl Work {
     pub async fn on_all(
         &self,
         shards: &[&Shard],
-        tenant: &str,
+        prepared: &Prepared,
         timeout_ms: u64,
     ) -> Result<(Part, u64), QueryError> {
         let answers =
-            futures_util::future::join_all(shards.iter().map(|s| self.on(s, tenant, timeout_ms)))
+            futures_util::future::join_all(shards.iter().map(|s| self.on(s, prepared, timeout_ms)))
                 .await;
         let (mut parts, mut read) = (Vec::with_capacity(answers.len()), 0);
         for answer in answers {
@@ -534,9 +529,10 @@ impl Part {
     }
 }
 
-fn log_plan(log: &str, tenant: &str, window: Window) -> Result<LogPlan, QueryError> {
+/// The plan of `log` (which must be `what`: a log query, or a stream selector).
+fn log_plan(log: &str, what: &str, tenant: &str, window: Window) -> Result<LogPlan, QueryError> {
     let Expr::Log(expr) = chute_logql::parse(log)? else {
-        return Err(QueryError::Invalid(format!("{log:?} must be a log query")));
+        return Err(QueryError::Invalid(format!("{log:?} must be {what}")));
     };
     LogPlan::new(&expr, tenant, window, log)
 }
