@@ -16,6 +16,7 @@ use tokio_postgres::types::{Json, ToSql, Type};
 
 use crate::record::Record;
 
+pub mod bloom;
 pub mod wire;
 
 /// The statement the encoded rows are meant for.
@@ -455,8 +456,8 @@ pub struct RowLabels<'a> {
     pub msgid: Option<&'a str>,
     pub severity: Option<i16>,
     pub facility: Option<i16>,
-    /// Bytes of the message (what `octet_length(message)` counts).
-    pub message_bytes: usize,
+    /// The message's bytes (UTF-8; `octet_length(message)` counts them).
+    pub message: &'a [u8],
 }
 
 impl EncodedRows {
@@ -481,7 +482,7 @@ impl EncodedRows {
             msgid: text(f[6]),
             severity: small(f[7]),
             facility: small(f[8]),
-            message_bytes: f[9].map_or(0, <[u8]>::len),
+            message: f[9].unwrap_or_default(),
         })
     }
 }
@@ -530,7 +531,7 @@ mod tests {
                 msgid: r.msgid.as_deref(),
                 severity: Some(3),
                 facility: r.facility,
-                message_bytes: 1,
+                message: b"m",
             }
         );
         assert!(rows.labels(1).is_none());

@@ -185,7 +185,7 @@ pub async fn post_query(
     let outcome = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
     m.queries.with_label_values(&["internal", outcome]).inc();
     if let Ok((_, read)) = &result {
-        m.query_rows.with_label_values(&["internal"]).inc_by(*read);
+        super::loki::count_read(&state, "internal", *read);
     }
     m.query_duration
         .with_label_values(&["internal"])

@@ -20,7 +20,7 @@ use crate::query::labels::Label;
 use crate::query::metric::{self, format_value, seconds, Context, Steps};
 use crate::query::pipeline::{Entry, Pipeline};
 use crate::query::plan::{LogPlan, Window};
-use crate::query::shard::{Part, Work, ALL_STREAMS};
+use crate::query::shard::{Part, Read, Work, ALL_STREAMS};
 use crate::query::time::{nanos, parse_step, parse_time};
 use crate::query::QueryError;
 
@@ -168,13 +168,24 @@ fn observe(
     result.map_err(LokiError)
 }
 
-/// Adds the rows a request read on this node's shards to `chute_query_rows_read_total`.
+/// Adds what a request read on this node's shards to `chute_query_rows_read_total`
+/// and `chute_query_blocks_total`.
 fn count_rows(state: &AppState, endpoint: &'static str, fanout: &Fanout<'_>) {
-    state
-        .metrics
-        .query_rows
+    count_read(state, endpoint, fanout.read());
+}
+
+/// Adds `read` to `chute_query_rows_read_total` and `chute_query_blocks_total`.
+pub(super) fn count_read(state: &AppState, endpoint: &'static str, read: Read) {
+    let m = &state.metrics;
+    m.query_rows
         .with_label_values(&[endpoint])
-        .inc_by(fanout.rows_read());
+        .inc_by(read.rows);
+    m.query_blocks
+        .with_label_values(&["read"])
+        .inc_by(read.blocks.read);
+    m.query_blocks
+        .with_label_values(&["skipped"])
+        .inc_by(read.blocks.skipped);
 }
 
 pub(super) fn tenant(req: &HttpRequest) -> Result<String, QueryError> {
@@ -242,8 +253,9 @@ pub async fn query(
             steps,
             true,
         )
-        .await?;
-        respond(&p, &fanout, reply)
+        .await;
+        count_rows(&state, "query", &fanout);
+        respond(&p, &fanout, reply?)
     }
     .await;
     observe(&state, "query", started, result)

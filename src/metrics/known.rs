@@ -49,6 +49,9 @@ impl Metrics {
         for endpoint in ["query", "query_range"] {
             touch(&self.query_lines, &[endpoint]);
         }
+        for r in reasons::QUERY_BLOCKS {
+            touch(&self.query_blocks, &[r]);
+        }
         for kind in reasons::TAIL_KINDS {
             self.tail_clients.with_label_values(&[kind]);
         }
@@ -260,6 +263,7 @@ pub mod reasons {
         "internal",
     ];
     pub const TAIL_KINDS: &[&str] = &["client", "peer"];
+    pub const QUERY_BLOCKS: &[&str] = &["read", "skipped"];
     pub const TAIL_DROPPED: &[&str] = &["slow_subscriber"];
     pub const QUERY_RESULTS: &[&str] = &["ok", "invalid", "unavailable", "timeout"];
     pub const CONFIG_RELOADS: &[&str] = &[

@@ -114,6 +114,8 @@ pub struct Metrics {
     pub query_lines: IntCounterVec,
     /// Log rows queries read on this node's shards (`endpoint`).
     pub query_rows: IntCounterVec,
+    /// Blocks of rows string searches read or skipped by their blooms (`result`).
+    pub query_blocks: IntCounterVec,
     /// Live tails open (`kind`: client, a websocket here; peer, a node tailing
     /// this node's shards).
     pub tail_clients: IntGaugeVec,
@@ -540,6 +542,12 @@ impl Metrics {
                 "chute_query_rows_read_total",
                 "Log rows queries read (or had PostgreSQL count) on this node's shards, by endpoint.",
                 &["endpoint"],
+            ),
+            query_blocks: counter(
+                &r,
+                "chute_query_blocks_total",
+                "Blocks of rows string searches read (their bloom may hold the strings) or skipped.",
+                &["result"],
             ),
             tail_clients: gauge(
                 &r,

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::exec::{QueryState, Shard};
-use super::shard::{Ask, Part, Work};
+use super::shard::{Ask, Part, Read, Work};
 use super::tail::{Chunk, Event};
 use super::QueryError;
 
@@ -40,8 +40,8 @@ pub struct Fanout<'a> {
     tenant: String,
     /// Shard id → why it is missing.
     missing: RefCell<BTreeMap<u32, String>>,
-    /// Log rows read on this node's shards (owners count theirs).
-    read: std::cell::Cell<u64>,
+    /// What this node's shards read (owners count theirs).
+    read: std::cell::Cell<Read>,
 }
 
 impl<'a> Fanout<'a> {
@@ -50,7 +50,7 @@ impl<'a> Fanout<'a> {
             state,
             tenant: tenant.to_owned(),
             missing: RefCell::new(BTreeMap::new()),
-            read: std::cell::Cell::new(0),
+            read: std::cell::Cell::new(Read::default()),
         }
     }
 
@@ -79,7 +79,9 @@ impl<'a> Fanout<'a> {
         );
         let (local, remote) = futures_util::future::join(local, remote).await;
         let (local, read) = local?;
-        self.read.set(self.read.get() + read);
+        let mut total = self.read.get();
+        total += read;
+        self.read.set(total);
         let mut parts = vec![local];
         for ((owner, ids), part) in owners.iter().zip(remote) {
             match part {
@@ -139,8 +141,8 @@ impl<'a> Fanout<'a> {
         }
     }
 
-    /// Log rows read on this node's shards so far.
-    pub fn rows_read(&self) -> u64 {
+    /// What this node's shards read so far.
+    pub fn read(&self) -> Read {
         self.read.get()
     }
 

@@ -8,6 +8,7 @@
 //! by PostgreSQL into Loki's matrices and vectors. The Loki HTTP API on top is
 //! `crate::http::loki`.
 
+pub mod blooms;
 pub mod counts;
 pub mod exec;
 pub mod fanout;

@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use chute_logql::Expr;
 use serde::{Deserialize, Serialize};
 
+use super::blooms::{self, Blocks};
 use super::counts::{counted_in_sql, minute_counts_plan, Grouping, Source};
 pub use super::counts::{too_many_series, Buckets, Counts, Labels, MAX_SERIES};
 use super::exec::{connect, entry, read_only, shard_error, stream_labels, Direction, Shard};
@@ -113,6 +114,22 @@ pub enum Part {
     Stats(Stats),
 }
 
+/// What answering a part cost on shards: the log rows read (or, where PostgreSQL
+/// counts them, counted), and the blocks the blooms let it read or skip.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Read {
+    pub rows: u64,
+    pub blocks: Blocks,
+}
+
+impl std::ops::AddAssign for Read {
+    fn add_assign(&mut self, other: Read) {
+        self.rows += other.rows;
+        self.blocks.read += other.blocks.read;
+        self.blocks.skipped += other.blocks.skipped;
+    }
+}
+
 /// A [`Work`] planned for this node: what PostgreSQL filters and what chute runs
 /// on the rows. Planned once per node, shared by its shards.
 pub struct Prepared {
@@ -187,7 +204,7 @@ impl Work {
         shard: &Shard,
         prepared: &Prepared,
         timeout_ms: u64,
-    ) -> Result<(Part, u64), QueryError> {
+    ) -> Result<(Part, Read), QueryError> {
         let Prepared {
             tenant,
             plan,
@@ -196,6 +213,13 @@ impl Work {
         let failed = |e: tokio_postgres::Error| shard_error(shard.id, timeout_ms, &e);
         let mut client = connect(shard).await?;
         let tx = read_only(&mut client, shard.id, timeout_ms).await?;
+        let (narrowed, blocks) = match self {
+            Work::Lines { .. } | Work::Buckets { .. } => {
+                blooms::narrow(&tx, plan, (shard.id, timeout_ms)).await?
+            }
+            _ => (None, Blocks::default()),
+        };
+        let plan = narrowed.as_ref().unwrap_or(plan);
         let params = plan.sql_params();
         let filter = plan.where_clause();
         let mut read = 0u64;
@@ -396,7 +420,7 @@ impl Work {
         };
         // Read-only: nothing to keep; ending it frees any cursor.
         let _ = tx.rollback().await;
-        Ok((part, read))
+        Ok((part, Read { rows: read, blocks }))
     }
 
     /// Runs on each of `shards` (all local), at once, and merges their parts; with
@@ -409,15 +433,15 @@ impl Work {
         shards: &[&Shard],
         prepared: &Prepared,
         timeout_ms: u64,
-    ) -> Result<(Part, u64), QueryError> {
+    ) -> Result<(Part, Read), QueryError> {
         let answers =
             futures_util::future::join_all(shards.iter().map(|s| self.on(s, prepared, timeout_ms)))
                 .await;
-        let (mut parts, mut read) = (Vec::with_capacity(answers.len()), 0);
+        let (mut parts, mut read) = (Vec::with_capacity(answers.len()), Read::default());
         for answer in answers {
-            let (part, rows) = answer?;
+            let (part, r) = answer?;
             parts.push(part);
-            read += rows;
+            read += r;
         }
         Ok((self.merge(parts)?, read))
     }

@@ -87,23 +87,15 @@ fn check_series(s: &Value) {
 async fn seeded() -> (TestApp, chrono::DateTime<Utc>) {
     let app = spawn_app().await;
     let now = Utc::now().trunc_subsecs(0);
-    let body: String = (0..300)
-        .map(|i| {
-            let severity = ["err", "warning", "info"][i as usize % 3];
-            json!({"message": format!("line {i} {}", if i % 5 == 0 { "timeout" } else { "ok" }),
-                   "ts": (now - Duration::seconds(600 - i)).to_rfc3339(),
-                   "host": format!("web-{}", i % 3), "app": "shop",
-                   "severity": severity,
-                   "request_id": format!("r{i}")})
-            .to_string()
-                + "\n"
-        })
-        .collect();
-    let a = app
-        .post(body, &[("content-type", "application/x-ndjson")])
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    app.settle().await;
+    app.send_ndjson((0..300).map(|i| {
+        let severity = ["err", "warning", "info"][i as usize % 3];
+        json!({"message": format!("line {i} {}", if i % 5 == 0 { "timeout" } else { "ok" }),
+               "ts": (now - Duration::seconds(600 - i)).to_rfc3339(),
+               "host": format!("web-{}", i % 3), "app": "shop",
+               "severity": severity,
+               "request_id": format!("r{i}")})
+    }))
+    .await;
     (app, now)
 }
 

@@ -292,6 +292,16 @@ impl TestApp {
             .await
     }
 
+    /// POSTs `records` as NDJSON, expects a 200, and waits until they are committed.
+    pub async fn send_ndjson(&self, records: impl IntoIterator<Item = Value>) {
+        let body: String = records.into_iter().map(|r| r.to_string() + "\n").collect();
+        let a = self
+            .post(body, &[("content-type", "application/x-ndjson")])
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        self.settle().await;
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         let mut res = self
             .http

@@ -111,7 +111,7 @@ pub(crate) fn ns(t: DateTime<Utc>) -> String {
 
 /// Every (time stamp, line) of a streams answer, in answer order per stream,
 /// merged newest first.
-fn lines_of(v: &Value) -> Vec<(i64, String)> {
+pub(crate) fn lines_of(v: &Value) -> Vec<(i64, String)> {
     assert_eq!(v["status"], "success", "{v}");
     assert_eq!(v["data"]["resultType"], "streams", "{v}");
     let mut out: Vec<(i64, String)> = v["data"]["result"]

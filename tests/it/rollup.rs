@@ -77,20 +77,11 @@ async fn histograms_read_the_minute_counts_and_match_a_brute_force_count() {
             }
         })
         .collect();
-    let body: String = recs
-        .iter()
-        .map(|r| {
-            json!({"message": r.message, "ts": r.ts.to_rfc3339(), "host": r.host,
-                   "app": r.app, "severity": r.severity})
-            .to_string()
-                + "\n"
-        })
-        .collect();
-    let a = app
-        .post(body, &[("content-type", "application/x-ndjson")])
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    app.settle().await;
+    app.send_ndjson(recs.iter().map(|r| {
+        json!({"message": r.message, "ts": r.ts.to_rfc3339(), "host": r.host,
+               "app": r.app, "severity": r.severity})
+    }))
+    .await;
 
     // Whole minutes: from 2 hours back, every 5 minutes, up to now.
     let start = (now - Duration::hours(2))

@@ -5,6 +5,7 @@
 //! The COPY rows themselves are encoded in `crate::batch`, once per batch, long
 //! before they reach this sink; the embedded cluster is the `chute-embedded-pg` crate.
 
+pub mod blooms;
 pub mod error;
 pub mod labels;
 pub mod rollup;

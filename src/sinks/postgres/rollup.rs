@@ -44,7 +44,7 @@ impl Counts {
             let minute = (l.ts_us + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US;
             let c = by.entry((minute, l.tenant, l.app, l.severity)).or_default();
             c.0 += 1;
-            c.1 += l.message_bytes as i64;
+            c.1 += l.message.len() as i64;
         }
         Counts(
             by.into_iter()

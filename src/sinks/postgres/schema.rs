@@ -108,6 +108,29 @@ const MIGRATIONS: &[(i32, &str)] = &[
     FROM chute.logs GROUP BY 1, 2, 3, 4;
     "#,
     ),
+    (
+        5,
+        r#"
+    -- Trigram blooms of the messages of each block (a write's rows of one minute),
+    -- written with the rows (see sinks::postgres::blooms), read by searches for a
+    -- string to skip the blocks that cannot hold it. A block without a bloom is
+    -- read by every search: the rows stored before blooms were kept get such
+    -- blocks here, one per minute, so that every row is in some block.
+    CREATE TABLE chute.line_blooms (
+        first_ts timestamptz NOT NULL,
+        last_ts  timestamptz NOT NULL,
+        lines    integer     NOT NULL,
+        bloom    bytea
+    ) WITH (toast_tuple_target = 8160);
+    -- Random bits do not compress: never try; blooms up to 8 KB stay in the row.
+    ALTER TABLE chute.line_blooms ALTER COLUMN bloom SET STORAGE EXTERNAL;
+    -- BRIN: blocks are appended in time order, and a search reads a range of them.
+    CREATE INDEX line_blooms_first_ts ON chute.line_blooms USING brin (first_ts);
+    INSERT INTO chute.line_blooms (first_ts, last_ts, lines)
+    SELECT min(ts), max(ts), count(*) FROM chute.logs
+    GROUP BY date_trunc('minute', ts - interval '1 microsecond', 'UTC');
+    "#,
+    ),
 ];
 
 /// Brings the schema up to date. Safe to run concurrently from several nodes.

@@ -23,6 +23,7 @@ use futures_util::SinkExt;
 use tokio_postgres::types::Json;
 use tokio_postgres::{Statement, Transaction};
 
+use super::blooms::{self, Blocks};
 use super::labels::{self, Key, Known};
 use super::rollup::{self, Counts};
 use super::{classify, Failure};
@@ -178,6 +179,7 @@ async fn attempt(
         out.label_keys = known.new_keys(&rows);
         labels::insert(&tx, &out.label_keys).await?;
         rollup::insert(&tx, &Counts::of(&rows)).await?;
+        blooms::insert(&tx, &Blocks::of(&rows)).await?;
     }
     tx.commit().await?;
     Ok(out)
@@ -199,19 +201,22 @@ async fn optimistic(
     let rows = row_labels(all.iter().flat_map(|b| (0..b.len()).map(move |i| (*b, i))));
     let label_keys = known.new_keys(&rows);
     let counts = Counts::of(&rows);
+    let blocks = Blocks::of(&rows);
     // Polled together, the requests are pipelined on the connection.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let (inserted, copied, labelled, counted) = tokio::join!(
+    let (inserted, copied, labelled, counted, bloomed) = tokio::join!(
         tx.query(&insert, &params),
         copy(&tx, &copy_logs, EncodedRows::stream_all(&all)),
         labels::insert(&tx, &label_keys),
-        rollup::insert(&tx, &counts)
+        rollup::insert(&tx, &counts),
+        blooms::insert(&tx, &blocks)
     );
     // The COPY's error says more (a refused row); the insert's is usually its echo.
     copied?;
     let inserted = inserted?;
     labelled?;
     counted?;
+    bloomed?;
     if inserted.len() < batches.len() {
         tx.rollback().await?;
         return Ok(None);
@@ -225,8 +230,8 @@ async fn optimistic(
     }))
 }
 
-/// The stream labels of `rows`, read in place once for the label index and the
-/// minute counts.
+/// The stream labels and messages of `rows`, read in place once for the label
+/// index, the minute counts and the blooms.
 fn row_labels<'r>(rows: impl Iterator<Item = (&'r EncodedRows, usize)>) -> Vec<RowLabels<'r>> {
     rows.filter_map(|(batch, i)| batch.labels(i)).collect()
 }
