@@ -408,7 +408,39 @@ where
     Ok((times[2], summary))
 }
 
-fn queries(fleet: &Fleet) -> Vec<Query> {
+/// The statement chute sends first for a `|=` filter over `(lo, hi)`: which
+/// blocks' blooms may hold `needle` (parameters as literals).
+fn blocks_sql(needle: &str, lo: DateTime<Utc>, hi: DateTime<Utc>) -> String {
+    let probes: Vec<String> = chute::batch::bloom::probes(needle.as_bytes())
+        .iter()
+        .map(i64::to_string)
+        .collect();
+    chute::query::blooms::BLOCKS
+        .replace("$1", &format!("'{}'", rfc3339(lo)))
+        .replace("$2", &format!("'{}'", rfc3339(hi)))
+        .replace("$3", &format!("'{{{}}}'", probes.join(",")))
+}
+
+/// The condition chute adds for the blocks that may hold `needle` over `(lo,
+/// hi)`: their time spans, as it computes them.
+async fn narrowed(
+    pgc: &tokio_postgres::Client,
+    needle: &str,
+    lo: DateTime<Utc>,
+    hi: DateTime<Utc>,
+) -> anyhow::Result<String> {
+    let row = pgc.query_one(&blocks_sql(needle, lo, hi), &[]).await?;
+    let first: Vec<DateTime<Utc>> = row.get::<_, Option<_>>(3).unwrap_or_default();
+    let last: Vec<DateTime<Utc>> = row.get::<_, Option<_>>(4).unwrap_or_default();
+    let spans = chute::query::blooms::spans(first.into_iter().zip(last).collect());
+    let any: Vec<String> = spans
+        .iter()
+        .map(|(a, b)| format!("ts >= '{}' AND ts <= '{}'", rfc3339(*a), rfc3339(*b)))
+        .collect();
+    Ok(format!(" AND ({})", any.join(" OR ")))
+}
+
+fn queries(fleet: &Fleet, needle_spans: &str) -> Vec<Query> {
     let end = fleet.end() + chrono::Duration::seconds(1);
     let m15 = end - chrono::Duration::minutes(15);
     let day = end - chrono::Duration::hours(24);
@@ -492,11 +524,14 @@ fn queries(fleet: &Fleet) -> Vec<Query> {
             what: "`{host=\"web-7\"} |= \"timeout\"`, 24 h, limit 100".into(),
             target_ms: 20.0,
             chute: vec![loki("{host=\"web-7\"} |= \"timeout\"", day, 100)],
-            sql: vec![lines(
-                " AND host = 'web-7' AND message LIKE '%timeout%'",
-                day,
-                100,
-            )],
+            sql: vec![
+                blocks_sql("timeout", day, end),
+                lines(
+                    " AND host = 'web-7' AND strpos(message, 'timeout') > 0",
+                    day,
+                    100,
+                ),
+            ],
             victoria: vec![vl("{host=\"web-7\"} timeout", day, 100)],
         },
         Query {
@@ -507,11 +542,14 @@ fn queries(fleet: &Fleet) -> Vec<Query> {
                 day,
                 1000,
             )],
-            sql: vec![lines(
-                &format!(" AND message LIKE '%{NEEDLE}%'"),
-                day,
-                1000,
-            )],
+            sql: vec![
+                blocks_sql(NEEDLE, day, end),
+                lines(
+                    &format!(" AND strpos(message, '{NEEDLE}') > 0{needle_spans}"),
+                    day,
+                    1000,
+                ),
+            ],
             victoria: vec![vl(&format!("{{tenant=\"default\"}} {NEEDLE}"), day, 1000)],
         },
         Query {
@@ -589,13 +627,16 @@ fn queries(fleet: &Fleet) -> Vec<Query> {
                     ("time", nanos(end)),
                 ],
             )],
-            sql: vec![format!(
-                "SELECT count(*)::float8, sum(octet_length(message))::float8 \
-                 FROM chute.logs WHERE ts > {} AND ts <= {} AND tenant = 'default' \
-                 AND message LIKE '%error%'",
-                lit(days3),
-                lit(end)
-            )],
+            sql: vec![
+                blocks_sql("error", days3, end),
+                format!(
+                    "SELECT count(*)::float8, sum(octet_length(message))::float8 \
+                     FROM chute.logs WHERE ts > {} AND ts <= {} AND tenant = 'default' \
+                     AND strpos(message, 'error') > 0",
+                    lit(days3),
+                    lit(end)
+                ),
+            ],
             victoria: vec![Get::new(
                 "/select/logsql/stats_query",
                 &[
@@ -863,7 +904,15 @@ async fn run(
     println!();
     println!("| query | chute API ms | its SQL in PostgreSQL ms | VictoriaLogs ms | target ms | answer (chute / VictoriaLogs) |");
     println!("|---|---:|---:|---:|---:|---|");
-    for q in queries(fleet) {
+    let day = fleet.end() + chrono::Duration::seconds(1) - chrono::Duration::hours(24);
+    let needle_spans = narrowed(
+        &pgc,
+        NEEDLE,
+        day,
+        fleet.end() + chrono::Duration::seconds(1),
+    )
+    .await?;
+    for q in queries(fleet, &needle_spans) {
         let (api, summary) = median(|| timed_gets(&client, &addr, &q.chute)).await?;
         let (in_sql, _) =
             median(|| async { Ok((timed_sql(&pgc, &q.sql).await?, String::new())) }).await?;

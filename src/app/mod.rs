@@ -147,6 +147,8 @@ impl Application {
             metrics.tail_dropped.with_label_values(&["slow_subscriber"]),
         );
         let mut readers = crate::query::exec::Shards::default();
+        let count_cache =
+            std::sync::Arc::new(crate::query::cache::CountCache::new(config.query.cache_mib));
         for shard in &shards {
             if !config.is_local(shard) {
                 readers
@@ -162,6 +164,7 @@ impl Application {
             let local = LocalShard::start(shard, &config, &metrics, &health, &tail).await?;
             readers.local.push(crate::query::exec::Shard {
                 id: shard.id,
+                cache: count_cache.clone(),
                 pool: crate::sinks::postgres::pool(
                     shard.dsn.expose(),
                     config.query.pool_size,

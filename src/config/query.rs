@@ -18,6 +18,10 @@ pub struct QueryConfig {
     /// never starve writes.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// MiB of counts of past hours kept between metric queries that count rows
+    /// (a line filter, a host); 0 keeps none.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -28,4 +32,7 @@ fn default_max_limit() -> usize {
 }
 fn default_pool_size() -> usize {
     4
+}
+fn default_cache_mib() -> u64 {
+    64
 }

@@ -174,7 +174,8 @@ fn count_rows(state: &AppState, endpoint: &'static str, fanout: &Fanout<'_>) {
     count_read(state, endpoint, fanout.read());
 }
 
-/// Adds `read` to `chute_query_rows_read_total` and `chute_query_blocks_total`.
+/// Adds `read` to `chute_query_rows_read_total`, `chute_query_blocks_total` and
+/// `chute_query_cache_hours_total`.
 pub(super) fn count_read(state: &AppState, endpoint: &'static str, read: Read) {
     let m = &state.metrics;
     m.query_rows
@@ -186,6 +187,12 @@ pub(super) fn count_read(state: &AppState, endpoint: &'static str, read: Read) {
     m.query_blocks
         .with_label_values(&["skipped"])
         .inc_by(read.blocks.skipped);
+    m.query_cache_hours
+        .with_label_values(&["hit"])
+        .inc_by(read.hours.hits);
+    m.query_cache_hours
+        .with_label_values(&["miss"])
+        .inc_by(read.hours.misses);
 }
 
 pub(super) fn tenant(req: &HttpRequest) -> Result<String, QueryError> {

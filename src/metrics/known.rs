@@ -52,6 +52,9 @@ impl Metrics {
         for r in reasons::QUERY_BLOCKS {
             touch(&self.query_blocks, &[r]);
         }
+        for r in reasons::QUERY_CACHE {
+            touch(&self.query_cache_hours, &[r]);
+        }
         for kind in reasons::TAIL_KINDS {
             self.tail_clients.with_label_values(&[kind]);
         }
@@ -264,6 +267,7 @@ pub mod reasons {
     ];
     pub const TAIL_KINDS: &[&str] = &["client", "peer"];
     pub const QUERY_BLOCKS: &[&str] = &["read", "skipped"];
+    pub const QUERY_CACHE: &[&str] = &["hit", "miss"];
     pub const TAIL_DROPPED: &[&str] = &["slow_subscriber"];
     pub const QUERY_RESULTS: &[&str] = &["ok", "invalid", "unavailable", "timeout"];
     pub const CONFIG_RELOADS: &[&str] = &[

@@ -116,6 +116,8 @@ pub struct Metrics {
     pub query_rows: IntCounterVec,
     /// Blocks of rows string searches read or skipped by their blooms (`result`).
     pub query_blocks: IntCounterVec,
+    /// Whole hours of counts metric queries took from the cache or counted (`result`).
+    pub query_cache_hours: IntCounterVec,
     /// Live tails open (`kind`: client, a websocket here; peer, a node tailing
     /// this node's shards).
     pub tail_clients: IntGaugeVec,
@@ -547,6 +549,12 @@ impl Metrics {
                 &r,
                 "chute_query_blocks_total",
                 "Blocks of rows string searches read (their bloom may hold the strings) or skipped.",
+                &["result"],
+            ),
+            query_cache_hours: counter(
+                &r,
+                "chute_query_cache_hours_total",
+                "Whole hours of counts metric queries took from the cache (hit) or counted from the rows (miss).",
                 &["result"],
             ),
             tail_clients: gauge(

@@ -15,9 +15,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::exec::shard_error;
 use super::plan::{LogPlan, Param, Window};
-use super::QueryError;
+use super::{shard_error, QueryError};
 use crate::batch::bloom;
 
 /// At most this many time spans are added to a plan: more are joined across
@@ -28,8 +27,9 @@ const MAX_SPANS: usize = 32;
 /// window's lines: beyond, reading the whole window in order is as fast.
 const MAX_SHARE_DIVISOR: i64 = 4;
 
-/// Per block, whether its bloom may hold every probe; summed per window.
-const BLOCKS: &str = "\
+/// Per block, whether its bloom may hold every probe; summed per window. (`OFFSET
+/// 0` keeps the subquery whole, so each bloom is probed once, not once per use.)
+pub const BLOCKS: &str = "\
     SELECT coalesce(sum(lines), 0)::int8, count(*), \
            coalesce(sum(lines) FILTER (WHERE maybe), 0)::int8, \
            array_agg(first_ts ORDER BY first_ts) FILTER (WHERE maybe), \
@@ -41,7 +41,8 @@ const BLOCKS: &str = "\
                  ) AS maybe \
           FROM chute.line_blooms \
           WHERE first_ts > $1::timestamptz - interval '1 minute' AND first_ts <= $2 \
-            AND last_ts >= $1) b";
+            AND last_ts >= $1 \
+          OFFSET 0) b";
 
 /// What the blooms did for one plan on one shard.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +110,7 @@ pub async fn narrow(
 
 /// The time spans covering `blocks` (sorted by start): overlapping ones joined,
 /// then the closest joined until at most [`MAX_SPANS`] remain.
-fn spans(blocks: Vec<(DateTime<Utc>, DateTime<Utc>)>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+pub fn spans(blocks: Vec<(DateTime<Utc>, DateTime<Utc>)>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::with_capacity(blocks.len());
     for (a, b) in blocks {
         match out.last_mut() {

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::exec::shard_error;
 use super::labels::{facility_name, level_name, Label};
 use super::plan::LogPlan;
 use super::time::from_nanos;
-use super::QueryError;
+use super::{shard_error, QueryError};
 
 /// Most series one answer carries.
 pub const MAX_SERIES: usize = 20_000;
@@ -55,7 +54,7 @@ impl Grouping {
     }
 
     /// The columns, as SQL (fixed identifiers), each followed by a comma.
-    fn columns(&self) -> String {
+    pub(super) fn columns(&self) -> String {
         self.labels
             .iter()
             .map(|l| format!("{}, ", l.column()))

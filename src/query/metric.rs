@@ -126,8 +126,14 @@ async fn range(
 ) -> Result<Vec<Series>, QueryError> {
     let width = r.range.range.as_nanos();
     let offset = r.range.offset.map_or(0, |o| o.as_nanos());
-    // Buckets of whole microseconds (PostgreSQL keeps no finer time).
-    let g = gcd(cx.steps.step, width).max(1_000) / 1_000 * 1_000;
+    // Buckets of whole microseconds (PostgreSQL keeps no finer time). One step
+    // (an instant query) has one window: one bucket, not one per gcd.
+    let g = if cx.steps.start == cx.steps.end {
+        width
+    } else {
+        gcd(cx.steps.step, width)
+    };
+    let g = g.max(1_000) / 1_000 * 1_000;
     let anchor = cx.steps.start - offset - width;
     // Planned here first, so an error points into the query as it was written.
     let window = Window::Samples {

@@ -9,6 +9,7 @@
 //! `crate::http::loki`.
 
 pub mod blooms;
+pub mod cache;
 pub mod counts;
 pub mod exec;
 pub mod fanout;
@@ -56,4 +57,17 @@ impl From<chute_logql::ParseError> for QueryError {
     fn from(e: chute_logql::ParseError) -> Self {
         QueryError::Invalid(e.to_string())
     }
+}
+
+/// A shard's failure as the answer states it: a cancelled statement is the
+/// timeout; anything else names the shard and PostgreSQL's message.
+pub fn shard_error(shard: u32, timeout_ms: u64, e: &tokio_postgres::Error) -> QueryError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+        return QueryError::Timeout(timeout_ms);
+    }
+    let text = e
+        .as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+    tracing::warn!(shard, error = %text, "a query failed on a shard");
+    QueryError::Unavailable(format!("shard {shard} failed to answer: {text}"))
 }

@@ -16,14 +16,15 @@ use chute_logql::Expr;
 use serde::{Deserialize, Serialize};
 
 use super::blooms::{self, Blocks};
+use super::cache::{self, HourUse};
 use super::counts::{counted_in_sql, minute_counts_plan, Grouping, Source};
 pub use super::counts::{too_many_series, Buckets, Counts, Labels, MAX_SERIES};
-use super::exec::{connect, entry, read_only, shard_error, stream_labels, Direction, Shard};
+use super::exec::{connect, entry, read_only, stream_labels, Direction, Shard};
 use super::labels::{facility_name, level_name, Label};
 use super::pipeline::{Entry, Pipeline};
 use super::plan::{LogPlan, Window};
 use super::time::from_nanos;
-use super::QueryError;
+use super::{shard_error, QueryError};
 
 /// Rows read from a cursor at a time, when chute filters them.
 const PAGE_ROWS: usize = 2000;
@@ -120,6 +121,8 @@ pub enum Part {
 pub struct Read {
     pub rows: u64,
     pub blocks: Blocks,
+    /// Whole hours of counts taken from the cache, and counted.
+    pub hours: HourUse,
 }
 
 impl std::ops::AddAssign for Read {
@@ -127,6 +130,8 @@ impl std::ops::AddAssign for Read {
         self.rows += other.rows;
         self.blocks.read += other.blocks.read;
         self.blocks.skipped += other.blocks.skipped;
+        self.hours.hits += other.hours.hits;
+        self.hours.misses += other.hours.misses;
     }
 }
 
@@ -223,6 +228,7 @@ impl Work {
         let params = plan.sql_params();
         let filter = plan.where_clause();
         let mut read = 0u64;
+        let mut hours = HourUse::default();
         let part = match self {
             Work::Lines {
                 direction, limit, ..
@@ -264,46 +270,37 @@ impl Work {
             } => {
                 let buckets = if pipeline.is_empty() {
                     let group = Grouping::of(by.as_deref());
+                    let at = (shard.id, timeout_ms);
+                    let window = (*after, *upto, *width);
                     let counts =
                         minute_counts_plan(plan, &group, by.is_some(), *after, *upto, *width);
-                    let counted = match &counts {
-                        Some(counts) => {
-                            let (filter, params) = (counts.where_clause(), counts.sql_params());
-                            let at = (shard.id, timeout_ms);
-                            counted_in_sql(
-                                &tx,
-                                &filter,
-                                &params,
-                                *after,
-                                *width,
-                                &group,
-                                Source::MinuteCounts,
-                                at,
-                            )
-                            .await?
-                        }
-                        None => {
-                            let at = (shard.id, timeout_ms);
-                            counted_in_sql(
-                                &tx,
-                                &filter,
-                                &params,
-                                *after,
-                                *width,
-                                &group,
-                                Source::Rows,
-                                at,
-                            )
-                            .await?
-                        }
+                    let (source, filter, params) = match &counts {
+                        Some(c) => (Source::MinuteCounts, c.where_clause(), c.sql_params()),
+                        None => (Source::Rows, filter, params),
                     };
-                    let lines: f64 = counted
-                        .values()
-                        .flat_map(|b| b.values())
-                        .map(|c| c.lines)
-                        .sum();
-                    read = lines as u64;
-                    counted
+                    // A string search the blooms narrowed is cheap and never the same twice.
+                    let kept = match (&counts, &narrowed) {
+                        (None, None) => {
+                            cache::counted(&shard.cache, &tx, plan, &group, window, at).await?
+                        }
+                        _ => None,
+                    };
+                    if let Some((counted, rows, used)) = kept {
+                        read = rows;
+                        hours = used;
+                        counted
+                    } else {
+                        let counted = counted_in_sql(
+                            &tx, &filter, &params, *after, *width, &group, source, at,
+                        )
+                        .await?;
+                        read = counted
+                            .values()
+                            .flat_map(|b| b.values())
+                            .map(|c| c.lines as u64)
+                            .sum();
+                        counted
+                    }
                 } else {
                     let sql = format!("SELECT {COLUMNS} FROM chute.logs WHERE {filter}");
                     let mut cursor = Cursor::open(&tx, &sql, &params, shard.id, timeout_ms).await?;
@@ -420,7 +417,14 @@ impl Work {
         };
         // Read-only: nothing to keep; ending it frees any cursor.
         let _ = tx.rollback().await;
-        Ok((part, Read { rows: read, blocks }))
+        Ok((
+            part,
+            Read {
+                rows: read,
+                blocks,
+                hours,
+            },
+        ))
     }
 
     /// Runs on each of `shards` (all local), at once, and merges their parts; with

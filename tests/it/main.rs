@@ -6,6 +6,7 @@ mod chaos;
 mod cli;
 mod cluster;
 mod cluster_query;
+mod count_cache;
 mod deadletter;
 mod durability;
 mod grafana;
