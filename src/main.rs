@@ -125,6 +125,11 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Tokens for ingest and queries.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Batches a peer refused for good (it no longer owns their shard, or cannot
     /// read them), set aside on this node so the link goes on: list them, replay
     /// them to their shard's owner now (stored once, under their first id), or
@@ -134,6 +139,24 @@ enum Command {
         action: DeadletterAction,
         #[command(flatten)]
         node: NodeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Print a fresh random token once, and the `[[tokens]]` lines (with only its
+    /// SHA-256) to add to every node's configuration file.
+    New {
+        /// Tenants the token may use, the first being the default (comma-separated,
+        /// or `*` for every tenant).
+        #[arg(long, value_delimiter = ',', required = true)]
+        tenant: Vec<String>,
+        /// What it may do: ingest, query, admin (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "ingest")]
+        scope: Vec<String>,
+        /// Its name in logs (default: the first tenant and the scopes).
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -177,11 +200,17 @@ struct NodeArgs {
     /// Ask the node that runs this configuration file (its `[http] listen`).
     #[arg(long, global = true, env = "CHUTE_CONFIG")]
     config: Option<PathBuf>,
+    /// The token to present (`Authorization: Bearer`), when the node needs one.
+    #[arg(long, global = true, env = "CHUTE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 impl NodeArgs {
     /// The node's base URL, and for an HTTPS node the TLS settings to ask it with.
     fn resolve(&self, command: &str) -> Result<(String, Option<ClientTls>), ExitCode> {
+        if let Some(token) = &self.token {
+            cli::present_token(token);
+        }
         match self.config.as_ref().map(|p| load(Some(p))) {
             Some(Ok(c)) if c.http.tls_cert_file.is_some() => {
                 // Asked as a peer would: trusting the cluster CA, with this node's
@@ -246,6 +275,9 @@ fn main() -> ExitCode {
         Command::Validate { config, data_dir } => match load(Some(&config)) {
             Ok(c) => {
                 println!("{}", c.summary());
+                for warning in c.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 match data_dir.map(|d| check_queues(&d)) {
                     Some(false) => ExitCode::FAILURE,
                     _ => ExitCode::SUCCESS,
@@ -253,6 +285,14 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Token {
+            action:
+                TokenAction::New {
+                    tenant,
+                    scope,
+                    name,
+                },
+        } => cli::new_token(&tenant, &scope, name),
         Command::Cluster { node, json } => run_client("cluster", &node, async |url, tls| {
             cluster(&url, json, tls).await
         }),
@@ -397,8 +437,8 @@ async fn ask(
     let endpoint = format!("{}{path}", url.trim_end_matches('/'));
     let client = chute::tls::http_client(timeout, tls);
     let sent = match body {
-        None => client.get(&endpoint).send().await,
-        Some(b) => client.post(&endpoint).send_json(&b).await,
+        None => cli::authorized(client.get(&endpoint)).send().await,
+        Some(b) => cli::authorized(client.post(&endpoint)).send_json(&b).await,
     };
     let mut response = sent.map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {e}"))?;
     let body = response.body().limit(16 << 20).await?;

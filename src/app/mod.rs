@@ -258,6 +258,7 @@ impl Application {
             cluster,
             budget: http::budget::Budget::new(),
             deadletters,
+            auth: Arc::new(http::auth::Auth::new(&running_config, metrics.clone())),
             query: Arc::new(crate::query::exec::QueryState {
                 shards: readers,
                 peers: running_config
@@ -305,7 +306,10 @@ impl Application {
         // chute handles SIGTERM/SIGINT itself (see `run_until_stopped`).
         .disable_signals()
         .run();
-        tracing::info!(%addr, https, shards = shards.len(), embedded = embedded.is_some(), "chute is listening");
+        tracing::info!(%addr, https, shards = shards.len(), embedded = embedded.is_some(), tokens = running_config.tokens.len(), "chute is listening");
+        for warning in running_config.warnings() {
+            tracing::warn!("{warning}");
+        }
         Ok(Application {
             addr,
             syslog,

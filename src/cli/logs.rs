@@ -33,8 +33,7 @@ pub async fn search(
         encode(params)
     );
     let client = chute::tls::http_client(std::time::Duration::from_secs(120), tls);
-    let mut response = client
-        .get(&endpoint)
+    let mut response = super::authorized(client.get(&endpoint))
         .insert_header(("x-scope-orgid", tenant))
         .insert_header(("x-loki-response-encoding-flags", "categorize-labels"))
         .send()
@@ -85,19 +84,16 @@ pub async fn tail(
         encode(params)
     );
     let client = chute::tls::http_client(std::time::Duration::from_secs(30), tls);
-    let (response, mut frames) = match client
-        .ws(&endpoint)
-        .header("x-scope-orgid", tenant)
-        .max_frame_size(64 << 20)
-        .connect()
-        .await
-    {
+    let mut ws = client.ws(&endpoint).header("x-scope-orgid", tenant);
+    if let Some(value) = super::bearer() {
+        ws = ws.header("authorization", value);
+    }
+    let (response, mut frames) = match ws.max_frame_size(64 << 20).connect().await {
         Ok(connected) => connected,
         Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
             // The refusal's reason is in its body: asked again as a plain GET,
             // which the node checks the same way before any upgrade.
-            let mut again = client
-                .get(&endpoint)
+            let mut again = super::authorized(client.get(&endpoint))
                 .insert_header(("x-scope-orgid", tenant))
                 .send()
                 .await

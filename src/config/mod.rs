@@ -19,10 +19,12 @@ use serde::Deserialize;
 mod cluster;
 mod query;
 pub mod syslog;
+pub mod tokens;
 
 pub use cluster::{ClusterConfig, NodeEntry, ShardKey};
 pub use query::QueryConfig;
 pub use syslog::{ListenerConfig, Protocol, SyslogConfig};
+pub use tokens::{Scope, TokenConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,6 +44,8 @@ pub struct Config {
     pub syslog: SyslogConfig,
     pub log: LogConfig,
     pub query: QueryConfig,
+    /// Tokens for ingest and queries (`[[tokens]]`). Empty: the HTTP API is open.
+    pub tokens: Vec<TokenConfig>,
 }
 
 /// `[queue]`: the durable queue in front of each destination.
@@ -124,6 +128,22 @@ pub struct HttpConfig {
     /// present a certificate this CA signed (mutual TLS).
     #[serde(default)]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// Who may read `/metrics`, `/api/v1/cluster` and the details of `/readyz`
+    /// once `[[tokens]]` are configured: `loopback` (default: clients on this host
+    /// freely, others with an admin token), `token` (an admin token always) or
+    /// `open` (anyone). `/healthz` is always open.
+    #[serde(default)]
+    pub ops_access: OpsAccess,
+}
+
+/// `http.ops_access`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpsAccess {
+    #[default]
+    Loopback,
+    Token,
+    Open,
 }
 
 /// `[writer]`: how records are batched into PostgreSQL.
@@ -406,10 +426,12 @@ impl Config {
                 "syslog" => section(&key, value, &mut errors, &mut config.syslog),
                 "log" => section(&key, value, &mut errors, &mut config.log),
                 "query" => section(&key, value, &mut errors, &mut config.query),
+                "tokens" => section(&key, value, &mut errors, &mut config.tokens),
                 _ => errors.push(ConfigError {
                     path: key.clone(),
                     message: "unknown section (expected node, http, writer, storage, \
-                              shards, nodes, cluster, embedded, queue, syslog, log or query)"
+                              shards, nodes, cluster, embedded, queue, syslog, log, query \
+                              or tokens)"
                         .to_owned(),
                 }),
             }
@@ -433,6 +455,9 @@ impl Config {
         };
         if self.node.id.trim().is_empty() {
             err("node.id".into(), "must not be empty");
+        }
+        for (path, message) in tokens::check(&self.tokens) {
+            err(path, &message);
         }
         if self.http.max_body_bytes < 1024 {
             err("http.max_body_bytes".into(), "must be at least 1024");
@@ -585,10 +610,29 @@ impl Config {
         } else {
             storage
         };
+        let access = match self.tokens.len() {
+            0 => "open to anyone who reaches it".to_owned(),
+            n => format!("{n} token(s)"),
+        };
         format!(
-            "configuration is valid: node {}, HTTP on {}, {storage}",
+            "configuration is valid: node {}, HTTP on {} ({access}), {storage}",
             self.node.id, self.http.listen
         )
+    }
+
+    /// What is valid but likely a mistake: said by `chute validate` and at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let exposed = !self.http.listen.ip().is_loopback();
+        if exposed && self.tokens.is_empty() && self.http.tls_client_ca_file.is_none() {
+            out.push(format!(
+                "http.listen {} is reachable from other hosts, and neither [[tokens]] nor \
+                 http.tls_client_ca_file is set: anyone who reaches it can write into and \
+                 read every tenant (chute token new makes a token)",
+                self.http.listen
+            ));
+        }
+        out
     }
 }
 

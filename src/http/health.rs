@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::error::ApiError;
 use super::AppState;
 use crate::status::{PeerState, ShardState};
 
@@ -12,19 +13,27 @@ use crate::status::{PeerState, ShardState};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Prometheus text exposition.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admit_ops(req.headers(), req.peer_addr())?;
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
 }
 
 /// `GET /api/v1/cluster`: the cluster as this node sees it.
-pub async fn get_cluster(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(crate::cluster::report::report(
+pub async fn get_cluster(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.admit_ops(req.headers(), req.peer_addr())?;
+    Ok(HttpResponse::Ok().json(crate::cluster::report::report(
         &state.cluster,
         &state.health,
         &state.metrics,
-    ))
+    )))
 }
 
 /// Liveness: the process answers HTTP.
@@ -58,8 +67,20 @@ struct ShardReadiness {
 }
 
 /// Readiness: every local shard's queue is healthy, its schema is in place, and it
-/// answers a query right now; and no peer link's queue has failed.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+/// answers a query right now; and no peer link's queue has failed. Those the
+/// operator's endpoints are closed to (`http.ops_access`) get the status and
+/// `{"ready": ...}` only.
+pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let answer = readiness(&state).await;
+    if state.auth.sees_ops(req.headers(), req.peer_addr()) {
+        return answer;
+    }
+    HttpResponse::build(answer.status())
+        .json(serde_json::json!({"ready": answer.status().is_success()}))
+}
+
+/// The full readiness answer.
+async fn readiness(state: &AppState) -> HttpResponse {
     let snapshot = state.health.snapshot();
     let mut shards = Vec::with_capacity(snapshot.len());
     for (id, mut shard) in snapshot {
@@ -114,7 +135,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// Loki's `GET /ready`: `ready` in plain text when `/readyz` would answer 200, the
 /// reason otherwise (Grafana and `logcli` probe it).
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let answer = readyz(state).await;
+    let answer = readiness(&state).await;
     if answer.status().is_success() {
         HttpResponse::Ok().content_type("text/plain").body("ready")
     } else {

@@ -14,6 +14,7 @@ use super::error::{counted, ApiError};
 use super::AppState;
 use crate::actors::ingest::{Decode, Parse};
 use crate::actors::Route;
+use crate::config::Scope;
 use crate::sources::http::body::{BodyCollector, BodyError, BodyFormat, ContentEncoding};
 use crate::sources::http::json::Rejection;
 use crate::sources::http::JsonBody;
@@ -53,8 +54,16 @@ async fn ingest(
     let headers = req.headers();
     let encoding = ContentEncoding::from_header(header_text(headers, header::CONTENT_ENCODING)?)?;
     let format = BodyFormat::from_content_type(header_text(headers, header::CONTENT_TYPE)?)?;
-    let tenant = tenant(headers)?;
-    let origin = idempotency_key(headers)?.map(|key| format!("req:{tenant}:{key}"));
+    let requested = tenant_header(headers, TENANT_HEADER)?;
+    let caller = state
+        .auth
+        .admit(headers, req.peer_addr(), Scope::Ingest, requested)?;
+    let tenant = caller.tenant;
+    // Scoped by tenant and token: no other client can claim a sender's key.
+    let origin = idempotency_key(headers)?.map(|key| match &caller.grant {
+        Some(grant) => format!("req:{tenant}:{}:{key}", grant.name),
+        None => format!("req:{tenant}:{key}"),
+    });
     let (limit, ack_timeout_ms) = {
         let http = state.http.read().unwrap_or_else(|p| p.into_inner());
         (http.max_body_bytes, http.ack_timeout_ms)
@@ -222,23 +231,16 @@ pub(super) fn header_text(
         .transpose()
 }
 
-/// The tenant named by the request: 1 to 64 of `A-Z a-z 0-9 . _ -`.
-fn tenant(headers: &HeaderMap) -> Result<String, ApiError> {
-    tenant_in(headers, TENANT_HEADER)
-}
-
-/// The tenant named by header `name` (`default` without it): 1 to 64 of
-/// `A-Z a-z 0-9 . _ -`.
-pub(super) fn tenant_in(headers: &HeaderMap, name: &'static str) -> Result<String, ApiError> {
+/// The tenant named by header `name`, if any: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub(super) fn tenant_header(
+    headers: &HeaderMap,
+    name: &'static str,
+) -> Result<Option<String>, ApiError> {
     let Some(value) = header_text(headers, header::HeaderName::from_static(name))? else {
-        return Ok(DEFAULT_TENANT.to_owned());
+        return Ok(None);
     };
-    let ok = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
-        Ok(value.to_owned())
+    if crate::config::tokens::valid_name(value) {
+        Ok(Some(value.to_owned()))
     } else {
         Err(ApiError::new(
             StatusCode::BAD_REQUEST,

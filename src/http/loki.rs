@@ -12,8 +12,9 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chute_logql::Expr;
 use serde_json::{json, Value};
 
-use super::logs::tenant_in;
+use super::logs::tenant_header;
 use super::AppState;
+use crate::config::Scope;
 use crate::query::exec::Direction;
 use crate::query::fanout::Fanout;
 use crate::query::labels::Label;
@@ -51,6 +52,8 @@ impl ResponseError for LokiError {
         match self.0 {
             QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
             QueryError::Unavailable(_) | QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -59,6 +62,8 @@ impl ResponseError for LokiError {
             QueryError::Invalid(_) => "bad_data",
             QueryError::Timeout(_) => "timeout",
             QueryError::Unavailable(_) => "unavailable",
+            QueryError::Unauthorized(_) => "unauthorized",
+            QueryError::Forbidden(_) => "forbidden",
         };
         let text = self.0.to_string();
         HttpResponse::build(self.status_code()).json(json!({
@@ -195,8 +200,15 @@ pub(super) fn count_read(state: &AppState, endpoint: &'static str, read: Read) {
         .inc_by(read.hours.misses);
 }
 
-pub(super) fn tenant(req: &HttpRequest) -> Result<String, QueryError> {
-    tenant_in(req.headers(), ORG_HEADER).map_err(|e| QueryError::Invalid(e.message))
+/// The tenant a read request may use: the one `X-Scope-OrgID` names (or, with
+/// tokens, the token's first), if its token may read it.
+pub(super) fn tenant(req: &HttpRequest, state: &AppState) -> Result<String, QueryError> {
+    let requested =
+        tenant_header(req.headers(), ORG_HEADER).map_err(|e| QueryError::Invalid(e.message))?;
+    let caller = state
+        .auth
+        .admit(req.headers(), req.peer_addr(), Scope::Query, requested)?;
+    Ok(caller.tenant)
 }
 
 /// `GET|POST /loki/api/v1/query_range`.
@@ -249,7 +261,7 @@ pub async fn query(
             end: time,
             step: 1_000_000_000,
         };
-        let fanout = Fanout::new(&state.query, &tenant(&req)?);
+        let fanout = Fanout::new(&state.query, &tenant(&req, &state)?);
         let reply = answer(
             &req,
             &state,
@@ -467,7 +479,7 @@ pub(super) async fn ranged(
     let result = async {
         let p = Params::of(req, body);
         let range = p.range()?;
-        let fanout = Fanout::new(&state.query, &tenant(req)?);
+        let fanout = Fanout::new(&state.query, &tenant(req, state)?);
         let reply = answer(&p, range, &fanout).await;
         count_rows(state, endpoint, &fanout);
         respond(&p, &fanout, reply?)

@@ -1,5 +1,6 @@
 //! The HTTP API: one listener for ingest, cluster traffic, metrics and health.
 
+pub mod auth;
 pub mod budget;
 mod deadletter;
 pub mod error;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub deadletters: DeadLetters,
     /// The shards queries read, and the `[query]` limits.
     pub query: Arc<crate::query::exec::QueryState>,
+    /// The tokens requests must present (`[[tokens]]`; none: the API is open).
+    pub auth: Arc<auth::Auth>,
 }
 
 /// The route patterns [`configure`] registers (the `route` label of

@@ -75,7 +75,7 @@ pub async fn tail(
     let p = Params::of(&req, &[]);
     let checked = (|| {
         let query = p.query()?.to_owned();
-        let tenant = tenant(&req)?;
+        let tenant = tenant(&req, &state)?;
         let filter = Filter::new(&query, &tenant)?;
         let now = nanos(chrono::Utc::now());
         let start = p.time("start")?.unwrap_or(now - DEFAULT_SINCE_NS);

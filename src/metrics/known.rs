@@ -49,6 +49,9 @@ impl Metrics {
         for endpoint in ["query", "query_range"] {
             touch(&self.query_lines, &[endpoint]);
         }
+        for r in reasons::AUTH_REFUSED {
+            touch(&self.auth_refused, &[r]);
+        }
         for r in reasons::QUERY_BLOCKS {
             touch(&self.query_blocks, &[r]);
         }
@@ -267,9 +270,23 @@ pub mod reasons {
     ];
     pub const TAIL_KINDS: &[&str] = &["client", "peer"];
     pub const QUERY_BLOCKS: &[&str] = &["read", "skipped"];
+    pub const AUTH_REFUSED: &[&str] = &[
+        "missing_token",
+        "malformed_credentials",
+        "unknown_token",
+        "scope",
+        "tenant",
+    ];
     pub const QUERY_CACHE: &[&str] = &["hit", "miss"];
     pub const TAIL_DROPPED: &[&str] = &["slow_subscriber"];
-    pub const QUERY_RESULTS: &[&str] = &["ok", "invalid", "unavailable", "timeout"];
+    pub const QUERY_RESULTS: &[&str] = &[
+        "ok",
+        "invalid",
+        "unavailable",
+        "timeout",
+        "unauthorized",
+        "forbidden",
+    ];
     pub const CONFIG_RELOADS: &[&str] = &[
         "invalid",
         "unchanged",

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub records_sanitized: IntCounterVec,
     /// Whole requests refused before any record was read (`reason`).
     pub requests_rejected: IntCounterVec,
+    /// Requests refused for their token (`reason`).
+    pub auth_refused: IntCounterVec,
     /// Rows committed into `chute.logs` (`shard`).
     pub rows_written: IntCounterVec,
     /// Rows PostgreSQL refused for their content, stored in `chute.rejected` instead
@@ -272,6 +274,12 @@ impl Metrics {
                 &r,
                 "chute_requests_rejected_total",
                 "Whole requests refused, by reason.",
+                &["reason"],
+            ),
+            auth_refused: counter(
+                &r,
+                "chute_auth_refused_total",
+                "Requests refused for their token: none, unknown or unreadable (401), or a scope or tenant it lacks (403).",
                 &["reason"],
             ),
             rows_written: counter(

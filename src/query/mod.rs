@@ -34,6 +34,12 @@ pub enum QueryError {
     /// The query ran past `[query] timeout_ms` and was cancelled (HTTP 503).
     #[error("the query ran longer than {0} ms (query.timeout_ms) and was cancelled")]
     Timeout(u64),
+    /// No token, or one not known (HTTP 401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token may not read, or not this tenant (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl QueryError {
@@ -49,6 +55,8 @@ impl QueryError {
             QueryError::Invalid(_) => "invalid",
             QueryError::Unavailable(_) => "unavailable",
             QueryError::Timeout(_) => "timeout",
+            QueryError::Unauthorized(_) => "unauthorized",
+            QueryError::Forbidden(_) => "forbidden",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! chute's integration tests: one binary, a real PostgreSQL started by chute's own
 //! embedded-PostgreSQL code, a fresh database and a fresh chute per test.
 
+mod auth;
 mod blooms;
 mod chaos;
 mod cli;
