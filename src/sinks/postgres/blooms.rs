@@ -8,6 +8,12 @@
 //! blooms of its time range and only the rows of the blocks whose bloom may hold
 //! the string (see `query::blooms`). A block spans less than a minute, so what a
 //! search reads for one block is the rows of about a minute.
+//!
+//! Messages longer than [`MAX_BLOOMED_MESSAGE_BYTES`] (a flood of 64 KiB syslog
+//! messages, a dump) go into blocks of their own without a bloom, which every
+//! search reads: hashing every trigram of them would cost the writer more than
+//! reading them costs a search, and a sender could make the writer spend its time
+//! there.
 
 use std::collections::HashMap;
 
@@ -21,6 +27,9 @@ use crate::batch::RowLabels;
 /// at most 256 KiB, before folding).
 pub const MAX_BLOCK_BYTES: usize = 512 * 1024;
 
+/// Longer messages get no bloom (their blocks are read by every search).
+pub const MAX_BLOOMED_MESSAGE_BYTES: usize = 8 * 1024;
+
 const MINUTE_US: i64 = 60_000_000;
 
 const INSERT: &str = "INSERT INTO chute.line_blooms (first_ts, last_ts, lines, bloom) \
@@ -32,21 +41,24 @@ pub struct Blocks {
     pub first: Vec<DateTime<Utc>>,
     pub last: Vec<DateTime<Utc>>,
     pub lines: Vec<i32>,
-    pub blooms: Vec<Vec<u8>>,
+    /// `None`: a block of long messages, read by every search.
+    pub blooms: Vec<Option<Vec<u8>>>,
 }
 
 impl Blocks {
     /// The blocks of `rows`: by minute, in the rows' order within a minute.
     pub fn of(rows: &[RowLabels<'_>]) -> Blocks {
-        let mut by_minute: HashMap<i64, Vec<usize>> = HashMap::new();
+        // By minute, and whether the message is bloomed.
+        let mut by_minute: HashMap<(i64, bool), Vec<usize>> = HashMap::new();
         for (i, l) in rows.iter().enumerate() {
             let minute = (l.ts_us + MINUTE_US - 1).div_euclid(MINUTE_US);
-            by_minute.entry(minute).or_default().push(i);
+            let bloomed = l.message.len() <= MAX_BLOOMED_MESSAGE_BYTES;
+            by_minute.entry((minute, bloomed)).or_default().push(i);
         }
         let mut minutes: Vec<_> = by_minute.into_iter().collect();
-        minutes.sort_unstable_by_key(|(m, _)| *m);
+        minutes.sort_unstable_by_key(|((m, bloomed), _)| (*m, !*bloomed));
         let mut out = Blocks::default();
-        for (_, rows_of_minute) in minutes {
+        for ((_, bloomed), rows_of_minute) in minutes {
             let mut start = 0;
             while start < rows_of_minute.len() {
                 let mut bytes = 0;
@@ -59,18 +71,22 @@ impl Blocks {
                     bytes += len;
                     end += 1;
                 }
-                out.push(rows_of_minute[start..end].iter().map(|&i| &rows[i]), bytes);
+                let block = rows_of_minute[start..end].iter().map(|&i| &rows[i]);
+                out.push(block, bloomed.then_some(bytes));
                 start = end;
             }
         }
         out
     }
 
-    fn push<'r>(&mut self, rows: impl Iterator<Item = &'r RowLabels<'r>> + Clone, bytes: usize) {
-        let mut bloom = Bloom::for_bytes(bytes);
+    /// Adds a block of `rows`, with the bloom of their `bytes` of text if given.
+    fn push<'r>(&mut self, rows: impl Iterator<Item = &'r RowLabels<'r>>, bytes: Option<usize>) {
+        let mut bloom = bytes.map(Bloom::for_bytes);
         let (mut first, mut last, mut lines) = (i64::MAX, i64::MIN, 0);
         for r in rows {
-            bloom.add(r.message);
+            if let Some(b) = &mut bloom {
+                b.add(r.message);
+            }
             first = first.min(r.ts_us);
             last = last.max(r.ts_us);
             lines += 1;
@@ -79,7 +95,7 @@ impl Blocks {
         self.first.push(at(first));
         self.last.push(at(last));
         self.lines.push(lines);
-        self.blooms.push(bloom.finish());
+        self.blooms.push(bloom.map(Bloom::finish));
     }
 
     pub fn len(&self) -> usize {
@@ -137,22 +153,32 @@ mod tests {
     fn rows_are_cut_into_blocks_by_minute_and_size() {
         let m = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
         let s = chrono::Duration::seconds;
-        let big = "x".repeat(MAX_BLOCK_BYTES / 2 + 1);
-        let rows = EncodedRows::encode(&[
+        let big = "x".repeat(MAX_BLOOMED_MESSAGE_BYTES);
+        let long = "y".repeat(MAX_BLOOMED_MESSAGE_BYTES + 1);
+        let mut records = vec![
             record(m + s(90), "late in the second minute".into()),
             record(m + s(1), "first minute needle".into()),
             record(m + s(30), "first minute too".into()),
-            record(m + s(61), big.clone()),
-            record(m + s(62), big),
-        ])
-        .unwrap();
+            record(m + s(40), long.clone()),
+            record(m + s(41), long),
+        ];
+        // Enough text in the second minute to fill one block and start another.
+        for i in 0..MAX_BLOCK_BYTES / big.len() {
+            records.push(record(m + s(61 + i as i64 % 10), big.clone()));
+        }
+        let rows = EncodedRows::encode(&records).unwrap();
         let labels: Vec<_> = (0..rows.len()).filter_map(|i| rows.labels(i)).collect();
         let b = Blocks::of(&labels);
-        // (10:00, 10:01]: two rows; (10:01, 10:02]: three rows cut in two by size.
-        assert_eq!(b.lines, [2, 2, 1]);
+        // (10:00, 10:01]: two bloomed rows, then the two long ones without a bloom;
+        // (10:01, 10:02]: 65 rows cut in two by size.
+        assert_eq!(b.lines, [2, 2, 64, 1]);
         assert_eq!((b.first[0], b.last[0]), (m + s(1), m + s(30)));
-        assert_eq!((b.first[1], b.last[1]), (m + s(61), m + s(90)));
-        assert!(may_hold(&b.blooms[0], &probes(b"needle")));
-        assert!(!may_hold(&b.blooms[1], &probes(b"needle")));
+        assert_eq!((b.first[1], b.last[1]), (m + s(40), m + s(41)));
+        assert!(b.blooms[1].is_none());
+        assert_eq!(b.first[2], m + s(61));
+        assert_eq!(b.last[2], m + s(90));
+        let bloom = |i: usize| b.blooms[i].as_deref().unwrap();
+        assert!(may_hold(bloom(0), &probes(b"needle")));
+        assert!(!may_hold(bloom(2), &probes(b"needle")));
     }
 }
