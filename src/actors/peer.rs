@@ -282,7 +282,7 @@ impl PeerLink {
             .inc_by(prepared.body.len() as u64);
         let request = self
             .credentials
-            .sign(client.post(&self.endpoint))
+            .sign(client.post(&self.endpoint), &self.node)
             .insert_header(("content-type", CONTENT_TYPE))
             .insert_header(("content-encoding", "zstd"));
         let body = prepared.body.clone();
@@ -349,6 +349,10 @@ impl PeerLink {
             .peer_failures
             .with_label_values(&[&self.node, reason])
             .inc();
+        if reason == "unauthorized" {
+            // During a peer token rotation: the retry carries the next token.
+            self.credentials.refused_by(&self.node);
+        }
         if is_for_good(reason) && !self.draining {
             // The peer answered: it is up, and this request can never succeed.
             if let Some(single) = prepared.single.take() {

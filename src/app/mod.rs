@@ -119,20 +119,19 @@ impl Application {
         let mut queues = Vec::new();
         let mut links = std::collections::HashMap::new();
         let mut local_spools = std::collections::HashMap::new();
-        let credentials = Credentials {
-            node: config.node.id.clone(),
-            authorization: format!(
-                "Bearer {}",
-                config
-                    .cluster
-                    .peer_token
-                    .as_ref()
-                    .map_or("", |t| t.expose())
-            ),
-            fingerprint: config.layout_fingerprint(),
-            tls: crate::tls::cluster_client_config(&config.cluster)
+        let tokens: Vec<&str> = config
+            .cluster
+            .peer_token
+            .iter()
+            .map(|t| t.expose())
+            .collect();
+        let credentials = Credentials::new(
+            config.node.id.clone(),
+            &tokens,
+            config.layout_fingerprint(),
+            crate::tls::cluster_client_config(&config.cluster)
                 .context("cannot set up TLS to the peers")?,
-        };
+        );
         for node in config.nodes.iter().filter(|n| n.id != config.node.id) {
             let link = RemoteNode::start(node, &config, &credentials, &metrics, &health).await?;
             heartbeat.push(link.link.clone().recipient());

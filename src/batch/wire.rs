@@ -86,21 +86,54 @@ impl BatchesBody {
 #[derive(Clone)]
 pub struct Credentials {
     pub node: String,
-    /// `Bearer <peer_token>`; never logged.
-    pub authorization: String,
+    /// `Bearer <token>` for each peer token, the first sent first; never logged.
+    authorizations: std::sync::Arc<Vec<String>>,
+    /// Per peer, the token it last accepted (an index into `authorizations`):
+    /// during a rotation, a peer that does not know this node's first token yet
+    /// gets the next one after refusing it.
+    chosen: std::sync::Arc<dashmap::DashMap<String, usize>>,
     pub fingerprint: String,
     /// For `https://` peers: the CAs to trust and this node's client certificate.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Credentials {
-    /// `request` with the headers a peer admits it by: the peer token, this node's
-    /// id and its layout fingerprint.
-    pub fn sign(&self, request: awc::ClientRequest) -> awc::ClientRequest {
+    pub fn new(
+        node: String,
+        tokens: &[&str],
+        fingerprint: String,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Credentials {
+        let mut authorizations: Vec<String> =
+            tokens.iter().map(|t| format!("Bearer {t}")).collect();
+        if authorizations.is_empty() {
+            authorizations.push("Bearer ".to_owned());
+        }
+        Credentials {
+            node,
+            authorizations: std::sync::Arc::new(authorizations),
+            chosen: Default::default(),
+            fingerprint,
+            tls,
+        }
+    }
+
+    /// `request` to node `peer` with the headers a peer admits it by: the peer
+    /// token it accepts, this node's id and its layout fingerprint.
+    pub fn sign(&self, request: awc::ClientRequest, peer: &str) -> awc::ClientRequest {
+        let i = self.chosen.get(peer).map_or(0, |i| *i);
         request
-            .insert_header(("authorization", self.authorization.as_str()))
+            .insert_header(("authorization", self.authorizations[i].as_str()))
             .insert_header((NODE_HEADER, self.node.as_str()))
             .insert_header((LAYOUT_HEADER, self.fingerprint.as_str()))
+    }
+
+    /// `peer` refused the token it was sent (401): it gets the next from now on.
+    pub fn refused_by(&self, peer: &str) {
+        if self.authorizations.len() > 1 {
+            let mut i = self.chosen.entry(peer.to_owned()).or_insert(0);
+            *i = (*i + 1) % self.authorizations.len();
+        }
     }
 }
 

@@ -23,7 +23,8 @@ use crate::config::{Config, Secret, ShardKey};
 /// The cluster as this node knows it: who may talk to it, and where each shard is.
 pub struct ClusterView {
     pub node: String,
-    pub token: Option<Secret>,
+    /// The peer tokens this node accepts (any of them).
+    pub tokens: Vec<Secret>,
     pub fingerprint: String,
     pub shard_key: ShardKey,
     /// Every member (id, URL); empty for a single node.
@@ -50,7 +51,7 @@ impl ClusterView {
         shards.sort();
         ClusterView {
             node: config.node.id.clone(),
-            token: config.cluster.peer_token.clone(),
+            tokens: config.cluster.peer_token.clone(),
             fingerprint: config.layout_fingerprint(),
             shard_key: config.cluster.shard_key,
             nodes: config
@@ -83,10 +84,10 @@ impl ClusterView {
         layout: Option<&str>,
     ) -> Result<&'h str, Refusal> {
         let presented = token.unwrap_or("");
-        let valid = self
-            .token
-            .as_ref()
-            .is_some_and(|t| bool::from(t.expose().as_bytes().ct_eq(presented.as_bytes())));
+        // Every token compared, each in constant time.
+        let valid = self.tokens.iter().fold(false, |any, t| {
+            any | bool::from(t.expose().as_bytes().ct_eq(presented.as_bytes()))
+        });
         if !valid {
             return Err(Refusal::Unauthorized);
         }

@@ -47,9 +47,11 @@ pub struct ClusterConfig {
     #[serde(default)]
     pub shard_key: ShardKey,
     /// Shared secret nodes present to each other (`Authorization: Bearer`); required
-    /// with more than one node, at least 16 characters. Never printed or logged.
-    #[serde(default)]
-    pub peer_token: Option<Secret>,
+    /// with more than one node, at least 16 characters. Never printed or logged. A
+    /// list during a rotation: the node accepts any of them and sends the first,
+    /// and the next to a peer that refuses it.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub peer_token: Vec<Secret>,
     /// Most record bytes (uncompressed) one forwarded request carries, and the
     /// largest entry of a peer link's queue (larger batches are split when queued);
     /// 64 KiB to 64 MiB.
@@ -117,16 +119,22 @@ impl Config {
                     "a cluster needs its [[shards]] listed, each with an owner",
                 );
             }
-            match &self.cluster.peer_token {
-                None => err(
+            if self.cluster.peer_token.is_empty() {
+                err(
                     "cluster.peer_token".into(),
                     "required when there is more than one node",
-                ),
-                Some(t) if t.expose().len() < 16 => err(
+                );
+            }
+            if self
+                .cluster
+                .peer_token
+                .iter()
+                .any(|t| t.expose().len() < 16)
+            {
+                err(
                     "cluster.peer_token".into(),
                     "must be at least 16 characters",
-                ),
-                Some(_) => {}
+                );
             }
         }
         for (i, shard) in self.shards.iter().enumerate() {
@@ -207,4 +215,18 @@ fn default_peer_retry_initial_ms() -> u64 {
 }
 fn default_peer_retry_max_ms() -> u64 {
     10_000
+}
+
+/// A string, or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Secret),
+        Many(Vec<Secret>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }

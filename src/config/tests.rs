@@ -117,11 +117,26 @@ fn a_cluster_layout_is_checked() {
     assert!(!format!("{c:?}").contains("0123456789abcdef-secret"));
 
     let no_token = CLUSTER.replace("peer_token = \"0123456789abcdef-secret\"", "");
+    let short_in_list = CLUSTER.replace(
+        "peer_token = \"0123456789abcdef-secret\"",
+        "peer_token = [\"0123456789abcdef-secret\", \"short\"]",
+    );
+    let rotating = Config::from_toml(&CLUSTER.replace(
+        "peer_token = \"0123456789abcdef-secret\"",
+        "peer_token = [\"fedcba9876543210-new\", \"0123456789abcdef-secret\"]",
+    ))
+    .unwrap();
+    assert_eq!(rotating.cluster.peer_token.len(), 2);
+    assert_eq!(
+        rotating.cluster.peer_token[0].expose(),
+        "fedcba9876543210-new"
+    );
     let bad_owner = CLUSTER.replace("owner = \"b\"", "owner = \"c\"");
     let dup_node = CLUSTER.replace("id = \"b\"", "id = \"a\"");
     let not_member = CLUSTER.replacen("id = \"a\"", "id = \"z\"", 1);
     for (text, path) in [
         (no_token, "cluster.peer_token"),
+        (short_in_list, "cluster.peer_token"),
         (bad_owner, "shards[1].owner"),
         (dup_node, "nodes[1].id"),
         (not_member, "node.id"),

@@ -110,7 +110,7 @@ impl<'a> Fanout<'a> {
         let timeout = Duration::from_millis(q.timeout_ms) + PEER_GRACE;
         let endpoint = format!("{}{QUERY_PATH}", url.trim_end_matches('/'));
         let mut response = credentials
-            .sign(client.post(endpoint))
+            .sign(client.post(endpoint), owner)
             .timeout(timeout)
             .send_json(&ask)
             .await
@@ -121,6 +121,9 @@ impl<'a> Fanout<'a> {
             .limit(MAX_PART_BYTES)
             .await
             .map_err(|e| Unreached(format!("its answer could not be read: {e}")))?;
+        if status.as_u16() == 401 {
+            credentials.refused_by(owner);
+        }
         if status.is_success() {
             return match serde_json::from_slice::<Part>(&body) {
                 Ok(part) if part.answers(work) => Ok(part),
@@ -217,12 +220,16 @@ pub async fn follow_peer(
             };
             let endpoint = format!("{}{TAIL_PATH}", url.trim_end_matches('/'));
             let mut response = match credentials
-                .sign(client.post(endpoint))
+                .sign(client.post(endpoint), &owner)
                 .timeout(PEER_GRACE * 5)
                 .send_json(&follow)
                 .await
             {
                 Ok(r) if r.status().is_success() => r,
+                Ok(r) if r.status().as_u16() == 401 => {
+                    credentials.refused_by(&owner);
+                    return format!("it answered {}", r.status());
+                }
                 Ok(r) => return format!("it answered {}", r.status()),
                 Err(e) => return e.to_string(),
             };

@@ -168,6 +168,19 @@ impl TestCluster {
         self.owners[shard] = owner;
     }
 
+    /// Sets node `i`'s `[cluster] peer_token` to `value` (TOML) in its file; takes
+    /// effect when it restarts.
+    pub(crate) fn set_peer_token(&mut self, i: usize, value: &str) {
+        let path = &self.nodes[i].config;
+        let text = std::fs::read_to_string(path).expect("config");
+        let (start, end) = {
+            let start = text.find("peer_token = ").expect("a peer token");
+            (start, start + text[start..].find('\n').expect("a line"))
+        };
+        let text = format!("{}peer_token = {value}{}", &text[..start], &text[end..]);
+        std::fs::write(path, text).expect("write config");
+    }
+
     pub(crate) fn bases(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.base.clone()).collect()
     }
@@ -761,4 +774,57 @@ async fn nodes_talk_over_mutual_tls_and_a_client_without_a_certificate_is_refuse
         text.contains("b                up") && text.contains("c                up"),
         "{text}"
     );
+}
+
+/// A rolling rotation of the peer token while records flow: each node in turn is
+/// restarted with `[new, old]` (so for a while some nodes know only the old token
+/// and are sent the new one first), then each with `[new]` alone. Forwarding goes
+/// on throughout: a node falls back to the next token of its list for a peer that
+/// refuses one. Nothing acknowledged is lost or stored twice.
+#[actix_web::test]
+async fn a_rolling_peer_token_rotation_under_load_loses_and_duplicates_nothing() {
+    const NEW: &str = "rotated-peer-token-9876543210";
+    let mut cluster = TestCluster::start(["", "", ""]).await;
+    let bases = cluster.bases();
+    let load = Load::start_many(bases.clone(), 4, 100);
+    let mut unauthorized = 0.0;
+    for list in [format!("[\"{NEW}\", \"{TOKEN}\"]"), format!("\"{NEW}\"")] {
+        for i in 0..3 {
+            // What node i's peers were refused before it restarts.
+            for j in 0..3 {
+                unauthorized += metric_in(
+                    &cluster.metrics(j).await,
+                    "chute_peer_failures_total",
+                    &["reason=\"unauthorized\""],
+                );
+            }
+            cluster.set_peer_token(i, &list);
+            cluster.stop_node(i);
+            cluster.start_node(i);
+            actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+            if i == 0 && list.starts_with('[') {
+                // a has [new, old], b and c only the old token: a still forwards.
+                let sent =
+                    |text: &str| metric_in(text, "chute_peer_batches_sent_total", &["peer=\"b\""]);
+                let before = sent(&cluster.metrics(0).await);
+                actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+                let after = sent(&cluster.metrics(0).await);
+                assert!(
+                    after > before,
+                    "a stopped forwarding to b: {before} -> {after}"
+                );
+            }
+        }
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let acked = load.finish().await;
+    assert!(acked.len() > 1000, "records flowed: {}", acked.len());
+    cluster.settle().await;
+    assert_exactly_once_in(&cluster.dsns, &acked).await;
+    // The fallback was needed: a node with [new, old] was refused "new" by one
+    // that knew only the old token, and went on with the old one.
+    assert!(unauthorized > 0.0, "no peer was ever refused a token");
+    for (i, rows) in cluster.rows_per_shard().await.iter().enumerate() {
+        assert!(*rows > 0, "shard {i} got nothing");
+    }
 }
