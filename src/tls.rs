@@ -8,23 +8,23 @@ use anyhow::Context as _;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Every certificate in a PEM file.
-fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     CertificateDer::pem_file_iter(path)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
         .map_err(|e| anyhow::anyhow!("cannot read certificates from {}: {e}", path.display()))
 }
 
-fn key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+pub(crate) fn key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_file(path)
         .map_err(|e| anyhow::anyhow!("cannot read the private key from {}: {e}", path.display()))
 }
 
-fn roots(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
+pub(crate) fn roots(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     for c in certs(path)? {
         roots

@@ -43,12 +43,17 @@ impl LocalShard {
         let name = format!("shard-{}", shard.id);
         let invalid = || format!("shard {}: invalid connection string", shard.id);
         let idle_in_tx = Some(Duration::from_millis(config.writer.write_timeout_ms));
-        let pool = crate::sinks::postgres::pool(shard.dsn.expose(), shard.pool_size, idle_in_tx)
-            .with_context(invalid)?;
+        let password = shard
+            .password()
+            .map_err(|e| anyhow::anyhow!("shard {}: {e}", shard.id))?;
+        let password = password.as_ref().map(|p| p.expose());
+        let pool =
+            crate::sinks::postgres::pool(shard.dsn.expose(), password, shard.pool_size, idle_in_tx)
+                .with_context(invalid)?;
         // Readiness probes get a connection of their own, so a pool busy with long
         // COPYs never reads as "not ready".
-        let probe =
-            crate::sinks::postgres::pool(shard.dsn.expose(), 1, None).with_context(invalid)?;
+        let probe = crate::sinks::postgres::pool(shard.dsn.expose(), password, 1, None)
+            .with_context(invalid)?;
 
         let OpenQueue {
             io,

@@ -93,6 +93,8 @@ impl Application {
                 owner: None,
                 dsn: Secret::new(pg.dsn("chute")),
                 pool_size: config.embedded.pool_size,
+                password_file: None,
+                password_env: None,
             };
             // Weak: the registry must not keep PostgreSQL alive past shutdown.
             let watched = Arc::downgrade(&pg);
@@ -166,6 +168,11 @@ impl Application {
                 cache: count_cache.clone(),
                 pool: crate::sinks::postgres::pool(
                     shard.dsn.expose(),
+                    shard
+                        .password()
+                        .map_err(|e| anyhow::anyhow!("shard {}: {e}", shard.id))?
+                        .as_ref()
+                        .map(|p| p.expose()),
                     config.query.pool_size,
                     None,
                 )

@@ -202,6 +202,34 @@ pub struct ShardConfig {
     /// Connections to this shard; also the number of batches written at once.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// A file whose content (trailing newline removed) is the password, so the DSN
+    /// need not hold it. Read at start-up; never logged.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable that holds the password (as password_file).
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+impl ShardConfig {
+    /// The password from `password_file` or `password_env`, if either is set.
+    ///
+    /// # Errors
+    /// The file cannot be read, or the variable is not set; the message names them,
+    /// never the password.
+    pub fn password(&self) -> Result<Option<Secret>, String> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read password_file {}: {e}", path.display()))?;
+            return Ok(Some(Secret::new(text.trim_end_matches(['\n', '\r']))));
+        }
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map(|p| Some(Secret::new(p)))
+                .map_err(|_| format!("password_env {var} is not set"));
+        }
+        Ok(None)
+    }
 }
 
 /// `[embedded]`: the PostgreSQL chute runs itself when no shards are configured.

@@ -88,11 +88,12 @@ async fn readiness(state: &AppState) -> HttpResponse {
         if ready {
             if let Some((_, pool)) = state.probes.iter().find(|(p, _)| *p == id) {
                 let probe = async {
-                    let client = pool.get().await.map_err(|e| e.to_string())?;
+                    let describe = crate::sinks::postgres::error::describe;
+                    let client = pool.get().await.map_err(|e| describe(&e))?;
                     client
                         .simple_query("SELECT 1")
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| describe(&e))
                 };
                 match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
                     Ok(Ok(_)) => {}

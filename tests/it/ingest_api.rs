@@ -402,6 +402,8 @@ async fn a_request_retried_with_its_idempotency_key_is_stored_once() {
             owner: None,
             dsn: chute::config::Secret::new(other.clone()),
             pool_size: 2,
+            password_file: None,
+            password_env: None,
         })
     })
     .await;

@@ -16,6 +16,7 @@ mod hostile;
 mod ingest_api;
 mod layout;
 mod ops;
+mod pg_tls;
 mod query;
 mod regex;
 mod rollup;

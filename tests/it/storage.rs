@@ -363,6 +363,8 @@ async fn a_stalled_shard_does_not_hold_up_the_others() {
         owner: None,
         dsn: chute::config::Secret::new(b.clone()),
         pool_size: 2,
+        password_file: None,
+        password_env: None,
     });
     let app = spawn_config(config).await;
     let (h0, h1) = (host_for(0, 2), host_for(1, 2));

@@ -614,6 +614,17 @@ async fn a_unix_socket_gets_its_mode_and_one_in_use_is_never_taken_over() {
     let n = other.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"still mine");
     drop(other);
+    // A process another test forks in this moment holds a copy of the socket until
+    // it execs: wait until nobody receives on the path any more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .connect(&path)
+        .is_ok()
+    {
+        assert!(std::time::Instant::now() < deadline, "the socket stays in use");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 
     // A stale socket is replaced, with the mode asked for; the refused start
     // released its queue, so the same data directory opens at once.

@@ -74,6 +74,22 @@ pub fn classify_pool(e: &deadpool_postgres::PoolError) -> Failure {
     }
 }
 
+/// `e` and every error beneath it, joined by ": " (tokio-postgres says "error
+/// performing TLS handshake", the cause beneath says which certificate failed).
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,18 +6,24 @@
 //! before they reach this sink; the embedded cluster is the `chute-embedded-pg` crate.
 
 pub mod blooms;
+pub mod dsn;
 pub mod error;
 pub mod labels;
 pub mod rollup;
 pub mod schema;
+pub mod tls;
 pub mod write;
 
 pub use error::{classify, classify_pool, Failure};
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::NoTls;
+
+use dsn::SslMode;
 
 /// Builds a connection pool for one shard. Connections are made lazily.
 ///
@@ -26,14 +32,29 @@ use tokio_postgres::NoTls;
 /// the DSN sets its own; and with `idle_in_tx`, PostgreSQL ends a transaction whose
 /// client went quiet that long, so an abandoned write releases its locks.
 ///
+/// TLS follows the string's `sslmode` as libpq does ([`dsn`]); `password`, when
+/// given, wins over one in the string.
+///
 /// # Errors
-/// An invalid connection string.
+/// An invalid connection string (the message never holds the string), or TLS
+/// files that cannot be read.
 pub fn pool(
     dsn: &str,
+    password: Option<&str>,
     size: usize,
     idle_in_tx: Option<Duration>,
-) -> Result<Pool, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = dsn.parse()?;
+) -> anyhow::Result<Pool> {
+    let (rest, tls) = dsn::split(dsn)?;
+    // tokio-postgres's message names the option, never its value.
+    let mut config: tokio_postgres::Config = rest.parse()?;
+    config.ssl_mode(match tls.mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
+    });
+    if let Some(p) = password {
+        config.password(p);
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
@@ -59,15 +80,29 @@ pub fn pool(
         ));
         config.options(options);
     }
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            // A connection's health is checked cheaply when it is taken; a broken one
-            // fails its COPY, is classified transient, and the retry takes a new one.
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        // A connection's health is checked cheaply when it is taken; a broken one
+        // fails its COPY, is classified transient, and the retry takes a new one.
+        recycling_method: RecyclingMethod::Fast,
+    };
+    // Over a Unix socket there is no TLS (libpq ignores sslmode there too).
+    let unix_only = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+    let rustls = if unix_only {
+        None
+    } else {
+        tls::postgres_config(&tls).context("TLS to PostgreSQL")?
+    };
+    let manager = match rustls {
+        None => Manager::from_config(config, NoTls, manager_config),
+        Some(rustls) => Manager::from_config(
+            config,
+            tokio_postgres_rustls::MakeRustlsConnect::new(rustls),
+            manager_config,
+        ),
+    };
     Ok(Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)

@@ -88,7 +88,7 @@ impl From<tokio_postgres::Error> for WriteError {
             message: e
                 .as_db_error()
                 .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string()),
+                .unwrap_or_else(|| super::error::describe(&e)),
         }
     }
 }
@@ -100,7 +100,7 @@ impl From<deadpool_postgres::PoolError> for WriteError {
             other => WriteError {
                 failure: super::classify_pool(&other),
                 sqlstate: None,
-                message: other.to_string(),
+                message: super::error::describe(&other),
             },
         }
     }
