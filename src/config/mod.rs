@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 mod cluster;
+pub mod dsn;
 mod query;
 pub mod syslog;
 pub mod tokens;
@@ -552,8 +553,14 @@ impl Config {
             if shard.pool_size == 0 {
                 err(format!("shards[{i}].pool_size"), "must be at least 1");
             }
-            if let Err(e) = shard.dsn.expose().parse::<tokio_postgres::Config>() {
-                // The parser's message never contains the password.
+            // Neither parser's message contains the password.
+            let parsed = dsn::split(shard.dsn.expose())
+                .map_err(|e| e.to_string())
+                .and_then(|(rest, _)| {
+                    rest.parse::<tokio_postgres::Config>()
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = parsed {
                 err(
                     format!("shards[{i}].dsn"),
                     &format!("invalid connection string: {e}"),

@@ -231,7 +231,7 @@ pub async fn spawn_config(config: Config) -> TestApp {
 /// A plain connection for the test's own queries (libpq's TLS keys, which
 /// tokio-postgres does not know, are left out: the tests' servers take plaintext).
 pub async fn connect(dsn: &str) -> tokio_postgres::Client {
-    let (dsn, _) = chute::sinks::postgres::dsn::split(dsn).expect("a usable DSN");
+    let (dsn, _) = chute::config::dsn::split(dsn).expect("a usable DSN");
     let (client, conn) = tokio_postgres::connect(&dsn, NoTls).await.expect("connect");
     actix_web::rt::spawn(async move {
         let _ = conn.await;

@@ -622,7 +622,10 @@ async fn a_unix_socket_gets_its_mode_and_one_in_use_is_never_taken_over() {
         .connect(&path)
         .is_ok()
     {
-        assert!(std::time::Instant::now() < deadline, "the socket stays in use");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the socket stays in use"
+        );
         actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 

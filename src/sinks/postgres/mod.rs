@@ -6,7 +6,6 @@
 //! before they reach this sink; the embedded cluster is the `chute-embedded-pg` crate.
 
 pub mod blooms;
-pub mod dsn;
 pub mod error;
 pub mod labels;
 pub mod rollup;
@@ -23,7 +22,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::NoTls;
 
-use dsn::SslMode;
+use crate::config::dsn::{self, SslMode};
 
 /// Builds a connection pool for one shard. Connections are made lazily.
 ///

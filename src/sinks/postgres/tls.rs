@@ -1,11 +1,11 @@
 //! The rustls configuration of a PostgreSQL connection, as libpq's `sslmode`
-//! says (see [`super::dsn`]).
+//! says (see [`crate::config::dsn`]).
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::dsn::{SslMode, Tls};
+use crate::config::dsn::{SslMode, Tls};
 use crate::tls::{certs, key, provider, roots};
 
 /// The rustls configuration for a PostgreSQL connection, as libpq's `sslmode`

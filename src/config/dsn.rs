@@ -3,7 +3,7 @@
 //! tokio-postgres knows `sslmode` disable, prefer and require only, and neither
 //! `sslrootcert` nor client certificates. So chute takes libpq's TLS keys out of
 //! the string (`key=value` or `postgresql://...?...`), gives tokio-postgres the
-//! rest, and makes the rustls configuration itself (`crate::tls::postgres_config`):
+//! rest, and `sinks::postgres::tls` makes the rustls configuration:
 //!
 //! - `disable`: plaintext;
 //! - `prefer` (libpq's default): TLS if the server offers it, else plaintext; the
