@@ -371,3 +371,79 @@ fn validate_warns_of_an_open_listener_beyond_loopback() {
     );
     assert!(validate(&with_token).is_empty());
 }
+
+/// Secrets never reach the log, `chute validate` or an error body: a token (good
+/// or bad, Bearer or Basic), the DSN's password and a password file's content.
+#[actix_web::test]
+async fn secrets_appear_in_no_log_no_validate_output_and_no_error_body() {
+    let dir = temp_dir();
+    let token = new_token().unwrap();
+    let wrong = "chute_wrong-secret-4d1f9a";
+    let dsn_password = "dsn-secret-8c2e";
+    let file_password = "file-secret-51b7";
+    let password_file = dir.path().join("pg.pass");
+    std::fs::write(&password_file, format!("{file_password}\n")).unwrap();
+    let dsn = format!("{} password={dsn_password}", fresh_database().await);
+    let extra = format!(
+        "[[tokens]]\nname = \"fleet\"\nsha256 = \"{}\"\ntenants = [\"acme\"]\nscopes = [\"ingest\"]\n",
+        hex(&digest(&token))
+    );
+    let config = write_config(dir.path(), &dir.path().join("data"), &dsn, &extra);
+    // The shard's password file, after the [[shards]] table the helper ends with.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "password_file = \"{}\"\n",
+        password_file.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+
+    let daemon = Daemon::start(&config, dir.path().join("chute.log"));
+    let base = daemon.base();
+    let client = awc::Client::default();
+    let mut bodies = String::new();
+    let basic = |secret: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("agent:{secret}"))
+        )
+    };
+    for auth in [
+        bearer(&token),
+        bearer(wrong),
+        basic(wrong),
+        format!("Digest {wrong}"),
+    ] {
+        for tenant in ["acme", "other"] {
+            let mut r = client
+                .post(format!("{base}/api/v1/logs"))
+                .insert_header(("authorization", auth.as_str()))
+                .insert_header(("x-chute-tenant", tenant))
+                .insert_header(("content-type", "application/json"))
+                .send_body(r#"[{"message": "m"}]"#)
+                .await
+                .unwrap();
+            bodies.push_str(&String::from_utf8_lossy(&r.body().await.unwrap()));
+        }
+    }
+    let validate = Command::new(env!("CARGO_BIN_EXE_chute"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let validated = format!(
+        "{}{}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("request refused"),
+        "refusals are logged: {log}"
+    );
+    assert!(bodies.contains("unknown_token"), "{bodies}");
+    for secret in [token.as_str(), wrong, dsn_password, file_password] {
+        assert!(!log.contains(secret), "{secret} in the log");
+        assert!(!validated.contains(secret), "{secret} in chute validate");
+        assert!(!bodies.contains(secret), "{secret} in an answer");
+    }
+}
