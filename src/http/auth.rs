@@ -143,8 +143,9 @@ impl Auth {
                 Some(&grant.name),
             ));
         }
+        let may = |t: &str| grant.all_tenants() || grant.tenants.iter().any(|g| g == t);
         let tenant = match tenant {
-            Some(t) if grant.all_tenants() || grant.tenants.contains(&t) => t,
+            Some(t) if t.split('|').all(may) => t,
             Some(t) => {
                 return Err(self.refuse(
                     StatusCode::FORBIDDEN,

@@ -27,6 +27,7 @@ use super::QueryError;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
     Text(String),
+    Texts(Vec<String>),
     Codes(Vec<i16>),
     Time(DateTime<Utc>),
 }
@@ -39,6 +40,7 @@ impl ToSql for Param {
     ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Param::Text(s) => s.to_sql(ty, out),
+            Param::Texts(s) => s.to_sql(ty, out),
             Param::Codes(c) => c.to_sql(ty, out),
             Param::Time(t) => t.to_sql(ty, out),
         }
@@ -46,6 +48,7 @@ impl ToSql for Param {
 
     fn accepts(ty: &Type) -> bool {
         <String as ToSql>::accepts(ty)
+            || <Vec<String> as ToSql>::accepts(ty)
             || <Vec<i16> as ToSql>::accepts(ty)
             || <DateTime<Utc> as ToSql>::accepts(ty)
     }
@@ -116,8 +119,15 @@ impl LogPlan {
             }
         };
         plan.conditions.push(time);
-        let t = plan.bind(Param::Text(tenant.to_owned()));
-        plan.conditions.push(format!("tenant = {t}"));
+        // `a|b`: several tenants at once (Loki's multi-tenant queries).
+        let tenants = tenants_of(tenant);
+        if let [one] = &tenants[..] {
+            let t = plan.bind(Param::Text(one.clone()));
+            plan.conditions.push(format!("tenant = {t}"));
+        } else {
+            let t = plan.bind(Param::Texts(tenants));
+            plan.conditions.push(format!("tenant = ANY({t})"));
+        }
         for m in &expr.selector.matchers {
             plan.matcher(m, query)?;
         }
@@ -297,6 +307,11 @@ impl LogPlan {
     }
 }
 
+/// The tenants of a request's tenant: one name, or several joined by `|`.
+pub fn tenants_of(tenant: &str) -> Vec<String> {
+    tenant.split('|').map(str::to_owned).collect()
+}
+
 /// Whether a name satisfies a matcher.
 type NameTest = Box<dyn Fn(&str) -> bool>;
 
@@ -402,6 +417,19 @@ mod tests {
         assert!(p.needles.is_empty(), "after line_format: not in SQL");
         let none = plan(r#"{user="root"}"#);
         assert_eq!(none.conditions.last().unwrap(), "false");
+        let chute_logql::Expr::Log(e) = chute_logql::parse("{app=\"a\"}").unwrap() else {
+            panic!("not a log query")
+        };
+        let window = Window::Lines {
+            start: Utc::now(),
+            end: Utc::now(),
+        };
+        let both = LogPlan::new(&e, "acme|beta", window, "").unwrap();
+        assert_eq!(both.conditions[1], "tenant = ANY($3)");
+        assert_eq!(
+            both.params[2],
+            Param::Texts(vec!["acme".into(), "beta".into()])
+        );
         let unknown = plan(r#"{level="unknown"}"#);
         assert_eq!(
             unknown.conditions[2],

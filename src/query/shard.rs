@@ -347,11 +347,12 @@ impl Work {
                 let day = |t: i64| from_nanos(t).date_naive();
                 let sql = format!(
                     "SELECT DISTINCT value FROM chute.label_values \
-                     WHERE tenant = $1 AND label = $2 AND day >= $3 AND day <= $4 \
+                     WHERE tenant = ANY($1) AND label = $2 AND day >= $3 AND day <= $4 \
                      ORDER BY value LIMIT {limit}"
                 );
+                let tenants = super::plan::tenants_of(tenant);
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
-                    &tenant,
+                    &tenants,
                     &label.column(),
                     &day(*start),
                     &day((*end - 1).max(*start)),

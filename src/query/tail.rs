@@ -41,7 +41,8 @@ pub const MAX_DROPPED_SAMPLES: usize = 100;
 /// A tail's query, evaluated on records as they are committed.
 #[derive(Debug)]
 pub struct Filter {
-    tenant: String,
+    /// One tenant, or several (`a|b`).
+    tenants: Vec<String>,
     matchers: Vec<(Option<Label>, Test)>,
     pipeline: Pipeline,
 }
@@ -93,7 +94,7 @@ impl Filter {
             matchers.push((Label::parse(&m.name), test));
         }
         Ok(Filter {
-            tenant: tenant.to_owned(),
+            tenants: super::plan::tenants_of(tenant),
             matchers,
             pipeline: Pipeline::new(&expr.pipeline, query)?,
         })
@@ -101,7 +102,7 @@ impl Filter {
 
     /// The entry `record` makes, when the query selects it.
     pub fn apply(&self, record: &Record) -> Option<Entry> {
-        if record.tenant != self.tenant {
+        if !self.tenants.contains(&record.tenant) {
             return None;
         }
         for (label, test) in &self.matchers {

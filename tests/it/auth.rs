@@ -124,12 +124,14 @@ async fn a_token_writes_and_reads_only_its_tenants_and_every_refusal_is_counted(
     let acme_read = new_token().unwrap();
     let beta = new_token().unwrap();
     let both = new_token().unwrap();
+    let reader = new_token().unwrap();
     let app = spawn_app_with(|c| {
         c.tokens = vec![
             acme_in_entry,
             entry("acme-read", &acme_read, &["acme"], &[Scope::Query]),
             entry("beta", &beta, &["beta"], &[Scope::Ingest, Scope::Query]),
             entry("both", &both, &["acme", "beta"], &[Scope::Ingest]),
+            entry("reader", &reader, &["acme", "beta"], &[Scope::Query]),
         ]
     })
     .await;
@@ -224,6 +226,27 @@ async fn a_token_writes_and_reads_only_its_tenants_and_every_refusal_is_counted(
         (403, Some("forbidden")),
         "{v}"
     );
+    // Several tenants at once (Loki's `a|b`), for a token that has them all.
+    let (status, v) = read(&app, Some(&bearer(&reader)), Some("acme|beta")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(messages(&v), ["a1", "a2", "a3", "b1", "b2"]);
+    let (status, v) = get(
+        &app,
+        "/loki/api/v1/label/tenant/values",
+        &[],
+        &[
+            ("authorization", &bearer(&reader)),
+            ("x-scope-orgid", "acme|beta"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"], json!(["acme", "beta"]));
+    let (status, _) = read(&app, Some(&bearer(&acme_read)), Some("acme|beta")).await;
+    assert_eq!(
+        status, 403,
+        "one tenant the token lacks refuses the whole query"
+    );
     let (status, v) = read(&app, None, None).await;
     assert_eq!(
         (status, v["errorType"].as_str()),
@@ -237,7 +260,7 @@ async fn a_token_writes_and_reads_only_its_tenants_and_every_refusal_is_counted(
             "chute_queries_total",
             &["endpoint=\"query_range\"", "result=\"forbidden\""]
         ),
-        2.0
+        3.0
     );
     // The tail refuses the same way before the upgrade.
     let (status, _) = app.get("/loki/api/v1/tail?query=%7Bapp%3D%22%22%7D").await;
