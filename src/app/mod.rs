@@ -265,6 +265,10 @@ impl Application {
             budget: http::budget::Budget::new(),
             deadletters,
             auth: Arc::new(http::auth::Auth::new(&running_config, metrics.clone())),
+            limits: Arc::new(http::limits::Limits::new(
+                running_config.limits.clone(),
+                metrics.clone(),
+            )),
             query: Arc::new(crate::query::exec::QueryState {
                 shards: readers,
                 peers: running_config

@@ -18,11 +18,13 @@ use serde::Deserialize;
 
 mod cluster;
 pub mod dsn;
+mod limits;
 mod query;
 pub mod syslog;
 pub mod tokens;
 
 pub use cluster::{ClusterConfig, NodeEntry, ShardKey};
+pub use limits::{LimitsConfig, TenantLimits};
 pub use query::QueryConfig;
 pub use syslog::{ListenerConfig, Protocol, SyslogConfig};
 pub use tokens::{Scope, TokenConfig};
@@ -47,6 +49,7 @@ pub struct Config {
     pub query: QueryConfig,
     /// Tokens for ingest and queries (`[[tokens]]`). Empty: the HTTP API is open.
     pub tokens: Vec<TokenConfig>,
+    pub limits: LimitsConfig,
 }
 
 /// `[queue]`: the durable queue in front of each destination.
@@ -456,11 +459,12 @@ impl Config {
                 "log" => section(&key, value, &mut errors, &mut config.log),
                 "query" => section(&key, value, &mut errors, &mut config.query),
                 "tokens" => section(&key, value, &mut errors, &mut config.tokens),
+                "limits" => section(&key, value, &mut errors, &mut config.limits),
                 _ => errors.push(ConfigError {
                     path: key.clone(),
                     message: "unknown section (expected node, http, writer, storage, \
-                              shards, nodes, cluster, embedded, queue, syslog, log, query \
-                              or tokens)"
+                              shards, nodes, cluster, embedded, queue, syslog, log, query, \
+                              tokens or limits)"
                         .to_owned(),
                 }),
             }
@@ -487,6 +491,14 @@ impl Config {
         }
         for (path, message) in tokens::check(&self.tokens) {
             err(path, &message);
+        }
+        for (i, t) in self.limits.tenants.iter().enumerate() {
+            if !tokens::valid_name(&t.tenant) {
+                err(
+                    format!("limits.tenants[{i}].tenant"),
+                    "must be 1 to 64 of A-Z a-z 0-9 . _ -",
+                );
+            }
         }
         if self.http.max_body_bytes < 1024 {
             err("http.max_body_bytes".into(), "must be at least 1024");

@@ -76,6 +76,8 @@ async fn ingest(
 
     // Held until the answer: the parsed records take about as much again.
     let (body, _charge) = read_body(&mut payload, encoding, limit, state).await?;
+    let body_bytes = body.len();
+    let limited_tenant = tenant.clone();
 
     let job = JsonBody {
         body,
@@ -97,6 +99,8 @@ async fn ingest(
 
     let rejected_count = parsed.rejected_count;
     let accepted = parsed.records.len();
+    // Whole requests: an agent retries a 429 as it sent it.
+    state.limits.admit(&limited_tenant, accepted, body_bytes)?;
     if accepted == 0 && rejected_count > 0 {
         state
             .metrics

@@ -6,6 +6,7 @@ mod deadletter;
 pub mod error;
 mod health;
 mod internal;
+pub mod limits;
 mod logs;
 mod loki;
 mod tail;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub query: Arc<crate::query::exec::QueryState>,
     /// The tokens requests must present (`[[tokens]]`; none: the API is open).
     pub auth: Arc<auth::Auth>,
+    /// Per-tenant rate limits (`[limits]`).
+    pub limits: Arc<limits::Limits>,
 }
 
 /// The route patterns [`configure`] registers (the `route` label of

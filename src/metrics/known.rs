@@ -49,6 +49,9 @@ impl Metrics {
         for endpoint in ["query", "query_range"] {
             touch(&self.query_lines, &[endpoint]);
         }
+        for limit in ["records", "bytes"] {
+            touch(&self.rate_limited, &["other", limit]);
+        }
         for r in reasons::AUTH_REFUSED {
             touch(&self.auth_refused, &[r]);
         }

@@ -63,6 +63,9 @@ pub struct Metrics {
     pub requests_rejected: IntCounterVec,
     /// Requests refused for their token (`reason`).
     pub auth_refused: IntCounterVec,
+    /// Requests refused for a tenant's rate limit (`tenant`: configured or
+    /// `other`; `limit`: records, bytes).
+    pub rate_limited: IntCounterVec,
     /// Rows committed into `chute.logs` (`shard`).
     pub rows_written: IntCounterVec,
     /// Rows PostgreSQL refused for their content, stored in `chute.rejected` instead
@@ -275,6 +278,12 @@ impl Metrics {
                 "chute_requests_rejected_total",
                 "Whole requests refused, by reason.",
                 &["reason"],
+            ),
+            rate_limited: counter(
+                &r,
+                "chute_rate_limited_total",
+                "Ingest requests refused whole for a tenant's rate limit ([limits]), by tenant (a configured one, or other) and limit.",
+                &["tenant", "limit"],
             ),
             auth_refused: counter(
                 &r,

@@ -15,6 +15,7 @@ mod helpers;
 mod hostile;
 mod ingest_api;
 mod layout;
+mod limits;
 mod ops;
 mod pg_tls;
 mod query;
