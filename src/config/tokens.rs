@@ -23,14 +23,6 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Ingest => "ingest",
-            Scope::Query => "query",
-            Scope::Admin => "admin",
-        }
-    }
-
     pub fn parse(text: &str) -> Option<Scope> {
         match text {
             "ingest" => Some(Scope::Ingest),

@@ -54,7 +54,7 @@ async fn ingest(
     let headers = req.headers();
     let encoding = ContentEncoding::from_header(header_text(headers, header::CONTENT_ENCODING)?)?;
     let format = BodyFormat::from_content_type(header_text(headers, header::CONTENT_TYPE)?)?;
-    let requested = tenant_header(headers, TENANT_HEADER)?;
+    let requested = tenant_header(headers, TENANT_HEADER, false)?;
     let caller = state
         .auth
         .admit(headers, req.peer_addr(), Scope::Ingest, requested)?;
@@ -236,22 +236,29 @@ pub(super) fn header_text(
 }
 
 /// The tenant named by header `name`, if any: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+/// With `several`, also several tenants joined by `|` (a query's `a|b`).
 pub(super) fn tenant_header(
     headers: &HeaderMap,
     name: &'static str,
+    several: bool,
 ) -> Result<Option<String>, ApiError> {
     let Some(value) = header_text(headers, header::HeaderName::from_static(name))? else {
         return Ok(None);
     };
-    if crate::config::tokens::valid_name(value) {
-        Ok(Some(value.to_owned()))
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_tenant",
-            format!("{name} must be 1 to 64 characters of A-Z a-z 0-9 . _ -"),
-        ))
+    let valid = crate::config::tokens::valid_name;
+    if valid(value) || (several && value.split('|').all(valid)) {
+        return Ok(Some(value.to_owned()));
     }
+    let or_several = if several {
+        ", or several joined by |"
+    } else {
+        ""
+    };
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_tenant",
+        format!("{name} must be 1 to 64 characters of A-Z a-z 0-9 . _ -{or_several}"),
+    ))
 }
 
 /// The request's idempotency key, if it names one: 1 to 128 visible ASCII characters.

@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chute_logql::Expr;
 use serde_json::{json, Value};
 
+use super::logs::tenant_header;
 use super::AppState;
 use crate::config::Scope;
 use crate::query::exec::Direction;
@@ -199,31 +200,11 @@ pub(super) fn count_read(state: &AppState, endpoint: &'static str, read: Read) {
         .inc_by(read.hours.misses);
 }
 
-/// `X-Scope-OrgID`: a tenant, or several joined by `|` (Loki's multi-tenant
-/// queries), each 1 to 64 of `A-Z a-z 0-9 . _ -`.
-fn tenants_header(
-    headers: &actix_web::http::header::HeaderMap,
-) -> Result<Option<String>, super::error::ApiError> {
-    let Some(value) = headers.get(ORG_HEADER) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default();
-    if !text.is_empty() && text.split('|').all(crate::config::tokens::valid_name) {
-        return Ok(Some(text.to_owned()));
-    }
-    Err(super::error::ApiError::new(
-        actix_web::http::StatusCode::BAD_REQUEST,
-        "invalid_tenant",
-        format!(
-            "{ORG_HEADER} must be a tenant (1 to 64 of A-Z a-z 0-9 . _ -), or several joined by |"
-        ),
-    ))
-}
-
 /// The tenant a read request may use: the one `X-Scope-OrgID` names (or, with
 /// tokens, the token's first), if its token may read it.
 pub(super) fn tenant(req: &HttpRequest, state: &AppState) -> Result<String, QueryError> {
-    let requested = tenants_header(req.headers()).map_err(|e| QueryError::Invalid(e.message))?;
+    let requested = tenant_header(req.headers(), ORG_HEADER, true)
+        .map_err(|e| QueryError::Invalid(e.message))?;
     let caller = state
         .auth
         .admit(req.headers(), req.peer_addr(), Scope::Query, requested)?;

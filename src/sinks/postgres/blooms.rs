@@ -30,8 +30,6 @@ pub const MAX_BLOCK_BYTES: usize = 512 * 1024;
 /// Longer messages get no bloom (their blocks are read by every search).
 pub const MAX_BLOOMED_MESSAGE_BYTES: usize = 8 * 1024;
 
-const MINUTE_US: i64 = 60_000_000;
-
 const INSERT: &str = "INSERT INTO chute.line_blooms (first_ts, last_ts, lines, bloom) \
     SELECT * FROM unnest($1::timestamptz[], $2::timestamptz[], $3::int4[], $4::bytea[])";
 
@@ -51,7 +49,7 @@ impl Blocks {
         // By minute, and whether the message is bloomed.
         let mut by_minute: HashMap<(i64, bool), Vec<usize>> = HashMap::new();
         for (i, l) in rows.iter().enumerate() {
-            let minute = (l.ts_us + MINUTE_US - 1).div_euclid(MINUTE_US);
+            let minute = super::rollup::minute_end(l.ts_us);
             let bloomed = l.message.len() <= MAX_BLOOMED_MESSAGE_BYTES;
             by_minute.entry((minute, bloomed)).or_default().push(i);
         }
@@ -96,10 +94,6 @@ impl Blocks {
         self.last.push(at(last));
         self.lines.push(lines);
         self.blooms.push(bloom.map(Bloom::finish));
-    }
-
-    pub fn len(&self) -> usize {
-        self.lines.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -31,6 +31,11 @@ type Key = (i64, String, Option<String>, Option<i16>);
 /// A [`Key`] borrowed from the rows.
 type Borrowed<'r> = (i64, &'r str, Option<&'r str>, Option<i16>);
 
+/// The end `m` of the minute `(m - 60 s, m]` holding `ts_us`, in microseconds.
+pub fn minute_end(ts_us: i64) -> i64 {
+    (ts_us + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US
+}
+
 /// The counts of some rows: (lines, bytes) by [`Key`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counts(HashMap<Key, (i64, i64)>);
@@ -41,7 +46,7 @@ impl Counts {
     pub fn of<'r>(rows: &[RowLabels<'r>]) -> Counts {
         let mut by: HashMap<Borrowed<'r>, (i64, i64)> = HashMap::new();
         for l in rows {
-            let minute = (l.ts_us + MINUTE_US - 1).div_euclid(MINUTE_US) * MINUTE_US;
+            let minute = minute_end(l.ts_us);
             let c = by.entry((minute, l.tenant, l.app, l.severity)).or_default();
             c.0 += 1;
             c.1 += l.message.len() as i64;
