@@ -63,8 +63,8 @@ pub struct Metrics {
     pub requests_rejected: IntCounterVec,
     /// Requests refused for their token (`reason`).
     pub auth_refused: IntCounterVec,
-    /// Requests refused for a tenant's rate limit (`tenant`: configured or
-    /// `other`; `limit`: records, bytes).
+    /// Times a tenant's rate limit held back what it sent (`tenant`: configured
+    /// or `other`; `limit`: records, bytes; `action`: refused, paused, dropped).
     pub rate_limited: IntCounterVec,
     /// Rows committed into `chute.logs` (`shard`).
     pub rows_written: IntCounterVec,
@@ -282,8 +282,8 @@ impl Metrics {
             rate_limited: counter(
                 &r,
                 "chute_rate_limited_total",
-                "Ingest requests refused whole for a tenant's rate limit ([limits]), by tenant (a configured one, or other) and limit.",
-                &["tenant", "limit"],
+                "Times a tenant's rate limit ([limits]) held back what it sent, by tenant (a configured one, or other), limit (records, bytes) and action: refused (an HTTP request, whole), paused (a syslog stream stopped reading until the limit allowed more), dropped (a syslog datagram).",
+                &["tenant", "limit", "action"],
             ),
             auth_refused: counter(
                 &r,
