@@ -28,7 +28,7 @@ use deadpool_postgres::Pool;
 use super::queue_io::{Acks, QueueIo, ReadAfter};
 use super::Available;
 use crate::batch::EncodedRows;
-use crate::config::{StorageConfig, WriterConfig};
+use crate::config::{RetentionConfig, StorageConfig, WriterConfig};
 use crate::metrics::Metrics;
 use crate::query::tail::Hub;
 use crate::sinks::postgres::labels::Known;
@@ -76,6 +76,7 @@ pub struct Writer {
     io: Addr<QueueIo>,
     config: WriterConfig,
     storage: StorageConfig,
+    retention: RetentionConfig,
     metrics: Arc<Metrics>,
     status: Arc<ShardStatus>,
     tail: Arc<Hub>,
@@ -105,6 +106,8 @@ pub struct Writer {
     /// Draining for shutdown: no new writes start; these wait for the last to end.
     draining: bool,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// A retention check is running (checks never overlap).
+    retaining: bool,
 }
 
 impl Writer {
@@ -118,6 +121,7 @@ impl Writer {
         io: Addr<QueueIo>,
         config: WriterConfig,
         storage: StorageConfig,
+        retention: RetentionConfig,
         metrics: Arc<Metrics>,
         status: Arc<ShardStatus>,
         tail: Arc<Hub>,
@@ -131,6 +135,7 @@ impl Writer {
             io: io.clone(),
             config,
             storage,
+            retention,
             metrics,
             status,
             tail,
@@ -151,6 +156,7 @@ impl Writer {
             prepared: false,
             draining: false,
             drained: Vec::new(),
+            retaining: false,
         }
     }
 
@@ -334,12 +340,12 @@ impl Writer {
     /// Migrates the schema and creates partitions, retrying until it works.
     fn prepare(&mut self, ctx: &mut Context<Self>) {
         let wctx = self.ctx_for_writes();
-        let storage = self.storage.clone();
+        let (storage, age) = (self.storage.clone(), self.retention.max_age_days);
         ctx.spawn(
             async move {
                 let mut backoff = wctx.retry_initial;
                 loop {
-                    match wctx.prepare(&storage).await {
+                    match wctx.prepare(&storage, age).await {
                         Ok(()) => return,
                         Err(e) => {
                             wctx.status.set_error(&e);
@@ -360,7 +366,22 @@ impl Writer {
                 w.status.set_prepared();
                 tracing::info!(shard = w.shard, "shard ready");
                 w.pump(ctx);
+                w.retain(ctx);
             }),
+        );
+    }
+
+    /// Starts a retention check, unless one is running or the shard is not ready.
+    fn retain(&mut self, ctx: &mut Context<Self>) {
+        if !self.prepared || self.retaining {
+            return;
+        }
+        self.retaining = true;
+        let (wctx, retention) = (self.ctx_for_writes(), self.retention.clone());
+        ctx.spawn(
+            async move { wctx.retain(&retention).await }
+                .into_actor(self)
+                .map(|(), w, _| w.retaining = false),
         );
     }
 }
@@ -387,10 +408,10 @@ impl Actor for Writer {
                 return;
             }
             let wctx = w.ctx_for_writes();
-            let storage = w.storage.clone();
+            let (storage, age) = (w.storage.clone(), w.retention.max_age_days);
             ctx.spawn(
                 async move {
-                    if let Err(e) = wctx.maintain(&storage).await {
+                    if let Err(e) = wctx.maintain(&storage, age).await {
                         wctx.metrics
                             .partition_maintenance_failures
                             .with_label_values(&[&wctx.label])
@@ -407,6 +428,8 @@ impl Actor for Writer {
                 ctx.spawn(async move { wctx.measure().await }.into_actor(w));
             }
         });
+        let every = Duration::from_secs(self.retention.check_interval_s.max(1));
+        ctx.run_interval(every, |w, ctx| w.retain(ctx));
     }
 }
 
@@ -435,6 +458,21 @@ impl Handler<Reconfigure> for Writer {
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
         self.config = msg.0;
         self.pump(ctx);
+    }
+}
+
+/// New `[retention]` limits (SIGHUP), applied by a check started at once; the
+/// check interval stays as it was until a restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRetention(pub RetentionConfig);
+
+impl Handler<SetRetention> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetRetention, ctx: &mut Self::Context) {
+        self.retention = msg.0;
+        self.retain(ctx);
     }
 }
 
@@ -480,21 +518,25 @@ fn jitter(d: Duration) -> Duration {
 }
 
 impl WriteCtx {
-    async fn prepare(&self, storage: &StorageConfig) -> Result<(), String> {
+    async fn prepare(&self, storage: &StorageConfig, max_age_days: u32) -> Result<(), String> {
         let mut client = self.pool.get().await.map_err(|e| e.to_string())?;
         schema::migrate(&mut client)
             .await
             .map_err(|e| format!("migration failed: {}", db_message(&e)))?;
         drop(client);
-        self.maintain(storage).await
+        self.maintain(storage, max_age_days).await
     }
 
-    async fn maintain(&self, storage: &StorageConfig) -> Result<(), String> {
+    async fn maintain(&self, storage: &StorageConfig, max_age_days: u32) -> Result<(), String> {
         let mut client = self.pool.get().await.map_err(|e| e.to_string())?;
         let created = schema::ensure_partitions(
             &mut client,
             Utc::now().date_naive(),
-            storage.partition_days_behind,
+            // Never a partition retention would drop at once.
+            match max_age_days {
+                0 => storage.partition_days_behind,
+                age => storage.partition_days_behind.min(age),
+            },
             storage.partition_days_ahead,
         )
         .await
@@ -509,6 +551,57 @@ impl WriteCtx {
         drop(client);
         self.measure().await;
         Ok(())
+    }
+
+    /// Applies `[retention]` to the shard, counting what it dropped and what
+    /// failed; a failed check is tried again at the next.
+    async fn retain(&self, retention: &RetentionConfig) {
+        use crate::sinks::postgres::retention;
+        let (m, shard) = (&self.metrics, self.label.as_str());
+        m.storage_limit
+            .with_label_values(&[shard])
+            .set(i64::try_from(retention.max_mib << 20).unwrap_or(i64::MAX));
+        let mut done = retention::Outcome::default();
+        let result = match self.pool.get().await {
+            Ok(mut client) => {
+                retention::apply(&mut client, Utc::now().date_naive(), retention, &mut done)
+                    .await
+                    .map_err(|e| {
+                        let lock =
+                            e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+                        (if lock { "lock_timeout" } else { "error" }, db_message(&e))
+                    })
+            }
+            Err(e) => Err(("error", e.to_string())),
+        };
+        for d in &done.dropped {
+            m.retention_days
+                .with_label_values(&[shard, d.why.label()])
+                .inc();
+            m.retention_bytes
+                .with_label_values(&[shard])
+                .inc_by(d.bytes.max(0) as u64);
+            m.retention_rows
+                .with_label_values(&[shard, "logs"])
+                .inc_by(d.rows.max(0) as u64);
+        }
+        for (table, rows) in [
+            ("logs_default", done.default_rows),
+            ("rejected", done.rejected_rows),
+        ] {
+            m.retention_rows
+                .with_label_values(&[shard, table])
+                .inc_by(rows);
+        }
+        if let Err((reason, e)) = result {
+            m.retention_failures
+                .with_label_values(&[shard, reason])
+                .inc();
+            tracing::warn!(shard = self.shard, reason, error = %e, "retention check failed; it is tried again at the next");
+        }
+        if !done.dropped.is_empty() {
+            self.measure().await;
+        }
     }
 
     /// Sets the `chute_storage_*` gauges from the shard's catalog; a failure is

@@ -82,6 +82,7 @@ impl LocalShard {
                     io,
                     config.writer,
                     config.storage,
+                    config.retention,
                     metrics,
                     status,
                     tail,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::writer::{Reconfigure, Writer};
+use crate::actors::writer::{Reconfigure, SetRetention, Writer};
 use crate::config::Config;
 
 /// The parts of a running chute whose settings SIGHUP can change.
@@ -81,6 +81,14 @@ pub(super) fn reload(
         applied.tokens = new.tokens.clone();
         live.auth.set_tokens(&new.tokens);
     }
+    if new.retention != running.retention {
+        applied.retention = new.retention.clone();
+        // The check interval changes at the next restart.
+        applied.retention.check_interval_s = running.retention.check_interval_s;
+        for w in writers {
+            w.do_send(SetRetention(applied.retention.clone()));
+        }
+    }
     if new.limits != running.limits {
         applied.limits = new.limits.clone();
         live.limits.set(new.limits.clone());
@@ -118,5 +126,6 @@ pub(super) fn changed_sections(a: &Config, b: &Config) -> Vec<&'static str> {
     check("query", a.query != b.query);
     check("tokens", a.tokens != b.tokens);
     check("limits", a.limits != b.limits);
+    check("retention", a.retention != b.retention);
     out
 }

@@ -20,12 +20,14 @@ mod cluster;
 pub mod dsn;
 mod limits;
 mod query;
+mod retention;
 pub mod syslog;
 pub mod tokens;
 
 pub use cluster::{ClusterConfig, NodeEntry, ShardKey};
 pub use limits::{LimitsConfig, TenantLimits};
 pub use query::QueryConfig;
+pub use retention::RetentionConfig;
 pub use syslog::{ListenerConfig, Protocol, SyslogConfig};
 pub use tokens::{Scope, TokenConfig};
 
@@ -50,6 +52,7 @@ pub struct Config {
     /// Tokens for ingest and queries (`[[tokens]]`). Empty: the HTTP API is open.
     pub tokens: Vec<TokenConfig>,
     pub limits: LimitsConfig,
+    pub retention: RetentionConfig,
 }
 
 /// `[queue]`: the durable queue in front of each destination.
@@ -460,11 +463,12 @@ impl Config {
                 "query" => section(&key, value, &mut errors, &mut config.query),
                 "tokens" => section(&key, value, &mut errors, &mut config.tokens),
                 "limits" => section(&key, value, &mut errors, &mut config.limits),
+                "retention" => section(&key, value, &mut errors, &mut config.retention),
                 _ => errors.push(ConfigError {
                     path: key.clone(),
                     message: "unknown section (expected node, http, writer, storage, \
                               shards, nodes, cluster, embedded, queue, syslog, log, query, \
-                              tokens or limits)"
+                              tokens, limits or retention)"
                         .to_owned(),
                 }),
             }
@@ -492,6 +496,7 @@ impl Config {
         for (path, message) in tokens::check(&self.tokens) {
             err(path, &message);
         }
+        self.retention.check(&mut err);
         for (i, t) in self.limits.tenants.iter().enumerate() {
             if !tokens::valid_name(&t.tenant) {
                 err(

@@ -88,6 +88,16 @@ impl Metrics {
                 touch(c, &l);
             }
             self.batch_rows.with_label_values(&l);
+            self.retention_bytes.with_label_values(&l);
+            for r in reasons::RETENTION_DROPPED {
+                touch(&self.retention_days, &[shard, r]);
+            }
+            for t in reasons::RETENTION_TABLES {
+                touch(&self.retention_rows, &[shard, t]);
+            }
+            for r in reasons::RETENTION_FAILURES {
+                touch(&self.retention_failures, &[shard, r]);
+            }
             self.flush_duration.with_label_values(&l);
         }
         each(
@@ -233,6 +243,9 @@ pub mod reasons {
     ];
     pub const QUEUE_CORRUPT: &[&str] = &["torn", "corrupt", "segment", "payload"];
     pub const RATE_LIMITS: &[&str] = &["records", "bytes"];
+    pub const RETENTION_DROPPED: &[&str] = &["age", "size"];
+    pub const RETENTION_TABLES: &[&str] = &["logs", "logs_default", "rejected"];
+    pub const RETENTION_FAILURES: &[&str] = &["lock_timeout", "error"];
     pub const RATE_LIMITED_ACTIONS: &[&str] = &["refused", "paused", "dropped"];
     pub const SYSLOG_REFUSED: &[&str] = &[
         "max_connections",

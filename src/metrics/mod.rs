@@ -96,6 +96,16 @@ pub struct Metrics {
     pub storage_partitions: IntGaugeVec,
     /// Unix time of the oldest record a shard holds (`shard`).
     pub storage_oldest: IntGaugeVec,
+    /// `retention.max_mib` in bytes, 0 for none (`shard`).
+    pub storage_limit: IntGaugeVec,
+    /// Days dropped by retention (`shard`, `reason`: age, size).
+    pub retention_days: IntCounterVec,
+    /// Bytes of the days dropped by retention (`shard`).
+    pub retention_bytes: IntCounterVec,
+    /// Rows removed by retention (`shard`, `table`: logs, logs_default, rejected).
+    pub retention_rows: IntCounterVec,
+    /// Retention checks that failed (`shard`, `reason`: lock_timeout, error).
+    pub retention_failures: IntCounterVec,
     /// HTTP requests answered (`route`, `status` class: 2xx, 4xx, 5xx).
     pub http_requests: IntCounterVec,
     /// Batches (queue entries) a peer link delivered to its node (`peer`).
@@ -373,6 +383,36 @@ impl Metrics {
                 "chute_storage_oldest_record_timestamp_seconds",
                 "Unix time of the oldest record on a shard (0: none).",
                 &["shard"],
+            ),
+            storage_limit: gauge(
+                &r,
+                "chute_storage_limit_bytes",
+                "retention.max_mib of a shard in bytes; 0: no size limit.",
+                &["shard"],
+            ),
+            retention_days: counter(
+                &r,
+                "chute_retention_dropped_days_total",
+                "Days whose partition retention dropped, by reason (age, size).",
+                &["shard", "reason"],
+            ),
+            retention_bytes: counter(
+                &r,
+                "chute_retention_dropped_bytes_total",
+                "Bytes of the partitions retention dropped.",
+                &["shard"],
+            ),
+            retention_rows: counter(
+                &r,
+                "chute_retention_dropped_rows_total",
+                "Rows retention removed, by table: logs (dropped days), logs_default and rejected (deleted past their age).",
+                &["shard", "table"],
+            ),
+            retention_failures: counter(
+                &r,
+                "chute_retention_failures_total",
+                "Retention checks that failed, by reason: lock_timeout (a drop waited longer than 1 s for running writes and queries; tried again at the next check), error.",
+                &["shard", "reason"],
             ),
             partitions_created: counter(
                 &r,

@@ -20,6 +20,7 @@ mod ops;
 mod pg_tls;
 mod query;
 mod regex;
+mod retention;
 mod rollup;
 mod storage;
 mod syslog;

@@ -8,6 +8,7 @@
 pub mod blooms;
 pub mod error;
 pub mod labels;
+pub mod retention;
 pub mod rollup;
 pub mod schema;
 pub mod storage;
