@@ -27,6 +27,7 @@ use chute_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 
 mod destinations;
 mod reload;
+pub mod sweep;
 
 use destinations::{LocalShard, RemoteNode};
 use reload::Live;
@@ -224,6 +225,28 @@ impl Application {
         let layout = router.layout();
         let router = router.start();
         heartbeat.push(router.clone().recipient());
+        let retention = Arc::new(std::sync::RwLock::new(config.retention.clone()));
+        {
+            // Quarantined bytes and dead letters, kept within [retention].
+            let (live, data_dir, metrics) = (
+                retention.clone(),
+                config.node.data_dir.clone(),
+                metrics.clone(),
+            );
+            let every = Duration::from_secs(config.retention.check_interval_s.max(1));
+            actix_web::rt::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let config = live.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let (dir, metrics) = (data_dir.clone(), metrics.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        sweep::sweep_all(&dir, &config, &metrics)
+                    })
+                    .await;
+                }
+            });
+        }
         let (syslog_stop, stop) = tokio::sync::watch::channel(false);
         let limits = Arc::new(crate::limits::Limits::new(
             config.limits.clone(),
@@ -337,6 +360,7 @@ impl Application {
                 listeners: live_listeners,
                 auth: auth.clone(),
                 limits: limits.clone(),
+                retention,
             },
             config_path: None,
             server,

@@ -14,6 +14,8 @@ pub(super) struct Live {
     pub(super) listeners: Vec<crate::sources::syslog::listener::Live>,
     pub(super) auth: Arc<crate::http::auth::Auth>,
     pub(super) limits: Arc<crate::limits::Limits>,
+    /// `[retention]` as the file sweeper reads it.
+    pub(super) retention: Arc<std::sync::RwLock<crate::config::RetentionConfig>>,
 }
 
 /// SIGHUP: reads and validates the configuration file again. An invalid file leaves
@@ -88,6 +90,7 @@ pub(super) fn reload(
         for w in writers {
             w.do_send(SetRetention(applied.retention.clone()));
         }
+        *live.retention.write().unwrap_or_else(|e| e.into_inner()) = applied.retention.clone();
     }
     if new.limits != running.limits {
         applied.limits = new.limits.clone();

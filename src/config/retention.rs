@@ -23,6 +23,17 @@ pub struct RetentionConfig {
     /// Days the rows PostgreSQL refused stay in `chute.rejected`. 0: for ever.
     #[serde(default = "default_rejected_max_age_days")]
     pub rejected_max_age_days: u32,
+    /// Days damaged queue bytes stay in `queues/*/quarantine/`; 0: for ever.
+    #[serde(default = "default_quarantine_max_age_days")]
+    pub quarantine_max_age_days: u32,
+    /// MiB all quarantine directories together may hold (oldest go first); 0: no
+    /// limit.
+    #[serde(default = "default_quarantine_max_mib")]
+    pub quarantine_max_mib: u64,
+    /// Days dead letters stay in `deadletter/`. They hold acknowledged records
+    /// stored nowhere else, so 0 (the default) keeps them until replayed or dropped.
+    #[serde(default)]
+    pub deadletter_max_age_days: u32,
     /// How often each shard's writer checks the limits (a check reads only the
     /// catalog; a day's partition is dropped when one is due).
     #[serde(default = "default_check_interval_s")]
@@ -37,6 +48,9 @@ impl Default for RetentionConfig {
             check_interval_s: default_check_interval_s(),
             min_days: default_min_days(),
             rejected_max_age_days: default_rejected_max_age_days(),
+            quarantine_max_age_days: default_quarantine_max_age_days(),
+            quarantine_max_mib: default_quarantine_max_mib(),
+            deadletter_max_age_days: 0,
         }
     }
 }
@@ -64,6 +78,12 @@ impl RetentionConfig {
     }
 }
 
+fn default_quarantine_max_age_days() -> u32 {
+    30
+}
+fn default_quarantine_max_mib() -> u64 {
+    1024
+}
 fn default_check_interval_s() -> u64 {
     60
 }

@@ -49,6 +49,12 @@ impl Metrics {
         for endpoint in ["query", "query_range"] {
             touch(&self.query_lines, &[endpoint]);
         }
+        for kind in ["quarantine", "deadletter"] {
+            for r in reasons::RETENTION_DROPPED {
+                touch(&self.retention_files, &[kind, r]);
+                touch(&self.retention_file_bytes, &[kind, r]);
+            }
+        }
         for limit in reasons::RATE_LIMITS {
             for action in reasons::RATE_LIMITED_ACTIONS {
                 touch(&self.rate_limited, &["other", limit, action]);

@@ -104,6 +104,10 @@ pub struct Metrics {
     pub retention_bytes: IntCounterVec,
     /// Rows removed by retention (`shard`, `table`: logs, logs_default, rejected).
     pub retention_rows: IntCounterVec,
+    /// Files retention removed (`kind`: quarantine, deadletter; `reason`: age, size).
+    pub retention_files: IntCounterVec,
+    /// Bytes of the files retention removed (`kind`, `reason`).
+    pub retention_file_bytes: IntCounterVec,
     /// Retention checks that failed (`shard`, `reason`: lock_timeout, error).
     pub retention_failures: IntCounterVec,
     /// HTTP requests answered (`route`, `status` class: 2xx, 4xx, 5xx).
@@ -407,6 +411,18 @@ impl Metrics {
                 "chute_retention_dropped_rows_total",
                 "Rows retention removed, by table: logs (dropped days), logs_default and rejected (deleted past their age).",
                 &["shard", "table"],
+            ),
+            retention_files: counter(
+                &r,
+                "chute_retention_removed_files_total",
+                "Files retention removed, by kind (quarantine, deadletter) and reason (age, size).",
+                &["kind", "reason"],
+            ),
+            retention_file_bytes: counter(
+                &r,
+                "chute_retention_removed_file_bytes_total",
+                "Bytes of the files retention removed, by kind and reason.",
+                &["kind", "reason"],
             ),
             retention_failures: counter(
                 &r,

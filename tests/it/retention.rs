@@ -275,3 +275,51 @@ async fn ingest_and_queries_go_on_while_days_are_dropped() {
         metric("chute_retention_failures_total", "reason=\"lock_timeout\"").await
     );
 }
+
+#[actix_web::test]
+async fn old_quarantine_files_go_with_their_notes_and_dead_letters_stay() {
+    let data = data_dir();
+    let quarantine = data.join("queues").join("shard-0").join("quarantine");
+    let dead = data.join("deadletter").join("node-b");
+    let old = std::time::SystemTime::now() - Duration::from_secs(40 * 86_400);
+    for (dir, name) in [
+        (&quarantine, "00000000000000000001.seg.0-100.bad"),
+        (&quarantine, "00000000000000000001.seg.0-100.txt"),
+        (&quarantine, "00000000000000000009.seg.5-9.bad"),
+        (&dead, "00000000000000000004.dead"),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), b"bytes").unwrap();
+        if !name.starts_with("00000000000000000009") {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.join(name))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+    }
+    let dsn = fresh_database().await;
+    let mut config = test_config(&dsn);
+    config.node.data_dir = data.clone();
+    config.retention.check_interval_s = 1;
+    let app = spawn_config(config).await;
+    wait_metric(
+        &app,
+        "chute_retention_removed_files_total",
+        &["kind=\"quarantine\"", "reason=\"age\""],
+        1.0,
+    )
+    .await;
+    let mut left: Vec<String> = std::fs::read_dir(&quarantine)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["00000000000000000009.seg.5-9.bad"]);
+    assert!(
+        dead.join("00000000000000000004.dead").exists(),
+        "dead letters stay unless deadletter_max_age_days is set"
+    );
+    app.stop().await;
+}
