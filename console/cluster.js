@@ -115,6 +115,7 @@ export class ClusterView {
     svg.setAttribute('height', height);
     svg.setAttribute('role', 'img');
     svg.setAttribute('aria-label', `${title}: ${latest == null ? 'measuring' : fmtRate(latest)} over the last minutes`);
+    if (points.length === 1) points.unshift([points[0][0] - POLL_MS, points[0][1]]);
     if (points.length > 1) {
       const t0 = points[0][0];
       const t1 = points[points.length - 1][0];

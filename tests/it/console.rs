@@ -476,7 +476,10 @@ async fn the_console_asks_for_a_token_and_works_with_one() {
     })
     .await;
     let records: Vec<Value> = (0..3)
-        .map(|i| json!({"app": "secret-app", "message": format!("secret {i}")}))
+        .map(|i| {
+            let ts = chrono::Utc::now() - chrono::Duration::seconds(3 - i);
+            json!({"app": "secret-app", "ts": ts.to_rfc3339(), "message": format!("secret {i}")})
+        })
         .collect();
     let a = app
         .post(
