@@ -111,6 +111,21 @@ await run(async ({ browser, base, out, rest, result }) => {
   await page.click(`#labels-body button[data-value="${app}"]`);
   result.query_from_labels = await page.inputValue('#query');
 
+  // History holds the queries run; an example runs when chosen.
+  await page.click('#history-panel summary');
+  await page.waitForSelector('#history-body .pick');
+  result.history = await page.$$eval('#history-body .pick', (b) => b.map((x) => x.textContent));
+  await page.click('#history-panel summary');
+  await page.click('#examples-panel summary');
+  result.examples = await page.$$eval('#examples-body .pick code', (b) => b.map((x) => x.textContent));
+  await page.click('#examples-body .pick >> nth=0');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('query') === '{app="nginx"}');
+  result.example_query = await page.inputValue('#query');
+  result.examples_closed = !(await page.$eval('#examples-panel', (d) => d.open));
+  await page.fill('#query', query);
+  await page.press('#query', 'Enter');
+  await page.waitForSelector('#results .row');
+
   // Keyboard: `/` focuses the query, Enter runs it; the URL then names query and range.
   await page.selectOption('#range', '24h');
   await page.waitForSelector('#results .row');
@@ -157,8 +172,34 @@ await run(async ({ browser, base, out, rest, result }) => {
   result.live_url = page.url();
   await screenshot(page, out, 'live');
   result.axe_live = await axeViolations(page);
+
+  // Scrolled away from the top, new lines wait above and a button counts them.
+  await page.evaluate(() => { document.querySelector('#results').scrollTop = 520; });
+  await page.waitForTimeout(100);
+  const topBefore = (await visibleMessages(page)).slice(0, 30);
+  const scrolledMarker = `while scrolled ${Date.now()}`;
+  await post(base, [{ app, host: 'tail-host', message: scrolledMarker }]);
+  await page.waitForSelector('#new-lines:not([hidden])', { timeout: 20000 });
+  result.new_lines_button = await page.textContent('#new-lines');
+  result.kept_in_place = await page.evaluate(() => document.querySelector('#results').scrollTop > 520);
+  result.rendered_before_scroll = topBefore.length;
+  await page.click('#new-lines');
+  await page.waitForFunction(() => document.querySelector('#results').scrollTop === 0);
+  result.top_after_new_lines = (await visibleMessages(page))[0];
+  result.scrolled_marker = scrolledMarker;
+  result.new_lines_hidden_after = await page.isHidden('#new-lines');
+
+  // Paused, a new line waits; resumed, it comes.
   await page.click('#pause');
   result.pause_label = await page.textContent('#pause');
+  const pausedMarker = `while paused ${Date.now()}`;
+  await post(base, [{ app, host: 'tail-host', message: pausedMarker }]);
+  await page.waitForFunction(() => document.querySelector('#tail-state').textContent.includes('1 lines waiting'), null, { timeout: 20000 });
+  result.top_while_paused = (await visibleMessages(page))[0];
+  await page.click('#pause');
+  await page.waitForFunction((m) => [...document.querySelectorAll('#results .row .msg')].some((e) => e.textContent === m), pausedMarker);
+  result.top_after_resume = (await visibleMessages(page))[0];
+  result.paused_marker = pausedMarker;
   await page.click('#live');
 
   // The cluster page, and the dark theme.

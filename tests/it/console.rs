@@ -454,7 +454,22 @@ async fn the_console_searches_draws_volume_tails_and_keeps_its_view_in_the_url()
     // Live: the line posted after the tail opened is on top.
     assert_eq!(r["live_top"], r["live_marker"]);
     assert!(r["live_url"].as_str().unwrap().contains("live=1"));
+    assert_eq!(r["new_lines_button"], "1 new line");
+    assert_eq!(r["kept_in_place"], true, "what was read stays in view");
+    assert_eq!(r["top_after_new_lines"], r["scrolled_marker"]);
+    assert_eq!(r["new_lines_hidden_after"], true);
     assert_eq!(r["pause_label"], "Resume");
+    assert_eq!(
+        r["top_while_paused"], r["scrolled_marker"],
+        "paused: nothing new"
+    );
+    assert_eq!(r["top_after_resume"], r["paused_marker"]);
+
+    // History and examples.
+    assert_eq!(r["history"][0], r#"{app="console-test"}"#);
+    assert!(r["examples"].as_array().unwrap().len() >= 5);
+    assert_eq!(r["example_query"], r#"{app="nginx"}"#);
+    assert_eq!(r["examples_closed"], true);
 
     // Dark follows the system; no serious accessibility problem in any view.
     assert_eq!(r["dark_background"], "rgb(15, 17, 21)");
