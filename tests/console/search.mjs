@@ -42,7 +42,8 @@ await run(async ({ browser, base, out, rest, result }) => {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  // Script errors only: a 400 for a bad query is the browser's note, not one.
+  page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()));
 
   // A query from the URL: rows newest first, the histogram drawn.
   await page.goto(`${base}/?query=${encodeURIComponent(query)}&range=1h`);
@@ -122,6 +123,14 @@ await run(async ({ browser, base, out, rest, result }) => {
   await page.waitForFunction(() => new URL(location.href).searchParams.get('query') === '{app="nginx"}');
   result.example_query = await page.inputValue('#query');
   result.examples_closed = !(await page.$eval('#examples-panel', (d) => d.open));
+
+  // A bad query: chute's message, with its place, and no rows.
+  await page.fill('#query', '{app="x"} |= ');
+  await page.press('#query', 'Enter');
+  await page.waitForSelector('#status.bad');
+  result.bad_query_status = await page.textContent('#status');
+  result.bad_query_rows = await page.$$eval('#results .row', (r) => r.length);
+
   await page.fill('#query', query);
   await page.press('#query', 'Enter');
   await page.waitForSelector('#results .row');

@@ -465,6 +465,10 @@ async fn the_console_searches_draws_volume_tails_and_keeps_its_view_in_the_url()
     );
     assert_eq!(r["top_after_resume"], r["paused_marker"]);
 
+    let bad = r["bad_query_status"].as_str().unwrap();
+    assert!(bad.contains("line 1, col"), "{bad}");
+    assert_eq!(r["bad_query_rows"], 0);
+
     // History and examples.
     assert_eq!(r["history"][0], r#"{app="console-test"}"#);
     assert!(r["examples"].as_array().unwrap().len() >= 5);
