@@ -15,6 +15,8 @@ const HISTORY_KEY = 'chute.history';
 const HISTORY_MAX = 20;
 /** Lines before and after a record that "show context" shows. */
 const CONTEXT_LINES = 10;
+/** The labels that make a record's stream for its context (all but `level`). */
+const CONTEXT_LABELS = ['tenant', 'host', 'app', 'facility', 'procid', 'msgid'];
 
 export const EXAMPLES = [
   ['Everything of one app', '{app="nginx"}'],
@@ -223,8 +225,9 @@ export class SearchView {
   async context(row) {
     const dialog = $('#context');
     const body = $('#context-body');
-    const labels = { ...row.labels };
-    delete labels.level;
+    // chute's stream labels only: a live line's labels also hold its metadata.
+    const labels = {};
+    for (const name of CONTEXT_LABELS) if (row.labels[name]) labels[name] = row.labels[name];
     const selector = selectorOf(labels);
     $('#context-title').textContent = `Context: ${selector}`;
     body.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));

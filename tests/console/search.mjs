@@ -174,12 +174,19 @@ await run(async ({ browser, base, out, rest, result }) => {
   await page.click('#live');
   await page.waitForFunction(() => document.querySelector('#tail-state').textContent.startsWith('live'));
   const marker = `live line ${Date.now()}`;
-  await post(base, [{ app, host: 'tail-host', severity: 'warning', message: marker }]);
+  await post(base, [{ app, host: 'tail-host', severity: 'warning', message: marker, fields: { request: 'r-1' } }]);
   await page.waitForFunction((m) => [...document.querySelectorAll('#results .row .msg')].some((e) => e.textContent === m), marker, { timeout: 20000 });
   result.live_top = (await visibleMessages(page))[0];
   result.live_marker = marker;
   result.live_url = page.url();
   await screenshot(page, out, 'live');
+  // The context of a live line (its labels hold its metadata too).
+  await page.locator('#results .row', { hasText: marker }).locator('.row-summary').click();
+  await page.click('#results .row.open button:has-text("Show context")');
+  await page.waitForSelector('#context .context-lines li.current, #context .error');
+  result.live_context = await page.$$eval('#context .context-lines li.current', (li) => li.map((l) => l.textContent));
+  await page.click('#context-close');
+  await page.locator('#results .row.open .row-summary').click();
   result.axe_live = await axeViolations(page);
 
   // Scrolled away from the top, new lines wait above and a button counts them.

@@ -454,6 +454,12 @@ async fn the_console_searches_draws_volume_tails_and_keeps_its_view_in_the_url()
     // Live: the line posted after the tail opened is on top.
     assert_eq!(r["live_top"], r["live_marker"]);
     assert!(r["live_url"].as_str().unwrap().contains("live=1"));
+    let live_context = r["live_context"].as_array().unwrap();
+    assert_eq!(live_context.len(), 1, "{}", r["live_context"]);
+    assert!(live_context[0]
+        .as_str()
+        .unwrap()
+        .contains(r["live_marker"].as_str().unwrap()));
     assert_eq!(r["new_lines_button"], "1 new line");
     assert_eq!(r["kept_in_place"], true, "what was read stays in view");
     assert_eq!(r["top_after_new_lines"], r["scrolled_marker"]);
