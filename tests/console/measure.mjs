@@ -1,7 +1,9 @@
-// Page weight and first paint of the console: `node measure.mjs <base-url> <out-dir> [loads]`.
+// Page weight and first paint of the console:
+// `node measure.mjs <base-url> <out-dir> [loads] [query]`.
 // Loads `/` the given number of times (20 by default), each in a fresh browser
-// context (a cold cache), and prints the bytes sent (gzipped) and the paint times
-// (BENCHMARKS.md records a run).
+// context (a cold cache), and prints the bytes sent (gzipped) and the paint times;
+// with a query, also loads `/?query=...` as often and times its first rows and
+// its histogram (BENCHMARKS.md records a run).
 
 import { run } from './lib.mjs';
 
@@ -30,8 +32,31 @@ await run(async ({ browser, base, rest, result }) => {
     );
     await context.close();
   }
+  const query = rest[1];
+  const searches = [];
+  for (let i = 0; query && i < n; i++) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/?query=${encodeURIComponent(query)}&range=1h`);
+    await page.waitForSelector('#results .row');
+    const rows = await page.evaluate(() => performance.now());
+    await page.waitForSelector('#volume rect.bar');
+    const chart = await page.evaluate(() => performance.now());
+    searches.push({ rows, chart });
+    await context.close();
+  }
+  const stats = (values) => {
+    const v = [...values].sort((a, b) => a - b);
+    const at = (p) => Math.round(v[Math.min(v.length - 1, Math.floor((v.length - 1) * p))]);
+    return { min: at(0), median: at(0.5), p90: at(0.9), max: at(1) };
+  };
   const sorted = (k) => loads.map((l) => l[k]).sort((a, b) => a - b);
   const pct = (k, p) => sorted(k)[Math.min(n - 1, Math.floor((n - 1) * p))];
+  if (query) {
+    result.query = query;
+    result.first_rows_ms = stats(searches.map((s) => s.rows));
+    result.histogram_ms = stats(searches.map((s) => s.chart));
+  }
   Object.assign(result, {
     loads: n,
     files: loads[0].files,
