@@ -12,7 +12,7 @@ const WINDOW_MS = 5 * 60e3;
 export class ClusterView {
   constructor(status) {
     this.status = status;
-    this.samples = [];
+    this.samples = loadSamples();
     this.timer = 0;
   }
 
@@ -40,9 +40,13 @@ export class ClusterView {
       return;
     }
     if (report.totals && report.totals.at_ms) {
-      this.samples.push(report.totals);
+      // A node that restarted counts from 0 again: its older samples go.
+      const last = this.samples[this.samples.length - 1];
+      if (last && (last.node !== report.node || report.totals.records_accepted < last.records_accepted)) this.samples = [];
+      this.samples.push({ ...report.totals, node: report.node });
       const oldest = report.totals.at_ms - WINDOW_MS;
       while (this.samples.length > 2 && this.samples[0].at_ms < oldest) this.samples.shift();
+      saveSamples(this.samples);
     }
     this.render(report);
     const down = report.nodes.filter((n) => !n.up).map((n) => n.id);
@@ -136,6 +140,27 @@ export class ClusterView {
       svg,
       h('p', { class: 'muted' }, what),
     );
+  }
+}
+
+/** The samples are kept for the tab (sessionStorage), so a reload keeps the rates' history. */
+const SAMPLES_KEY = 'chute.cluster.samples';
+
+function loadSamples() {
+  try {
+    const samples = JSON.parse(sessionStorage.getItem(SAMPLES_KEY) || '[]');
+    const fresh = Date.now() - WINDOW_MS;
+    return Array.isArray(samples) ? samples.filter((s) => s && s.at_ms > fresh) : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveSamples(samples) {
+  try {
+    sessionStorage.setItem(SAMPLES_KEY, JSON.stringify(samples));
+  } catch {
+    // Storage refused: the rates start again after a reload.
   }
 }
 

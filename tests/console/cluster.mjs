@@ -20,6 +20,10 @@ await run(async ({ browser, base, out, rest, result }) => {
     Object.fromEntries(rates.map((r) => [r.dataset.rate, r.querySelector('.rate-value').textContent])),
   );
   result.status = await page.textContent('#status');
+  // The samples outlive a reload (sessionStorage): rates at once.
+  await page.reload();
+  await page.waitForSelector('#cluster-body tr[data-node]');
+  result.rate_after_reload = await page.textContent('[data-rate="records_accepted"] .rate-value');
   result.axe = await axeViolations(page);
   await screenshot(page, out, name);
 });

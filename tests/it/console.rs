@@ -625,6 +625,11 @@ async fn the_cluster_page_shows_a_stopped_node_as_down() {
             .ends_with("/s"),
         "{up}"
     );
+    let reloaded = up["rate_after_reload"].as_str().unwrap();
+    assert!(
+        reloaded.ends_with("/s"),
+        "rates at once after a reload: {up}"
+    );
     assert_accessible(&up, "axe");
 
     // b stops; what a forwards next fails, and the page says b is down.
