@@ -135,9 +135,13 @@ export class Histogram {
   /** An empty chart with a message (a metric error, or live mode). */
   clear(message) {
     this.last = null;
+    this.range = null;
     this.bars.replaceChildren();
     this.axis.replaceChildren();
     this.legend.replaceChildren();
+    const note = svg('text', { x: 8, y: (HEIGHT - AXIS) / 2, class: 'note' });
+    note.textContent = message;
+    this.axis.append(note);
     this.title.textContent = message;
     this.svg.setAttribute('aria-label', message);
   }

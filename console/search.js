@@ -157,6 +157,7 @@ export class SearchView {
   async run() {
     const query = this.input.value.trim();
     document.title = query ? `${query} · chute` : 'chute';
+    $('#volume').hidden = this.live && query !== '';
     if (!query) {
       this.tail.stop();
       this.list.setRows([]);

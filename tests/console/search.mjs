@@ -179,6 +179,7 @@ await run(async ({ browser, base, out, rest, result }) => {
   result.live_top = (await visibleMessages(page))[0];
   result.live_marker = marker;
   result.live_url = page.url();
+  result.volume_hidden_live = await page.isHidden('#volume');
   await screenshot(page, out, 'live');
   // The context of a live line (its labels hold its metadata too).
   await page.locator('#results .row', { hasText: marker }).locator('.row-summary').click();

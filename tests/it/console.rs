@@ -454,6 +454,7 @@ async fn the_console_searches_draws_volume_tails_and_keeps_its_view_in_the_url()
     // Live: the line posted after the tail opened is on top.
     assert_eq!(r["live_top"], r["live_marker"]);
     assert!(r["live_url"].as_str().unwrap().contains("live=1"));
+    assert_eq!(r["volume_hidden_live"], true, "no empty chart while live");
     let live_context = r["live_context"].as_array().unwrap();
     assert_eq!(live_context.len(), 1, "{}", r["live_context"]);
     assert!(live_context[0]
