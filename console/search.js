@@ -70,6 +70,7 @@ export class SearchView {
       }
       if (this.range.value !== 'custom') this.submit();
     });
+    this.limit.addEventListener('change', () => this.submit());
     this.liveButton.addEventListener('click', () => {
       this.live = !this.live;
       this.submit();
@@ -92,7 +93,8 @@ export class SearchView {
       this.from.value = Number.isNaN(from) ? '' : toLocalInput(from);
       this.to.value = Number.isNaN(to) ? '' : toLocalInput(to);
     }
-    if (params.get('limit')) this.limit.value = params.get('limit');
+    const limit = params.get('limit') || '1000';
+    this.limit.value = [...this.limit.options].some((o) => o.value === limit) ? limit : '1000';
     this.live = params.get('live') === '1';
     this.run();
   }
