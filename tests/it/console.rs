@@ -662,3 +662,49 @@ async fn the_cluster_page_shows_a_stopped_node_as_down() {
     );
     drop(a);
 }
+
+#[actix_web::test]
+async fn a_token_in_a_subprotocol_reaches_no_log_line() {
+    let dir = temp_dir();
+    let wrong = "chute_wrong_console_secret_5e1f";
+    let extra = format!(
+        "[[tokens]]\nname = \"console\"\nsha256 = \"{}\"\ntenants = [\"default\"]\nscopes = [\"ingest\", \"query\"]\n",
+        hex(&digest(TOKEN))
+    );
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("data"),
+        &fresh_database().await,
+        &extra,
+    );
+    let daemon = Daemon::start(&config, dir.path().join("chute.log"));
+    let base = daemon.base();
+    let url = format!("{base}/loki/api/v1/tail?query=%7Bapp%3D%22t%22%7D");
+    for secret in [TOKEN, wrong] {
+        let result = awc::Client::builder()
+            .max_http_version(awc::http::Version::HTTP_11)
+            .finish()
+            .ws(&url)
+            .protocols(["chute.tail".to_owned(), token_protocol(secret)])
+            .connect()
+            .await;
+        assert_eq!(result.is_ok(), secret == TOKEN);
+        if let Ok((_, mut frames)) = result {
+            crate::tail::next_frame(&mut frames, Duration::from_secs(10)).await;
+        }
+    }
+    let log = daemon.log_text();
+    assert!(
+        log.contains("request refused"),
+        "the refusal is logged: {log}"
+    );
+    for secret in [
+        TOKEN.to_owned(),
+        wrong.to_owned(),
+        token_protocol(TOKEN),
+        token_protocol(wrong),
+    ] {
+        let encoded = secret.trim_start_matches("base64url.bearer.chute.");
+        assert!(!log.contains(encoded), "{encoded} in the log: {log}");
+    }
+}
