@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod deadletter;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod query;
 pub mod record;

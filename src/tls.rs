@@ -122,3 +122,52 @@ pub fn client_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// The names a certificate (DER) goes by: its subject's common names, then its DNS,
+/// URI and email subject alternative names.
+///
+/// # Errors
+/// The certificate cannot be decoded.
+pub fn certificate_names(der: &[u8]) -> anyhow::Result<Vec<String>> {
+    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
+    use x509_cert::der::oid::db::rfc4519::CN;
+    use x509_cert::der::Decode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::SubjectAltName;
+
+    let cert = x509_cert::Certificate::from_der(der).context("cannot decode the certificate")?;
+    let tbs = &cert.tbs_certificate;
+    let mut names = Vec::new();
+    for atv in tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()) {
+        if atv.oid != CN {
+            continue;
+        }
+        let v = &atv.value;
+        let text = v
+            .decode_as::<Utf8StringRef<'_>>()
+            .map(|s| s.as_str().to_owned())
+            .or_else(|_| {
+                v.decode_as::<PrintableStringRef<'_>>()
+                    .map(|s| s.as_str().to_owned())
+            })
+            .or_else(|_| {
+                v.decode_as::<Ia5StringRef<'_>>()
+                    .map(|s| s.as_str().to_owned())
+            });
+        if let Ok(text) = text {
+            names.push(text);
+        }
+    }
+    let sans = tbs
+        .get::<SubjectAltName>()
+        .context("cannot decode the subject alternative names")?;
+    for name in sans.map(|(_, s)| s.0).unwrap_or_default() {
+        match name {
+            GeneralName::DnsName(s)
+            | GeneralName::UniformResourceIdentifier(s)
+            | GeneralName::Rfc822Name(s) => names.push(s.to_string()),
+            _ => {}
+        }
+    }
+    Ok(names)
+}

@@ -38,6 +38,8 @@ use crate::status::ShardStatus;
 
 /// How often partitions and batch ids are maintained.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the shard's storage is measured (`chute_storage_*`).
+const MEASURE_EVERY: Duration = Duration::from_secs(60);
 /// Most payload bytes read from the queue at once.
 const READ_BYTES: usize = 8 << 20;
 
@@ -399,6 +401,12 @@ impl Actor for Writer {
                 .into_actor(w),
             );
         });
+        ctx.run_interval(MEASURE_EVERY, |w, ctx| {
+            if w.prepared {
+                let wctx = w.ctx_for_writes();
+                ctx.spawn(async move { wctx.measure().await }.into_actor(w));
+            }
+        });
     }
 }
 
@@ -498,7 +506,39 @@ impl WriteCtx {
         schema::prune_batches(&client, storage.batch_id_retention_hours)
             .await
             .map_err(|e| format!("pruning batch ids failed: {}", db_message(&e)))?;
+        drop(client);
+        self.measure().await;
         Ok(())
+    }
+
+    /// Sets the `chute_storage_*` gauges from the shard's catalog; a failure is
+    /// logged and leaves them as they were.
+    async fn measure(&self) {
+        let measured = match self.pool.get().await {
+            Ok(client) => crate::sinks::postgres::storage::measure(&**client)
+                .await
+                .map_err(|e| db_message(&e)),
+            Err(e) => Err(e.to_string()),
+        };
+        let s = match measured {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(shard = self.shard, error = %e, "measuring storage failed");
+                return;
+            }
+        };
+        let m = &self.metrics;
+        for (table, bytes) in &s.tables {
+            m.storage_bytes
+                .with_label_values(&[&self.label, table])
+                .set(*bytes);
+        }
+        m.storage_partitions
+            .with_label_values(&[&self.label])
+            .set(s.days().count() as i64);
+        m.storage_oldest
+            .with_label_values(&[&self.label])
+            .set(s.oldest.map_or(0, |t| t.timestamp()));
     }
 
     /// Stores `batches`, retrying transient failures until it succeeds.

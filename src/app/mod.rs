@@ -225,12 +225,19 @@ impl Application {
         let router = router.start();
         heartbeat.push(router.clone().recipient());
         let (syslog_stop, stop) = tokio::sync::watch::channel(false);
+        let limits = Arc::new(crate::limits::Limits::new(
+            config.limits.clone(),
+            metrics.clone(),
+        ));
         let (syslog, live_listeners, syslog_tasks) = crate::sources::syslog::listener::start(
             &config.syslog.effective_listeners(),
             Duration::from_millis(config.syslog.group_commit_ms),
-            router.clone(),
-            layout,
-            metrics.clone(),
+            crate::sources::syslog::listener::Sinks {
+                router: router.clone(),
+                layout,
+                metrics: metrics.clone(),
+                limits: limits.clone(),
+            },
             stop,
         )
         .await?;
@@ -254,6 +261,7 @@ impl Application {
         let http_live = Arc::new(std::sync::RwLock::new(config.http.clone()));
         let shutdown_timeout = Duration::from_millis(config.node.shutdown_timeout_ms);
         let running_config = config;
+        let auth = Arc::new(http::auth::Auth::new(&running_config, metrics.clone()));
         let state = web::Data::new(AppState {
             http: http_live.clone(),
             metrics: metrics.clone(),
@@ -264,11 +272,8 @@ impl Application {
             cluster,
             budget: http::budget::Budget::new(),
             deadletters,
-            auth: Arc::new(http::auth::Auth::new(&running_config, metrics.clone())),
-            limits: Arc::new(http::limits::Limits::new(
-                running_config.limits.clone(),
-                metrics.clone(),
-            )),
+            auth: auth.clone(),
+            limits: limits.clone(),
             query: Arc::new(crate::query::exec::QueryState {
                 shards: readers,
                 peers: running_config
@@ -330,6 +335,8 @@ impl Application {
             live: Live {
                 http: http_live,
                 listeners: live_listeners,
+                auth: auth.clone(),
+                limits: limits.clone(),
             },
             config_path: None,
             server,

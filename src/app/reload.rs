@@ -12,12 +12,15 @@ use crate::config::Config;
 pub(super) struct Live {
     pub(super) http: Arc<std::sync::RwLock<crate::config::HttpConfig>>,
     pub(super) listeners: Vec<crate::sources::syslog::listener::Live>,
+    pub(super) auth: Arc<crate::http::auth::Auth>,
+    pub(super) limits: Arc<crate::limits::Limits>,
 }
 
 /// SIGHUP: reads and validates the configuration file again. An invalid file leaves
 /// everything as it is. Of a valid one, the settings that can change live are
 /// applied (log level, HTTP body limit and ack timeout, writer batching and
-/// retries, syslog listeners' message size and idle timeout); the sections whose
+/// retries, syslog listeners' message size and idle timeout, tokens, rate
+/// limits); the sections whose
 /// other settings changed are reported as needing a restart. Returns the metric
 /// result.
 pub(super) fn reload(
@@ -74,6 +77,14 @@ pub(super) fn reload(
             }
         }
     }
+    if new.tokens != running.tokens {
+        applied.tokens = new.tokens.clone();
+        live.auth.set_tokens(&new.tokens);
+    }
+    if new.limits != running.limits {
+        applied.limits = new.limits.clone();
+        live.limits.set(new.limits.clone());
+    }
     let restart = changed_sections(&applied, &new);
     *running = applied;
     if restart.is_empty() {
@@ -104,5 +115,8 @@ pub(super) fn changed_sections(a: &Config, b: &Config) -> Vec<&'static str> {
     check("queue", a.queue != b.queue);
     check("syslog", a.syslog != b.syslog);
     check("log", a.log != b.log);
+    check("query", a.query != b.query);
+    check("tokens", a.tokens != b.tokens);
+    check("limits", a.limits != b.limits);
     out
 }

@@ -3,6 +3,7 @@
 //! syslog source (`crate::sources::syslog`) reads them.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +83,14 @@ pub struct ListenerConfig {
     /// PEM CA certificates; when set, clients must present a certificate it signed.
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: the tenant of a client's records by a name in its
+    /// certificate, its subject's CN or a DNS, URI or email SAN (DNS names
+    /// compared without case), e.g. `{ "web-1.example.net" = "web" }`; `"*"`
+    /// names the tenant of certificates no other key matches. A certificate that
+    /// matches none, or two keys of different tenants, is refused. Empty: every
+    /// record gets `tenant`.
+    #[serde(default)]
+    pub client_tenants: BTreeMap<String, String>,
 }
 
 impl ListenerConfig {
@@ -115,6 +124,7 @@ impl ListenerConfig {
             cert_file: None,
             key_file: None,
             client_ca_file: None,
+            client_tenants: BTreeMap::new(),
         }
     }
 }
@@ -142,6 +152,29 @@ impl SyslogConfig {
             if l.protocol != Protocol::Tls && (l.cert_file.is_some() || l.client_ca_file.is_some())
             {
                 err(at("cert_file"), "only tls listeners take certificates");
+            }
+            if !l.client_tenants.is_empty() && l.client_ca_file.is_none() {
+                err(
+                    at("client_tenants"),
+                    "maps client certificates: needs client_ca_file (and protocol tls)",
+                );
+            }
+            let valid = super::tokens::valid_name;
+            for (name, tenant) in std::iter::once(("", &l.tenant)).chain(
+                l.client_tenants
+                    .iter()
+                    .map(|(name, tenant)| (name.as_str(), tenant)),
+            ) {
+                if !valid(tenant) {
+                    err(
+                        if name.is_empty() {
+                            at("tenant")
+                        } else {
+                            at(&format!("client_tenants.{name:?}"))
+                        },
+                        "a tenant is 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                    );
+                }
             }
             if let Err(e) = l.timezone.parse::<Timezone>() {
                 err(at("timezone"), &e.to_string());

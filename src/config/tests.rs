@@ -61,6 +61,36 @@ fn a_syslog_message_limit_is_between_480_bytes_and_64_mib() {
 }
 
 #[test]
+fn client_tenants_need_a_client_ca_and_valid_tenant_names() {
+    let listener = |extra: &str| {
+        format!(
+            "[[syslog.listeners]]\nprotocol = \"tls\"\naddress = \"127.0.0.1:0\"\ncert_file = \"c\"\nkey_file = \"k\"\n{extra}"
+        )
+    };
+    let paths = |extra: &str| -> Vec<String> {
+        match Config::from_toml(&listener(extra)) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|e| e.path).collect(),
+        }
+    };
+    assert_eq!(
+        paths(
+            "client_ca_file = \"ca\"\nclient_tenants = { \"web-1\" = \"web\", \"*\" = \"rest\" }\n"
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        paths("client_tenants = { \"web-1\" = \"web\" }\n"),
+        ["syslog.listeners[0].client_tenants"]
+    );
+    assert_eq!(
+        paths("client_ca_file = \"ca\"\nclient_tenants = { \"web-1\" = \"no spaces\" }\n"),
+        ["syslog.listeners[0].client_tenants.\"web-1\""]
+    );
+    assert_eq!(paths("tenant = \"\"\n"), ["syslog.listeners[0].tenant"]);
+}
+
+#[test]
 fn semantic_errors_name_each_shard() {
     let text = r#"
         [[shards]]

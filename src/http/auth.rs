@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderMap};
@@ -27,7 +27,7 @@ use base64::Engine;
 
 use super::error::ApiError;
 use crate::config::tokens::{self, ALL_TENANTS};
-use crate::config::{Config, OpsAccess, Scope};
+use crate::config::{Config, OpsAccess, Scope, TokenConfig};
 use crate::metrics::Metrics;
 
 /// A configured token: its name and what it may do.
@@ -76,9 +76,13 @@ impl From<Denied> for crate::query::QueryError {
     }
 }
 
+/// Configured tokens by digest.
+type Tokens = HashMap<[u8; 32], Arc<Grant>>;
+
 /// The tokens of the configuration, by digest, and what the refusals cost.
 pub struct Auth {
-    tokens: HashMap<[u8; 32], Arc<Grant>>,
+    /// Replaced whole by SIGHUP ([`Auth::set_tokens`]).
+    tokens: RwLock<Arc<Tokens>>,
     ops: OpsAccess,
     metrics: Arc<Metrics>,
     /// Per reason: when it was last logged, and how many were not since.
@@ -90,8 +94,29 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Auth {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Auth {
-        let tokens = config
-            .tokens
+        Auth {
+            tokens: RwLock::new(Arc::new(Auth::table(&config.tokens))),
+            ops: config.http.ops_access,
+            metrics,
+            logged: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a new set of tokens (SIGHUP): requests admitted from now on are
+    /// checked against them; a revoked token is refused at its next request.
+    pub fn set_tokens(&self, tokens: &[TokenConfig]) {
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Auth::table(tokens));
+    }
+
+    fn tokens(&self) -> Arc<Tokens> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn table(tokens: &[TokenConfig]) -> Tokens {
+        tokens
             .iter()
             .filter_map(|t| {
                 let digest = tokens::parse_digest(&t.sha256)?;
@@ -102,18 +127,12 @@ impl Auth {
                 };
                 Some((digest, Arc::new(grant)))
             })
-            .collect();
-        Auth {
-            tokens,
-            ops: config.http.ops_access,
-            metrics,
-            logged: Mutex::new(HashMap::new()),
-        }
+            .collect()
     }
 
     /// Whether tokens are required.
     pub fn required(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.tokens().is_empty()
     }
 
     /// The caller of a request that needs `scope`, using `tenant` (what the
@@ -186,8 +205,11 @@ impl Auth {
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(presented)
-                .and_then(|t| self.tokens.get(&tokens::digest(&t)))
-                .is_some_and(|g| g.scopes.contains(&Scope::Admin))
+                .is_some_and(|t| {
+                    self.tokens()
+                        .get(&tokens::digest(&t))
+                        .is_some_and(|g| g.scopes.contains(&Scope::Admin))
+                })
     }
 
     /// Whether the operator's endpoints need an admin token from `peer`.
@@ -233,7 +255,7 @@ impl Auth {
                 ))
             }
         };
-        match self.tokens.get(&tokens::digest(&token)) {
+        match self.tokens().get(&tokens::digest(&token)) {
             Some(grant) => Ok(grant.clone()),
             None => Err(unauthorized("unknown_token", "the token is not known here")),
         }

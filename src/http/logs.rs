@@ -15,6 +15,7 @@ use super::AppState;
 use crate::actors::ingest::{Decode, Parse};
 use crate::actors::Route;
 use crate::config::Scope;
+use crate::limits::{Action, Refusal};
 use crate::sources::http::body::{BodyCollector, BodyError, BodyFormat, ContentEncoding};
 use crate::sources::http::json::Rejection;
 use crate::sources::http::JsonBody;
@@ -100,7 +101,10 @@ async fn ingest(
     let rejected_count = parsed.rejected_count;
     let accepted = parsed.records.len();
     // Whole requests: an agent retries a 429 as it sent it.
-    state.limits.admit(&limited_tenant, accepted, body_bytes)?;
+    state
+        .limits
+        .admit(&limited_tenant, accepted, body_bytes, Action::Refused)
+        .map_err(|r| rate_limited(&limited_tenant, r))?;
     if accepted == 0 && rejected_count > 0 {
         state
             .metrics
@@ -275,5 +279,25 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             "invalid_header",
             "Idempotency-Key must be 1 to 128 visible ASCII characters",
         ))
+    }
+}
+
+/// The answer to a request over its tenant's rate limit: 429 with `Retry-After`
+/// (at least a second), or 413 when it holds more than a second's worth.
+fn rate_limited(tenant: &str, refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Later { limit, wait } => ApiError {
+            retry_after: Some(wait.max(Duration::from_secs(1))),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("tenant {tenant} is over its {limit} per second; retry later"),
+            )
+        },
+        Refusal::Never { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "rate_limited",
+            format!("the request holds more {limit} than tenant {tenant} may send in a second; split it"),
+        ),
     }
 }

@@ -7,7 +7,6 @@ mod deadletter;
 pub mod error;
 mod health;
 mod internal;
-pub mod limits;
 mod logs;
 mod loki;
 mod tail;
@@ -50,7 +49,7 @@ pub struct AppState {
     /// The tokens requests must present (`[[tokens]]`; none: the API is open).
     pub auth: Arc<auth::Auth>,
     /// Per-tenant rate limits (`[limits]`).
-    pub limits: Arc<limits::Limits>,
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// The route patterns [`configure`] registers (the `route` label of

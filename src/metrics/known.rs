@@ -49,8 +49,10 @@ impl Metrics {
         for endpoint in ["query", "query_range"] {
             touch(&self.query_lines, &[endpoint]);
         }
-        for limit in ["records", "bytes"] {
-            touch(&self.rate_limited, &["other", limit]);
+        for limit in reasons::RATE_LIMITS {
+            for action in reasons::RATE_LIMITED_ACTIONS {
+                touch(&self.rate_limited, &["other", limit, action]);
+            }
         }
         for r in reasons::AUTH_REFUSED {
             touch(&self.auth_refused, &[r]);
@@ -181,6 +183,7 @@ pub mod reasons {
         "timeout",
         "shutdown",
         "queue_failed",
+        "rate_limited",
     ];
     pub const SANITIZED: &[&str] = &["nul", "invalid_utf8"];
     pub const REQUESTS_REJECTED: &[&str] = &[
@@ -198,6 +201,7 @@ pub mod reasons {
         "overloaded",
         "not_local",
         "not_found",
+        "rate_limited",
         "backpressure",
         "timeout",
         "shutdown",
@@ -228,7 +232,15 @@ pub mod reasons {
         "invalid_options",
     ];
     pub const QUEUE_CORRUPT: &[&str] = &["torn", "corrupt", "segment", "payload"];
-    pub const SYSLOG_REFUSED: &[&str] = &["max_connections", "tls_handshake"];
+    pub const RATE_LIMITS: &[&str] = &["records", "bytes"];
+    pub const RATE_LIMITED_ACTIONS: &[&str] = &["refused", "paused", "dropped"];
+    pub const SYSLOG_REFUSED: &[&str] = &[
+        "max_connections",
+        "tls_handshake",
+        "unmapped_client",
+        "ambiguous_client",
+        "unreadable_client_certificate",
+    ];
     pub const SYSLOG_CLOSED: &[&str] = &[
         "idle",
         "frame_too_long",

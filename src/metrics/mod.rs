@@ -63,8 +63,8 @@ pub struct Metrics {
     pub requests_rejected: IntCounterVec,
     /// Requests refused for their token (`reason`).
     pub auth_refused: IntCounterVec,
-    /// Requests refused for a tenant's rate limit (`tenant`: configured or
-    /// `other`; `limit`: records, bytes).
+    /// Times a tenant's rate limit held back what it sent (`tenant`: configured
+    /// or `other`; `limit`: records, bytes; `action`: refused, paused, dropped).
     pub rate_limited: IntCounterVec,
     /// Rows committed into `chute.logs` (`shard`).
     pub rows_written: IntCounterVec,
@@ -90,6 +90,12 @@ pub struct Metrics {
     pub partitions_created: IntCounterVec,
     /// Partition maintenance runs that failed (`shard`).
     pub partition_maintenance_failures: IntCounterVec,
+    /// Bytes a shard's tables hold, indexes and TOAST included (`shard`, `table`).
+    pub storage_bytes: IntGaugeVec,
+    /// Day partitions of `chute.logs` (`shard`).
+    pub storage_partitions: IntGaugeVec,
+    /// Unix time of the oldest record a shard holds (`shard`).
+    pub storage_oldest: IntGaugeVec,
     /// HTTP requests answered (`route`, `status` class: 2xx, 4xx, 5xx).
     pub http_requests: IntCounterVec,
     /// Batches (queue entries) a peer link delivered to its node (`peer`).
@@ -282,8 +288,8 @@ impl Metrics {
             rate_limited: counter(
                 &r,
                 "chute_rate_limited_total",
-                "Ingest requests refused whole for a tenant's rate limit ([limits]), by tenant (a configured one, or other) and limit.",
-                &["tenant", "limit"],
+                "Times a tenant's rate limit ([limits]) held back what it sent, by tenant (a configured one, or other), limit (records, bytes) and action: refused (an HTTP request, whole), paused (a syslog stream stopped reading until the limit allowed more), dropped (a syslog datagram).",
+                &["tenant", "limit", "action"],
             ),
             auth_refused: counter(
                 &r,
@@ -348,6 +354,24 @@ impl Metrics {
                 &r,
                 "chute_partition_maintenance_failures_total",
                 "Partition maintenance runs that failed.",
+                &["shard"],
+            ),
+            storage_bytes: gauge(
+                &r,
+                "chute_storage_bytes",
+                "Bytes a shard's tables hold, indexes and TOAST included, by table (logs: all its partitions), measured every minute by the shard's writer.",
+                &["shard", "table"],
+            ),
+            storage_partitions: gauge(
+                &r,
+                "chute_storage_partitions",
+                "Day partitions of chute.logs on a shard.",
+                &["shard"],
+            ),
+            storage_oldest: gauge(
+                &r,
+                "chute_storage_oldest_record_timestamp_seconds",
+                "Unix time of the oldest record on a shard (0: none).",
                 &["shard"],
             ),
             partitions_created: counter(

@@ -4,6 +4,7 @@
 //! sender's own; the operator's endpoints follow `http.ops_access`.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use chute::config::tokens::{digest, hex, new_token};
@@ -469,4 +470,81 @@ async fn secrets_appear_in_no_log_no_validate_output_and_no_error_body() {
         assert!(!validated.contains(secret), "{secret} in chute validate");
         assert!(!bodies.contains(secret), "{secret} in an answer");
     }
+}
+
+#[actix_web::test]
+async fn sighup_turns_tokens_on_revokes_one_and_changes_rate_limits_without_a_restart() {
+    use nix::sys::signal::Signal;
+    let dir = temp_dir();
+    let dsn = fresh_database().await;
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), &data, &dsn, "");
+    let daemon = Daemon::start(&config, dir.path().join("chute.log"));
+    let base = daemon.base();
+    let client = awc::Client::default();
+    let post = |auth: Option<String>| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let mut req = client
+                .post(format!("{base}/api/v1/logs"))
+                .content_type("application/json");
+            if let Some(auth) = auth {
+                req = req.insert_header(("authorization", auth));
+            }
+            req.send_body(r#"[{"message": "m"}]"#)
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let reloads = || {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let mut r = client.get(format!("{base}/metrics")).send().await.unwrap();
+            let text = String::from_utf8_lossy(&r.body().await.unwrap()).into_owned();
+            metric_in(&text, "chute_config_reloads_total", &["result=\"applied\""])
+        }
+    };
+    let reload_with = |extra: String| {
+        let reloads = &reloads;
+        let (config, daemon, data, dsn, dir) = (&config, &daemon, &data, &dsn, dir.path());
+        async move {
+            let before = reloads().await;
+            // The same file, rewritten.
+            assert_eq!(&write_config(dir, data, dsn, &extra), config);
+            daemon.signal(Signal::SIGHUP);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while reloads().await <= before {
+                assert!(Instant::now() < deadline, "the reload was not applied");
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let tokens = |token: &str| {
+        format!(
+            "[[tokens]]\nname = \"agent\"\nsha256 = \"{}\"\ntenants = [\"acme\"]\nscopes = [\"ingest\"]\n",
+            hex(&digest(token))
+        )
+    };
+    let (old, new) = (new_token().unwrap(), new_token().unwrap());
+    assert_eq!(post(None).await, 200, "open without tokens");
+
+    reload_with(tokens(&old)).await;
+    assert_eq!(post(None).await, 401, "tokens are required at once");
+    assert_eq!(post(Some(bearer(&old))).await, 200);
+
+    // Revoked: the old token is refused at its next request, the new one admitted.
+    reload_with(tokens(&new)).await;
+    assert_eq!(post(Some(bearer(&old))).await, 401);
+    assert_eq!(post(Some(bearer(&new))).await, 200);
+
+    // A rate limit of one record per second: the second request is refused.
+    reload_with(format!("{}[limits]\nrecords_per_s = 1\n", tokens(&new))).await;
+    assert_eq!(post(Some(bearer(&new))).await, 200);
+    assert_eq!(post(Some(bearer(&new))).await, 429);
+    assert!(
+        !daemon.log_text().contains("restart chute to apply it"),
+        "tokens and limits need no restart"
+    );
 }

@@ -702,6 +702,26 @@ pub struct Pki {
     pub server_key: String,
     pub client: rcgen::CertifiedKey,
     pub stranger: rcgen::CertifiedKey,
+    ca_cert: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Pki {
+    /// A client certificate the CA signs, with common name `cn` and DNS names `sans`.
+    pub fn client_named(&self, cn: &str, sans: &[&str]) -> rcgen::CertifiedKey {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key_pair = rcgen::KeyPair::generate().unwrap();
+        let cert = params
+            .signed_by(&key_pair, &self.ca_cert, &self.ca_key)
+            .unwrap();
+        rcgen::CertifiedKey { cert, key_pair }
+    }
 }
 
 pub fn pki() -> Pki {
@@ -730,5 +750,7 @@ pub fn pki() -> Pki {
             key_pair: client_key,
         },
         stranger: rcgen::generate_simple_self_signed(vec!["stranger".to_owned()]).unwrap(),
+        ca_cert: ca,
+        ca_key,
     }
 }

@@ -24,4 +24,5 @@ mod regex;
 mod rollup;
 mod storage;
 mod syslog;
+mod syslog_tenancy;
 mod tail;

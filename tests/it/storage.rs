@@ -442,3 +442,50 @@ async fn records_are_acknowledged_from_the_queue_while_postgres_cannot_write_and
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn the_storage_gauges_match_what_postgres_reports() {
+    use chute::sinks::postgres::storage::TABLES;
+    let dsn = fresh_database().await;
+    let config = test_config(&dsn);
+    let app = spawn_config(config.clone()).await;
+    let today = chrono::Utc::now().format("%Y-%m-%dT12:00:00Z").to_string();
+    let records: Vec<_> = (0..300)
+        .map(|i| json!({"message": format!("m {i}"), "ts": today}))
+        .chain([json!({"message": "ancient", "ts": "2001-09-09T01:46:40Z"})])
+        .collect();
+    assert_eq!(app.post_json(&json!(records)).await.status, 200);
+    app.settle().await;
+    // Vacuumed now, so no autovacuum changes a size while the test compares.
+    app.db.batch_execute("VACUUM ANALYZE").await.unwrap();
+    app.stop().await;
+    // A writer measures when it starts (and every minute).
+    let app = spawn_config(config).await;
+    let gauge = |name: &str, labels: &[&str]| app.metric(name, labels) as i64;
+    for table in TABLES {
+        let sql = if *table == "logs" {
+            "SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits
+             WHERE inhparent = 'chute.logs'::regclass"
+                .to_owned()
+        } else {
+            format!("SELECT pg_total_relation_size('chute.{table}')")
+        };
+        let expected = app.scalar(&sql).await;
+        assert!(expected > 0, "{table}");
+        assert_eq!(
+            gauge("chute_storage_bytes", &[&format!("table=\"{table}\"")]),
+            expected,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        gauge("chute_storage_partitions", &[]),
+        5,
+        "yesterday, today, 3 ahead"
+    );
+    assert_eq!(
+        gauge("chute_storage_oldest_record_timestamp_seconds", &[]),
+        1_000_000_000
+    );
+    app.stop().await;
+}

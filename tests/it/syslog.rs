@@ -11,12 +11,12 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-fn any_port() -> SocketAddr {
+pub(crate) fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
 /// chute with the given syslog listeners (ports resolved in `app.syslog`).
-async fn with_listeners(listeners: Vec<ListenerConfig>) -> TestApp {
+pub(crate) async fn with_listeners(listeners: Vec<ListenerConfig>) -> TestApp {
     spawn_app_with(|c| {
         c.syslog.listeners = Some(listeners);
         c.syslog.group_commit_ms = 5;
@@ -24,7 +24,7 @@ async fn with_listeners(listeners: Vec<ListenerConfig>) -> TestApp {
     .await
 }
 
-fn addr_of(app: &TestApp, protocol: Protocol) -> SocketAddr {
+pub(crate) fn addr_of(app: &TestApp, protocol: Protocol) -> SocketAddr {
     app.syslog
         .iter()
         .find(|b| b.protocol == protocol)
@@ -34,7 +34,7 @@ fn addr_of(app: &TestApp, protocol: Protocol) -> SocketAddr {
 
 /// One stored row as JSON, once a row matching `condition` exists (syslog has no
 /// acknowledgement, so the tests wait for the rows).
-async fn row_where(app: &TestApp, condition: &str) -> Value {
+pub(crate) async fn row_where(app: &TestApp, condition: &str) -> Value {
     let sql = format!("SELECT to_jsonb(l) FROM chute.logs l WHERE {condition}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -335,8 +335,24 @@ action(type="omfwd" target="127.0.0.1" port="{traditional}" protocol="tcp")
     app.stop().await;
 }
 
+/// A TLS listener on any port whose clients need a certificate of `pki`'s CA, its
+/// PEM files written into `dir`.
+pub(crate) fn mutual_tls(pki: &Pki, dir: &std::path::Path) -> ListenerConfig {
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    ListenerConfig {
+        cert_file: Some(file("server.pem", &pki.server_cert)),
+        key_file: Some(file("server.key", &pki.server_key)),
+        client_ca_file: Some(file("ca.pem", &pki.ca)),
+        ..ListenerConfig::plain(Protocol::Tls, any_port())
+    }
+}
+
 /// Connects over TLS with a client certificate and sends `messages`, octet-counted.
-async fn send_tls(
+pub(crate) async fn send_tls(
     addr: SocketAddr,
     ca_pem: &str,
     client: &rcgen::CertifiedKey,
@@ -377,20 +393,8 @@ async fn send_tls(
 
 #[actix_web::test]
 async fn tls_with_client_certificates_takes_trusted_clients_and_refuses_others() {
-    let pki = pki();
-    let dir = temp_dir();
-    let file = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let listener = ListenerConfig {
-        cert_file: Some(file("server.pem", &pki.server_cert)),
-        key_file: Some(file("server.key", &pki.server_key)),
-        client_ca_file: Some(file("ca.pem", &pki.ca)),
-        ..ListenerConfig::plain(Protocol::Tls, any_port())
-    };
-    let app = with_listeners(vec![listener]).await;
+    let (pki, dir) = (pki(), temp_dir());
+    let app = with_listeners(vec![mutual_tls(&pki, dir.path())]).await;
     let addr = addr_of(&app, Protocol::Tls);
     send_tls(
         addr,

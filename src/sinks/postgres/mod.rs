@@ -10,6 +10,7 @@ pub mod error;
 pub mod labels;
 pub mod rollup;
 pub mod schema;
+pub mod storage;
 pub mod tls;
 pub mod write;
 

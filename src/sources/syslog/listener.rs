@@ -17,6 +17,13 @@
 //! messages; past that every connection pauses reading until some are durable.
 //! UDP and Unix datagrams cannot wait: a group refused by a full queue is dropped
 //! and counted (`reason="backpressure"`).
+//!
+//! Tenants: every record of a listener gets its `tenant`, or on a mutual-TLS
+//! listener with `client_tenants`, the tenant its client's certificate maps to
+//! ([`ClientTenants`]). The tenant's rate limits (`[limits]`) apply as they can: a
+//! stream that read more than its tenant's buckets hold stops reading until they
+//! refill (its sender's TCP window fills; nothing is lost), and a datagram over
+//! the limit is dropped and counted (`reason="rate_limited"`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,12 +38,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use super::clients::ClientTenants;
 use super::framing::Framer;
 use super::{parse, Format, Origin, Parsed, Timezone};
 use crate::actors::router::{Layout, Router};
 use crate::actors::{DeliverError, RouteParts, Rows};
 use crate::batch::EncodedRows;
 use crate::config::{ListenerConfig, Protocol};
+use crate::limits::{Action, Limits};
 use crate::metrics::Metrics;
 use crate::record::Record;
 
@@ -71,7 +80,13 @@ struct Shared {
     label: String,
     format: Format,
     timezone: Timezone,
-    tenant: String,
+    /// The tenant of the listener's records, unless `client_tenants` says otherwise.
+    tenant: Arc<str>,
+    /// Mutual TLS: the tenant by a name in the client's certificate.
+    client_tenants: ClientTenants,
+    limits: Arc<Limits>,
+    /// When a rate limit was last logged (one line per 10 s at most).
+    limited_logged: std::sync::Mutex<Option<Instant>>,
     /// Live (SIGHUP): read when a connection starts or a message is parsed.
     max_message_bytes: AtomicUsize,
     idle_timeout_ms: AtomicU64,
@@ -86,6 +101,37 @@ struct Shared {
 }
 
 impl Shared {
+    /// Logs that `tenant` was held back by its rate limit, at most once per 10 s:
+    /// the metric counts every time.
+    fn log_limited(&self, tenant: &str, limit: &str, action: Action) {
+        let mut last = self
+            .limited_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(listener = %self.label, tenant, limit, action = action.label(), "a tenant is over its rate limit ([limits]); see chute_rate_limited_total");
+    }
+
+    /// Whether a datagram of `bytes` is within the listener's tenant's rate
+    /// limits; one that is not is dropped, counted and logged.
+    fn admit_datagram(&self, bytes: usize) -> bool {
+        if !self.limits.any() {
+            return true;
+        }
+        let Err(refusal) = self.limits.admit(&self.tenant, 1, bytes, Action::Dropped) else {
+            return true;
+        };
+        self.metrics
+            .records_rejected
+            .with_label_values(&["syslog", "rate_limited"])
+            .inc();
+        self.log_limited(&self.tenant, refusal.limit(), Action::Dropped);
+        false
+    }
+
     fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed))
     }
@@ -131,6 +177,14 @@ impl Live {
     }
 }
 
+/// Where listeners hand their records, and what they answer to.
+pub struct Sinks {
+    pub router: Addr<Router>,
+    pub layout: Layout,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<Limits>,
+}
+
 /// Binds every listener and starts serving it until `stop` turns true.
 ///
 /// # Errors
@@ -138,11 +192,15 @@ impl Live {
 pub async fn start(
     listeners: &[ListenerConfig],
     group_commit: Duration,
-    router: Addr<Router>,
-    layout: Layout,
-    metrics: Arc<Metrics>,
+    sinks: Sinks,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Vec<Bound>, Vec<Live>, Vec<tokio::task::JoinHandle<()>>)> {
+    let Sinks {
+        router,
+        layout,
+        metrics,
+        limits,
+    } = sinks;
     let mut bound = Vec::new();
     let mut live = Vec::new();
     let mut tasks = Vec::new();
@@ -153,7 +211,10 @@ pub async fn start(
             label: label.clone(),
             format: l.format,
             timezone: l.timezone.parse().context("invalid timezone")?,
-            tenant: l.tenant.clone(),
+            tenant: l.tenant.as_str().into(),
+            client_tenants: ClientTenants::new(&l.client_tenants),
+            limits: limits.clone(),
+            limited_logged: std::sync::Mutex::new(None),
             max_message_bytes: AtomicUsize::new(l.max_message_bytes),
             idle_timeout_ms: AtomicU64::new(l.idle_timeout_ms),
             group_commit,
@@ -260,6 +321,8 @@ fn tls_config(l: &ListenerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
 /// the metrics once per group, not once per message.
 struct Group {
     shared: Arc<Shared>,
+    /// The tenant of the group's records.
+    tenant: Arc<str>,
     records: Vec<Record>,
     /// Bytes of the group's messages as received.
     bytes: usize,
@@ -277,9 +340,10 @@ struct Tally {
 }
 
 impl Group {
-    fn new(shared: Arc<Shared>) -> Group {
+    fn new(shared: Arc<Shared>, tenant: Arc<str>) -> Group {
         Group {
             shared,
+            tenant,
             records: Vec::new(),
             bytes: 0,
             since: None,
@@ -292,7 +356,7 @@ impl Group {
         let s = &self.shared;
         let origin = Origin {
             received_at,
-            tenant: &s.tenant,
+            tenant: &self.tenant,
             format: s.format,
             timezone: &s.timezone,
             max_message_bytes: s.max_message_bytes.load(Ordering::Relaxed),
@@ -459,7 +523,7 @@ impl Datagrams {
 /// a time) so reading goes on while they are made durable.
 async fn serve_datagrams(socket: Datagrams, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut buf = vec![0u8; DATAGRAM_BYTES];
-    let mut group = Group::new(shared.clone());
+    let mut group = Group::new(shared.clone(), shared.tenant.clone());
     let in_flight = Arc::new(Semaphore::new(DATAGRAM_GROUPS_IN_FLIGHT));
     loop {
         let deadline = group.deadline();
@@ -467,8 +531,10 @@ async fn serve_datagrams(socket: Datagrams, shared: Arc<Shared>, mut stop: watch
             r = socket.recv(&mut buf) => match r {
                 Ok((n, peer)) => {
                     shared.metrics.syslog_bytes.with_label_values(&[&shared.label]).inc_by(n as u64);
-                    // A datagram at the buffer's size may have been cut by the kernel.
-                    group.add(&buf[..n], n == DATAGRAM_BYTES, peer.as_deref(), Utc::now());
+                    if shared.admit_datagram(n) {
+                        // A datagram at the buffer's size may have been cut by the kernel.
+                        group.add(&buf[..n], n == DATAGRAM_BYTES, peer.as_deref(), Utc::now());
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(listener = %shared.label, error = %e, "syslog receive failed");
@@ -548,11 +614,15 @@ async fn serve_streams(
             gauge.inc();
             let peer = peer.ip().to_string();
             match tls {
-                None => serve_stream(socket, &peer, &shared, stop).await,
+                None => serve_stream(socket, &peer, shared.tenant.clone(), &shared, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(shared.idle_timeout(), acceptor.accept(socket)).await
                     {
-                        Ok(Ok(stream)) => serve_stream(stream, &peer, &shared, stop).await,
+                        Ok(Ok(stream)) => {
+                            if let Some(tenant) = client_tenant(&shared, &stream, &peer) {
+                                serve_stream(stream, &peer, tenant, &shared, stop).await;
+                            }
+                        }
                         Ok(Err(e)) => {
                             shared
                                 .metrics
@@ -583,24 +653,82 @@ async fn serve_streams(
     }
 }
 
+/// The tenant of a TLS connection's records: the listener's, or with
+/// `client_tenants` the one its client's certificate maps to. None: the
+/// certificate maps to no single tenant; the connection is refused, counted.
+fn client_tenant(
+    shared: &Shared,
+    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: &str,
+) -> Option<Arc<str>> {
+    if !shared.client_tenants.active() {
+        return Some(shared.tenant.clone());
+    }
+    let der = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.as_ref());
+    match shared.client_tenants.tenant_of(der) {
+        Ok(tenant) => Some(tenant.into()),
+        Err(e) => {
+            shared
+                .metrics
+                .syslog_refused
+                .with_label_values(&[&shared.label, e.reason()])
+                .inc();
+            tracing::warn!(listener = %shared.label, peer, error = %e, "syslog connection refused: its certificate maps to no tenant (client_tenants)");
+            None
+        }
+    }
+}
+
+/// Group deliveries of one stream connection that are on their way to disk.
+type InFlight = std::collections::VecDeque<tokio::task::JoinHandle<()>>;
+
+/// Sends the group's records on their way to disk. A few groups may be going while
+/// the next is read; past that, this waits for the oldest, so memory stays within
+/// a few groups.
+async fn send_group(group: &mut Group, in_flight: &mut InFlight, shared: &Arc<Shared>) {
+    if group.records.is_empty() {
+        return;
+    }
+    if in_flight.len() >= STREAM_GROUPS_IN_FLIGHT {
+        if let Some(oldest) = in_flight.pop_front() {
+            let _ = oldest.await;
+        }
+    }
+    let room = shared.hold(group.bytes).await;
+    let (shared, records) = (shared.clone(), group.take());
+    in_flight.push_back(actix_web::rt::spawn(async move {
+        deliver(&shared, records, true).await;
+        drop(room);
+    }));
+}
+
 /// Reads one connection until it closes, idles out, breaks its framing, or chute
-/// stops; whatever was read before is kept.
+/// stops; whatever was read before is kept. Its records belong to `tenant`, whose
+/// rate limits pause reading when it sends faster.
 async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: &str,
+    tenant: Arc<str>,
     shared: &Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut framer = Framer::new(shared.max_message_bytes.load(Ordering::Relaxed));
     let mut frames = Vec::new();
     let mut buf = vec![0u8; READ_BYTES];
-    let mut group = Group::new(shared.clone());
-    let mut in_flight: std::collections::VecDeque<tokio::task::JoinHandle<()>> =
-        std::collections::VecDeque::new();
+    let mut group = Group::new(shared.clone(), tenant.clone());
+    let mut in_flight = InFlight::new();
     let l = [shared.label.as_str()];
+    let limited = shared.limits.any();
     loop {
         let deadline = group.deadline();
         let mut done = false;
+        // Records and bytes of this read, charged to the tenant's rate limits.
+        let mut read = (0, 0);
         tokio::select! {
             r = tokio::time::timeout(shared.idle_timeout(), stream.read(&mut buf)) => {
                 let framed = match r {
@@ -615,7 +743,9 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Ok(Ok(n)) => {
                         shared.metrics.syslog_bytes.with_label_values(&l).inc_by(n as u64);
-                        framer.push(&buf[..n], &mut frames)
+                        let framed = framer.push(&buf[..n], &mut frames);
+                        read = (frames.len(), n);
+                        framed
                     }
                 };
                 // One clock read per read, not per message.
@@ -635,20 +765,21 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         if done {
             break;
         }
-        if group.due() {
-            // A few groups may be on their way to disk while the next is read; past
-            // that, wait for the oldest. Memory stays within a few groups.
-            if in_flight.len() >= STREAM_GROUPS_IN_FLIGHT {
-                if let Some(oldest) = in_flight.pop_front() {
-                    let _ = oldest.await;
+        if limited && read != (0, 0) {
+            let debt = shared.limits.charge(&tenant, read.0, read.1);
+            if let Some(limit) = debt.short_of() {
+                // What was read goes on to disk while reading waits.
+                send_group(&mut group, &mut in_flight, shared).await;
+                shared.limits.count(&tenant, limit, Action::Paused);
+                shared.log_limited(&tenant, limit, Action::Paused);
+                tokio::select! {
+                    () = debt.settle() => {}
+                    _ = stop.changed() => break,
                 }
             }
-            let room = shared.hold(group.bytes).await;
-            let (shared, records) = (shared.clone(), group.take());
-            in_flight.push_back(actix_web::rt::spawn(async move {
-                deliver(&shared, records, true).await;
-                drop(room);
-            }));
+        }
+        if group.due() {
+            send_group(&mut group, &mut in_flight, shared).await;
         }
     }
     for group in in_flight {

@@ -72,6 +72,7 @@ use serde_json::{Map, Value};
 pub use crate::config::syslog::{Format, Timezone, TimezoneError};
 use crate::record::{lossy_utf8, Record, StructuredData, MAX_NAME_BYTES};
 
+pub mod clients;
 pub mod framing;
 pub mod listener;
 pub mod rfc3164;
