@@ -18,6 +18,57 @@ pub struct ClusterReport {
     pub shard_key: ShardKey,
     pub nodes: Vec<NodeReport>,
     pub shards: Vec<ShardReport>,
+    /// This node's counters since it started; two samples give its rates (the
+    /// console samples them). Absent from older nodes' answers.
+    #[serde(default)]
+    pub totals: Totals,
+}
+
+/// Counters of this node since start-up, summed over their labels, and when they
+/// were read.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Totals {
+    /// When the counters were read, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Records received from senders, before validation (every source).
+    pub records_received: u64,
+    /// Records accepted: made durable here (every source).
+    pub records_accepted: u64,
+    /// Records refused (every source and reason).
+    pub records_rejected: u64,
+    /// Rows committed into this node's shards.
+    pub rows_written: u64,
+    /// Records forwarded to the nodes that own their shards.
+    pub peer_records_sent: u64,
+    /// Records other nodes forwarded here.
+    pub peer_records_received: u64,
+}
+
+impl Totals {
+    fn of(metrics: &Metrics) -> Totals {
+        Totals {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            records_received: sum(&metrics.records_received),
+            records_accepted: sum(&metrics.records_accepted),
+            records_rejected: sum(&metrics.records_rejected),
+            rows_written: sum(&metrics.rows_written),
+            peer_records_sent: sum(&metrics.peer_records_sent),
+            peer_records_received: sum(&metrics.peer_records_received),
+        }
+    }
+}
+
+/// The sum of a counter over all its label sets.
+fn sum(counter: &prometheus::IntCounterVec) -> u64 {
+    use prometheus::core::Collector;
+    let total: f64 = counter
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|m| m.get_counter().get_value())
+        .sum();
+    // Counters are whole and non-negative.
+    total as u64
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,5 +172,6 @@ pub fn report(view: &ClusterView, health: &Health, metrics: &Metrics) -> Cluster
         shard_key: view.shard_key,
         nodes,
         shards,
+        totals: Totals::of(metrics),
     }
 }

@@ -6,7 +6,9 @@
 //! `Authorization: Bearer <token>` or HTTP Basic with the token as the password
 //! (agents such as Promtail and Fluent Bit only do Basic). The tenant header then
 //! chooses among the token's tenants; without it the request gets the first the
-//! token lists (`default` for a token of every tenant).
+//! token lists (`default` for a token of every tenant). A websocket upgrade (the
+//! live tail) may carry the token in a subprotocol instead, since browsers cannot
+//! set headers on a websocket: see [`WEBSOCKET_TOKEN_PREFIX`].
 //!
 //! Refusals are 401 (no token, an unknown one, unreadable credentials) or 403 (a
 //! scope or tenant the token lacks), each counted in `chute_auth_refused_total`
@@ -232,18 +234,26 @@ impl Auth {
                 None,
             )
         };
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized(
-                "missing_token",
-                "a token is required: Authorization: Bearer <token>, or HTTP Basic with \
-                 the token as the password",
-            ));
-        };
-        let Some(token) = value.to_str().ok().and_then(presented) else {
-            return Err(unauthorized(
-                "malformed_credentials",
-                "the Authorization header is neither Bearer <token> nor Basic credentials",
-            ));
+        let token = match (headers.get(header::AUTHORIZATION), websocket_token(headers)) {
+            (Some(value), _) => value.to_str().ok().and_then(presented).ok_or_else(|| {
+                unauthorized(
+                    "malformed_credentials",
+                    "the Authorization header is neither Bearer <token> nor Basic credentials",
+                )
+            })?,
+            (None, Some(token)) => token.ok_or_else(|| {
+                unauthorized(
+                    "malformed_credentials",
+                    "the token subprotocol is not base64url.bearer.chute.<base64url of the token>",
+                )
+            })?,
+            (None, None) => {
+                return Err(unauthorized(
+                    "missing_token",
+                    "a token is required: Authorization: Bearer <token>, or HTTP Basic with \
+                     the token as the password",
+                ))
+            }
         };
         match self.tokens().get(&tokens::digest(&token)) {
             Some(grant) => Ok(grant.clone()),
@@ -315,9 +325,80 @@ fn presented(value: &str) -> Option<String> {
     (!token.is_empty()).then(|| token.to_owned())
 }
 
+/// The prefix of the websocket subprotocol that carries a token. Browsers cannot
+/// set `Authorization` on a websocket, only `Sec-WebSocket-Protocol`, so a
+/// browser's tail offers `base64url.bearer.chute.<the token in unpadded
+/// base64url>` beside [`WEBSOCKET_PROTOCOL`] (as Kubernetes does for its
+/// websockets); the answer names [`WEBSOCKET_PROTOCOL`], never the token.
+pub const WEBSOCKET_TOKEN_PREFIX: &str = "base64url.bearer.chute.";
+
+/// The subprotocol a tail answers with when the client offers it.
+pub const WEBSOCKET_PROTOCOL: &str = "chute.tail";
+
+/// The subprotocols a request offers (`Sec-WebSocket-Protocol`).
+pub fn websocket_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+/// The token a websocket upgrade carries in its subprotocols: `None` when it
+/// carries none (or the request is no upgrade), `Some(None)` when the protocol
+/// is there but does not decode to a token.
+fn websocket_token(headers: &HeaderMap) -> Option<Option<String>> {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return None;
+    }
+    let encoded = websocket_protocols(headers).find_map(|p| {
+        p.get(..WEBSOCKET_TOKEN_PREFIX.len())
+            .filter(|head| head.eq_ignore_ascii_case(WEBSOCKET_TOKEN_PREFIX))
+            .map(|_| &p[WEBSOCKET_TOKEN_PREFIX.len()..])
+    })?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|t| !t.is_empty());
+    Some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_websocket_upgrade_may_carry_its_token_in_a_subprotocol() {
+        let headers = |upgrade: bool, protocols: &str| {
+            let mut h = HeaderMap::new();
+            if upgrade {
+                h.insert(header::UPGRADE, "websocket".parse().unwrap());
+            }
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, protocols.parse().unwrap());
+            h
+        };
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("chute_ab+/c");
+        let offer = format!("chute.tail, {WEBSOCKET_TOKEN_PREFIX}{encoded}");
+        assert_eq!(
+            websocket_token(&headers(true, &offer)),
+            Some(Some("chute_ab+/c".to_owned()))
+        );
+        assert_eq!(websocket_token(&headers(false, &offer)), None);
+        assert_eq!(websocket_token(&headers(true, "chute.tail")), None);
+        let bad = format!("{WEBSOCKET_TOKEN_PREFIX}!!!");
+        assert_eq!(websocket_token(&headers(true, &bad)), Some(None));
+        let empty = WEBSOCKET_TOKEN_PREFIX.to_owned();
+        assert_eq!(websocket_token(&headers(true, &empty)), Some(None));
+        let h = headers(true, &offer);
+        let offered: Vec<&str> = websocket_protocols(&h).collect();
+        assert_eq!(offered[0], WEBSOCKET_PROTOCOL);
+        assert_eq!(offered.len(), 2);
+    }
 
     #[test]
     fn bearer_and_basic_credentials_give_the_token() {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod budget;
+mod console;
 mod deadletter;
 pub mod error;
 mod health;
@@ -76,6 +77,8 @@ pub const ROUTES: &[&str] = &[
     "/metrics",
     "/healthz",
     "/readyz",
+    "/",
+    "/console/{file}",
 ];
 
 /// GET or POST: the Loki API takes its parameters either way.
@@ -173,7 +176,9 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 .route("/ready", web::get().to(health::ready))
                 .route("/metrics", web::get().to(health::metrics))
                 .route("/healthz", web::get().to(health::healthz))
-                .route("/readyz", web::get().to(health::readyz)),
+                .route("/readyz", web::get().to(health::readyz))
+                .route("/", web::get().to(console::index))
+                .route("/console/{file}", web::get().to(console::file)),
         );
     }
 }

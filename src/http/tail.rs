@@ -1,6 +1,10 @@
 //! Live tail: `GET /loki/api/v1/tail` (a websocket, as Loki's) and
 //! `POST /internal/v1/tail` (a peer following this node's shards).
 //!
+//! With tokens, a browser's tail presents its token in a subprotocol (see
+//! [`WEBSOCKET_TOKEN_PREFIX`](super::auth::WEBSOCKET_TOKEN_PREFIX)) and is
+//! answered with [`WEBSOCKET_PROTOCOL`].
+//!
 //! A tail first sends the newest `limit` lines since `start` (oldest first), then
 //! every line committed after, from every shard of the cluster: this node's shards
 //! through its [`Hub`](crate::query::tail::Hub), every other owner's through a
@@ -21,6 +25,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::auth::{websocket_protocols, WEBSOCKET_PROTOCOL};
 use super::internal::admitted;
 use super::loki::{streams, tenant, LokiError, Params};
 use super::AppState;
@@ -86,7 +91,16 @@ pub async fn tail(
         Ok::<_, QueryError>((query, tenant, filter, start, limit))
     })();
     let (query, tenant, filter, start, limit) = checked.map_err(LokiError)?;
-    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let (mut response, session, messages) = actix_ws::handle(&req, body)?;
+    // A browser that offered subprotocols (its token among them) needs one named
+    // in the answer, or it drops the connection; never the token's.
+    let offered = websocket_protocols(req.headers()).any(|p| p == WEBSOCKET_PROTOCOL);
+    if offered {
+        response.headers_mut().insert(
+            actix_web::http::header::SEC_WEBSOCKET_PROTOCOL,
+            actix_web::http::header::HeaderValue::from_static(WEBSOCKET_PROTOCOL),
+        );
+    }
     let state = state.into_inner();
     actix_web::rt::spawn(async move {
         let open = Open::new(&state, "client");

@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod cluster;
 mod cluster_query;
+mod console;
 mod count_cache;
 mod deadletter;
 mod durability;
