@@ -9,6 +9,16 @@ const POLL_MS = 2000;
 /** Samples kept for the rates: five minutes. */
 const WINDOW_MS = 5 * 60e3;
 
+/**
+ * A node as this one knows it: `self`; `up` or `down` by the last forward to it
+ * (its round trip or error); `unknown` when nothing was sent to it yet.
+ */
+export function nodeState(n) {
+  if (n.local) return 'self';
+  if (n.up) return 'up';
+  return n.last_rtt_ms == null && !n.last_error ? 'unknown' : 'down';
+}
+
 export class ClusterView {
   constructor(status) {
     this.status = status;
@@ -49,8 +59,12 @@ export class ClusterView {
       saveSamples(this.samples);
     }
     this.render(report);
-    const down = report.nodes.filter((n) => !n.up).map((n) => n.id);
-    this.status(down.length ? `Down: ${down.join(', ')}` : `All ${report.nodes.length} nodes up`, down.length > 0);
+    const down = report.nodes.filter((n) => nodeState(n) === 'down').map((n) => n.id);
+    const quiet = report.nodes.filter((n) => nodeState(n) === 'unknown').map((n) => n.id);
+    const notes = [];
+    if (down.length) notes.push(`Down: ${down.join(', ')}`);
+    if (quiet.length) notes.push(`not contacted yet: ${quiet.join(', ')}`);
+    this.status(notes.length ? notes.join('; ') : `All ${report.nodes.length} nodes up`, down.length > 0);
   }
 
   render(r) {
@@ -59,15 +73,20 @@ export class ClusterView {
       const text = local ? 'self' : up ? 'up' : 'down';
       return h('span', { class: `state state-${up ? 'up' : 'down'}` }, text);
     };
+    const nodeBadge = (n) => {
+      const s = nodeState(n);
+      const shown = s === 'unknown' ? 'not contacted yet' : s;
+      return h('span', { class: `state state-${s === 'self' ? 'up' : s}` }, shown);
+    };
     const nodes = table(
       'Nodes',
       ['Node', 'State', 'Round trip', 'Queue to it', 'Dead letters', 'Last error', 'URL'],
       r.nodes.map((n) =>
         h(
           'tr',
-          { 'data-node': n.id, 'data-state': n.local ? 'self' : n.up ? 'up' : 'down' },
+          { 'data-node': n.id, 'data-state': nodeState(n) },
           h('th', { scope: 'row' }, n.id),
-          h('td', {}, state(n.up, n.local)),
+          h('td', {}, nodeBadge(n)),
           h('td', {}, n.last_rtt_ms == null ? '–' : `${n.last_rtt_ms.toFixed(1)} ms`),
           h('td', {}, queue(n.queue)),
           h('td', {}, String(n.dead_letters || 0)),

@@ -26,7 +26,8 @@ export function stepFor(rangeMs) {
  * query as written (its line filters and stages included).
  */
 export function volumeQuery(query, stepSeconds) {
-  return `sum by (level) (count_over_time(${query} [${stepSeconds}s]))`;
+  // A newline first: a query may end in a `# comment`, which would swallow the range.
+  return `sum by (level) (count_over_time(${query}\n [${stepSeconds}s]))`;
 }
 
 export class Histogram {

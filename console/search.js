@@ -158,6 +158,8 @@ export class SearchView {
 
   async run() {
     const query = this.input.value.trim();
+    // Every run, live or not, makes the answers of earlier runs stale.
+    const run = ++this.running;
     document.title = query ? `${query} · chute` : 'chute';
     $('#volume').hidden = this.live && query !== '';
     if (!query) {
@@ -177,14 +179,14 @@ export class SearchView {
       return;
     }
     this.tail.stop();
-    const run = ++this.running;
     const [start, end] = this.rangeMs();
     const startNs = msToNs(start);
     const endNs = msToNs(end);
     const step = stepFor(end - start);
     this.status('Running…');
     $('#results').setAttribute('aria-busy', 'true');
-    const lines = api.queryLines(query, startNs, endNs, this.limit.value);
+    // The step is the chart's, should the query be a metric query drawn there.
+    const lines = api.queryLines(query, startNs, endNs, this.limit.value, 'backward', step);
     // Points at start + step, start + 2 step, ...: each counts the step before it,
     // so the bars tile the range and every line is in one.
     const stepMs = step * 1000;
@@ -233,8 +235,12 @@ export class SearchView {
     for (const name of CONTEXT_LABELS) if (row.labels[name]) labels[name] = row.labels[name];
     const selector = selectorOf(labels);
     $('#context-title').textContent = `Context: ${selector}`;
-    body.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
     dialog.showModal();
+    if (Object.keys(labels).length === 0) {
+      body.replaceChildren(h('p', { class: 'muted' }, 'This line has no stream labels to find its neighbours by.'));
+      return;
+    }
+    body.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
     try {
       const day = 86400e3;
       const [before, after] = await Promise.all([
@@ -252,7 +258,7 @@ export class SearchView {
       if (!lines.some((r) => r.ns === row.ns && r.line === row.line)) lines.push(row);
       lines.sort((a, b) => (a.ns.length - b.ns.length) || (a.ns < b.ns ? -1 : a.ns > b.ns ? 1 : 0));
       body.replaceChildren(
-        h('p', { class: 'muted' }, `Up to ${CONTEXT_LINES} lines before and after, oldest first, from the same host and app (any level).`),
+        h('p', { class: 'muted' }, `Up to ${CONTEXT_LINES} lines before and after, oldest first, from the same stream: ${selector} (any level).`),
         h(
           'ol',
           { class: 'context-lines' },

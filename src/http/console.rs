@@ -2,8 +2,8 @@
 //!
 //! Plain HTML, CSS and JavaScript modules from `console/` at the top of the
 //! repository, embedded in the binary with `include_bytes!` (no bundler, no build
-//! step beyond `cargo build`, nothing to find on disk at run time). Each file is
-//! gzipped once, at its first request, and answered gzipped to clients that accept
+//! step beyond `cargo build`, nothing to find on disk at run time). The files are
+//! gzipped once, at the first request for any of them, and answered gzipped to clients that accept
 //! it. Every answer carries an `ETag` (a digest of the file) and `Cache-Control:
 //! no-cache`, so a browser keeps its copy and revalidates it with one small request
 //! (`304`), and a new binary's files are never mistaken for the old ones.

@@ -70,6 +70,41 @@ impl Drop for Open {
     }
 }
 
+/// Without tokens, a tail may not be opened by a page of another site: websockets
+/// are outside the browser's same-origin rules, so any page a user visits could
+/// otherwise read chute's logs through the user's browser, from a listener only
+/// that browser reaches (127.0.0.1). Refused when the request's `Origin` names
+/// another host than its `Host`; clients that are not browsers send no `Origin`.
+/// With tokens, the token is the guard: another site's page cannot read it.
+fn same_origin(req: &HttpRequest, state: &AppState) -> Result<(), QueryError> {
+    let headers = req.headers();
+    let Some(origin) = headers.get(actix_web::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    if state.auth.required() {
+        return Ok(());
+    }
+    let host = headers
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    if host.is_some() && origin_host == host {
+        return Ok(());
+    }
+    state
+        .metrics
+        .auth_refused
+        .with_label_values(&["cross_origin"])
+        .inc();
+    Err(QueryError::Forbidden(
+        "a page of another site may not open a tail: its Origin is not this host".into(),
+    ))
+}
+
 /// `GET /loki/api/v1/tail?query=...&start=...&limit=...`: checked before the
 /// upgrade, so a bad query is a 400 with a position, as for `query_range`.
 pub async fn tail(
@@ -79,6 +114,7 @@ pub async fn tail(
 ) -> Result<HttpResponse, actix_web::Error> {
     let p = Params::of(&req, &[]);
     let checked = (|| {
+        same_origin(&req, &state)?;
         let query = p.query()?.to_owned();
         let tenant = tenant(&req, &state)?;
         let filter = Filter::new(&query, &tenant)?;

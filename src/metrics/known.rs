@@ -305,6 +305,7 @@ pub mod reasons {
     pub const TAIL_KINDS: &[&str] = &["client", "peer"];
     pub const QUERY_BLOCKS: &[&str] = &["read", "skipped"];
     pub const AUTH_REFUSED: &[&str] = &[
+        "cross_origin",
         "missing_token",
         "malformed_credentials",
         "unknown_token",

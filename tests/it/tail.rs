@@ -217,3 +217,39 @@ async fn a_client_that_does_not_read_loses_lines_and_is_told_which_never_memory(
     assert!(received < 40_000, "every line came: nothing was dropped");
     assert!(named <= 100, "the samples are bounded: {named}");
 }
+
+#[actix_web::test]
+async fn without_tokens_a_page_of_another_site_cannot_open_a_tail() {
+    let app = spawn_app().await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let url = format!("{}/loki/api/v1/tail?query=%7Bapp%3D%22t%22%7D", app.base);
+    let connect = |origin: Option<String>| {
+        let url = url.clone();
+        async move {
+            let mut req = awc::Client::builder()
+                .max_http_version(awc::http::Version::HTTP_11)
+                .finish()
+                .ws(url);
+            if let Some(origin) = origin {
+                req = req.origin(origin);
+            }
+            match req.connect().await {
+                Ok((r, _)) => r.status().as_u16(),
+                Err(awc::error::WsClientError::InvalidResponseStatus(s)) => s.as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(connect(Some("https://evil.example".into())).await, 403);
+    assert_eq!(
+        connect(Some(format!("http://{host}"))).await,
+        101,
+        "the console's own page"
+    );
+    assert_eq!(connect(None).await, 101, "a client that is not a browser");
+    assert_eq!(
+        app.metric("chute_auth_refused_total", &["reason=\"cross_origin\""]),
+        1.0
+    );
+    app.stop().await;
+}
