@@ -71,6 +71,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what each shard holds (`GET /api/v1/storage` of every node): its
+    /// days, their estimated rows and bytes, and its oldest record.
+    Storage {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Also list each day.
+        #[arg(long)]
+        days: bool,
+        /// Print the JSON answers as they are, one line per node.
+        #[arg(long)]
+        json: bool,
+    },
     /// Search logs with LogQL through a node's Loki API: the newest lines first
     /// (or, for a metric query, its series), coloured by level on a terminal. A
     /// partial answer (shards not reached) is said on stderr. Exit 0 on an answer, 2
@@ -293,6 +305,9 @@ fn main() -> ExitCode {
                     name,
                 },
         } => cli::new_token(&tenant, &scope, name),
+        Command::Storage { node, days, json } => run_client("storage", &node, async |url, tls| {
+            storage(&url, days, json, tls).await
+        }),
         Command::Cluster { node, json } => run_client("cluster", &node, async |url, tls| {
             cluster(&url, json, tls).await
         }),
@@ -620,6 +635,104 @@ async fn cluster(url: &str, json: bool, tls: Option<ClientTls>) -> anyhow::Resul
         if let Some(e) = s.last_error.as_ref().filter(|_| s.up == Some(false)) {
             println!("{:<6} last error: {e}", "");
         }
+    }
+    Ok(())
+}
+
+/// Bytes as B, KiB, MiB, GiB or TiB.
+fn human_bytes(bytes: i64) -> String {
+    let mut v = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v.abs() < 1024.0 {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1024.0;
+    }
+    format!("{v:.1} TiB")
+}
+
+/// Asks the node at `url` for the cluster's members, then each member for its
+/// shards' storage (`GET /api/v1/storage`), and prints them.
+async fn storage(url: &str, days: bool, json: bool, tls: Option<ClientTls>) -> anyhow::Result<()> {
+    use chute::cluster::report::ClusterReport;
+    use chute::sinks::postgres::storage::StorageReport;
+    let timeout = std::time::Duration::from_secs(30);
+    let members = ask(url, "/api/v1/cluster", None, tls.clone(), timeout).await?;
+    let members: ClusterReport = serde_json::from_slice(&members).context("unexpected answer")?;
+    let mut urls: Vec<(String, String)> = members
+        .nodes
+        .iter()
+        .map(|n| {
+            let at = if n.local {
+                url.to_owned()
+            } else {
+                n.url.clone()
+            };
+            (n.id.clone(), at)
+        })
+        .collect();
+    if urls.is_empty() {
+        urls.push((members.node.clone(), url.to_owned()));
+    }
+    if !json {
+        println!(
+            "SHARD  NODE             DAYS  ROWS (EST.)   LOGS         ALL TABLES   OLDEST RECORD"
+        );
+    }
+    let mut failed = 0;
+    for (node, at) in urls {
+        let body = match ask(&at, "/api/v1/storage", None, tls.clone(), timeout).await {
+            Ok(body) => body,
+            Err(e) => {
+                eprintln!("node {node} ({at}): {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
+        if json {
+            println!("{}", String::from_utf8_lossy(&body));
+            continue;
+        }
+        let r: StorageReport = serde_json::from_slice(&body).context("unexpected answer")?;
+        for s in &r.shards {
+            if let Some(e) = &s.error {
+                println!("{:<6} {:<16} cannot be measured: {e}", s.shard, r.node);
+                failed += 1;
+                continue;
+            }
+            let rows: i64 = s
+                .days
+                .iter()
+                .chain(&s.default_partition)
+                .map(|d| d.rows_estimate)
+                .sum();
+            let logs = s.tables.get("logs").copied().unwrap_or_default();
+            let oldest = s.oldest.map_or("-".to_owned(), |t| {
+                t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+            });
+            println!(
+                "{:<6} {:<16} {:<5} {:<13} {:<12} {:<12} {oldest}",
+                s.shard,
+                r.node,
+                s.days.len(),
+                rows,
+                human_bytes(logs),
+                human_bytes(s.bytes),
+            );
+            if days {
+                for d in s.days.iter().chain(&s.default_partition) {
+                    let day = d.day.map_or("default".to_owned(), |d| d.to_string());
+                    println!(
+                        "         {day:<12} {:>13} rows  {}",
+                        d.rows_estimate,
+                        human_bytes(d.bytes)
+                    );
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} shards or nodes could not be measured");
     }
     Ok(())
 }

@@ -135,7 +135,7 @@ pub struct HttpConfig {
     /// present a certificate this CA signed (mutual TLS).
     #[serde(default)]
     pub tls_client_ca_file: Option<PathBuf>,
-    /// Who may read `/metrics`, `/api/v1/cluster` and the details of `/readyz`
+    /// Who may read `/metrics`, `/api/v1/cluster`, `/api/v1/storage` and the details of `/readyz`
     /// once `[[tokens]]` are configured: `loopback` (default: clients on this host
     /// freely, others with an admin token), `token` (an admin token always) or
     /// `open` (anyone). `/healthz` is always open.

@@ -9,6 +9,7 @@ mod health;
 mod internal;
 mod logs;
 mod loki;
+mod storage;
 mod tail;
 mod volume;
 
@@ -57,6 +58,7 @@ pub struct AppState {
 pub const ROUTES: &[&str] = &[
     "/api/v1/logs",
     "/api/v1/cluster",
+    "/api/v1/storage",
     "/api/v1/deadletter",
     "/api/v1/deadletter/{action}",
     "/internal/v1/batches",
@@ -116,6 +118,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 })
                 .route("/api/v1/logs", web::post().to(logs::post_logs))
                 .route("/api/v1/cluster", web::get().to(health::get_cluster))
+                .route("/api/v1/storage", web::get().to(storage::get_storage))
                 .route("/api/v1/deadletter", web::get().to(deadletter::list))
                 .route(
                     "/api/v1/deadletter/{action}",

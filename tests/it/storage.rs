@@ -489,3 +489,84 @@ async fn the_storage_gauges_match_what_postgres_reports() {
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn chute_storage_shows_each_shard_its_days_rows_and_bytes() {
+    let app = spawn_app().await;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%dT12:00:00Z")
+        .to_string();
+    let records: Vec<_> = (0..40)
+        .map(|i| json!({"message": format!("m {i}"), "ts": if i < 10 { yesterday.clone() } else { chrono::Utc::now().to_rfc3339() }}))
+        .collect();
+    assert_eq!(app.post_json(&json!(records)).await.status, 200);
+    app.settle().await;
+    // Estimates are PostgreSQL's, from its last ANALYZE.
+    app.db.batch_execute("ANALYZE chute.logs").await.unwrap();
+    let run = |args: Vec<String>| async move {
+        let out = actix_web::rt::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
+                .args(&args)
+                .env_remove("CHUTE_CONFIG")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let args = |extra: &[&str]| {
+        ["storage", "--url", &app.base]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    let text = run(args(&["--days"])).await;
+    let day = |ago: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(ago))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let line_of = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {text}"))
+            .to_owned()
+    };
+    // Shard 0: 5 day partitions (yesterday, today, 3 ahead), 40 rows.
+    let shard: Vec<String> = line_of(" local ")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        (&shard[0][..], &shard[2][..], &shard[3][..]),
+        ("0", "5", "40"),
+        "{text}"
+    );
+    let day_line = |ago: i64| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&day(ago)))
+            .unwrap_or_else(|| panic!("day -{ago} in {text}"))
+            .to_owned()
+    };
+    assert!(day_line(1).contains(" 10 rows"), "{text}");
+    assert!(day_line(0).contains(" 30 rows"), "{text}");
+    // The JSON answer is the node's, with every table's bytes.
+    let json: serde_json::Value =
+        serde_json::from_str(run(args(&["--json"])).await.trim()).unwrap();
+    let logs = json["shards"][0]["tables"]["logs"].as_i64().unwrap();
+    let expected = app
+        .scalar(
+            "SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits
+             WHERE inhparent = 'chute.logs'::regclass",
+        )
+        .await;
+    assert_eq!(logs, expected);
+    app.stop().await;
+}

@@ -5,7 +5,10 @@
 //! one index lookup (`min(first_ts)` of `chute.line_blooms`), so measuring costs the
 //! same for a day of records as for a year: it can run every minute.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 /// The tables chute keeps besides `chute.logs`, as the `table` label names them.
@@ -51,6 +54,72 @@ impl Storage {
     /// The day partitions (the default one left out).
     pub fn days(&self) -> impl Iterator<Item = &Partition> {
         self.partitions.iter().filter(|p| p.day.is_some())
+    }
+}
+
+/// `GET /api/v1/storage`: what a node's local shards hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageReport {
+    pub node: String,
+    pub shards: Vec<ShardReport>,
+}
+
+/// One shard in a [`StorageReport`]; `error` when it could not be measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardReport {
+    pub shard: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every table together.
+    pub bytes: i64,
+    /// Bytes per table of [`TABLES`].
+    pub tables: BTreeMap<String, i64>,
+    /// Day partitions, oldest first: day, bytes, estimated rows.
+    pub days: Vec<DayReport>,
+    /// `chute.logs_default`.
+    pub default_partition: Option<DayReport>,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// A partition in a [`ShardReport`] (`day` is `None` for the default one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DayReport {
+    pub day: Option<NaiveDate>,
+    pub bytes: i64,
+    /// PostgreSQL's estimate, as of the last ANALYZE.
+    pub rows_estimate: i64,
+}
+
+impl ShardReport {
+    pub fn of(shard: u32, measured: Result<Storage, String>) -> ShardReport {
+        let s = match measured {
+            Ok(s) => s,
+            Err(e) => {
+                return ShardReport {
+                    shard,
+                    error: Some(e),
+                    ..ShardReport::default()
+                }
+            }
+        };
+        let report = |p: &Partition| DayReport {
+            day: p.day,
+            bytes: p.bytes,
+            rows_estimate: p.rows,
+        };
+        ShardReport {
+            shard,
+            error: None,
+            bytes: s.bytes(),
+            tables: s
+                .tables
+                .iter()
+                .map(|(t, b)| ((*t).to_owned(), *b))
+                .collect(),
+            days: s.days().map(report).collect(),
+            default_partition: s.partitions.iter().find(|p| p.day.is_none()).map(report),
+            oldest: s.oldest,
+        }
     }
 }
 
