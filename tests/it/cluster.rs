@@ -181,6 +181,23 @@ impl TestCluster {
         std::fs::write(path, text).expect("write config");
     }
 
+    /// Appends `text` to node `i`'s configuration file and sends it SIGHUP.
+    pub(crate) fn reload_with(&self, i: usize, text: &str) {
+        let node = &self.nodes[i];
+        let mut config = std::fs::read_to_string(&node.config).expect("config");
+        config.push_str(text);
+        std::fs::write(&node.config, config).expect("write config");
+        node.daemon
+            .as_ref()
+            .expect("running")
+            .signal(Signal::SIGHUP);
+    }
+
+    /// The node (index into [`IDS`]) that owns each shard.
+    pub(crate) fn owners(&self) -> [usize; 4] {
+        self.owners
+    }
+
     pub(crate) fn bases(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.base.clone()).collect()
     }

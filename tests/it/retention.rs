@@ -323,3 +323,60 @@ async fn old_quarantine_files_go_with_their_notes_and_dead_letters_stay() {
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn in_a_cluster_each_owner_applies_retention_to_its_own_shards() {
+    use crate::cluster::{TestCluster, IDS};
+    let storage = "\n[storage]\npartition_days_behind = 12\n";
+    let cluster = TestCluster::start([storage; 3]).await;
+    let bases = cluster.bases();
+    // Partitions of 12 days back exist on every shard before retention is on.
+    let day = |ago: i64| {
+        (today() - chrono::Duration::days(ago))
+            .format("%Y%m%d")
+            .to_string()
+    };
+    let older_than = |ago: i64| {
+        format!(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'chute.logs'::regclass
+               AND c.relname <> 'logs_default' AND c.relname < 'logs_{}'",
+            day(ago)
+        )
+    };
+    let count_on = |dsn: String, sql: String| async move {
+        connect(&dsn)
+            .await
+            .query_one(&sql, &[])
+            .await
+            .map_or(-1, |r| r.get::<_, i64>(0))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for dsn in &cluster.dsns {
+        while count_on(dsn.clone(), older_than(11)).await != 1 {
+            assert!(Instant::now() < deadline, "no partitions behind on {dsn}");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for i in 0..IDS.len() {
+        cluster.reload_with(i, "[retention]\nmax_age_days = 5\ncheck_interval_s = 1\n");
+    }
+    // Every shard loses the days 12 to 6 back, at its owner.
+    for dsn in &cluster.dsns {
+        while count_on(dsn.clone(), older_than(5)).await != 0 {
+            assert!(Instant::now() < deadline, "days left on {dsn}");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let owners = cluster.owners();
+    for (i, base) in bases.iter().enumerate() {
+        let text = crate::cluster::get_text(&format!("{base}/metrics")).await;
+        let owned = owners.iter().filter(|o| **o == i).count() as f64;
+        assert_eq!(
+            metric_in(&text, "chute_retention_dropped_days_total", &[]),
+            7.0 * owned,
+            "node {} owns {owned} shards",
+            IDS[i]
+        );
+    }
+}
