@@ -47,6 +47,9 @@ const MAX_FRAME_LINES: usize = 1000;
 /// queues, what one slow client holds stays a few MiB.
 const MAX_FRAME_BYTES: usize = 256 << 10;
 
+/// Longest a new tail waits for its peers to follow their writes before it
+/// reads its first lines (so no line committed meanwhile falls in between).
+const PEER_FOLLOW_WAIT: Duration = Duration::from_secs(2);
 /// How far back a tail's first lines reach without `start` (Loki's default).
 const DEFAULT_SINCE_NS: i64 = 3_600 * 1_000_000_000;
 
@@ -178,15 +181,23 @@ impl Tail {
         for (id, owner) in &q.shards.remote {
             owners.entry(owner.clone()).or_default().push(*id);
         }
+        let mut following = Vec::new();
         for (owner, shards) in owners {
             let follow = Follow {
                 tenant: self.tenant.clone(),
                 shards,
                 query: self.query.clone(),
             };
-            actix_web::rt::spawn(follow_peer(q.clone(), owner, follow, tx.clone()));
+            let (ready, followed) = tokio::sync::oneshot::channel();
+            following.push(followed);
+            actix_web::rt::spawn(follow_peer(q.clone(), owner, follow, tx.clone(), ready));
         }
         drop(tx);
+        // Likewise each peer: it answers once it follows its writes. One that is
+        // slow to answer holds the first lines back at most PEER_FOLLOW_WAIT;
+        // one that is down, not at all (its attempt fails at once).
+        let _ =
+            tokio::time::timeout(PEER_FOLLOW_WAIT, futures_util::future::join_all(following)).await;
 
         let (first, mut warnings) = self.first_lines(q).await;
         let seen: HashSet<(i64, String)> = first.iter().map(|e| (e.ts, e.line.clone())).collect();

@@ -203,15 +203,19 @@ pub struct Follow {
 
 /// Follows the tail of `follow` on node `owner`: its chunks go to `tx` as they
 /// come, until `tx` closes. A failure is told to `tx` as [`Event::Lost`], and the
-/// node is followed again after [`FOLLOW_RETRY`].
+/// node is followed again after [`FOLLOW_RETRY`]. `ready` is told (or dropped)
+/// once the first attempt has the peer's stream, which the peer answers only
+/// once it follows its writes, or has failed.
 pub async fn follow_peer(
     state: std::sync::Arc<QueryState>,
     owner: String,
     follow: Follow,
     tx: tokio::sync::mpsc::Sender<Event>,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) {
     use futures_util::StreamExt;
     let mut lost = false;
+    let mut ready = Some(ready);
     while !tx.is_closed() {
         let why = async {
             let (url, credentials, client) = match peer(&state, &owner) {
@@ -225,7 +229,12 @@ pub async fn follow_peer(
                 .send_json(&follow)
                 .await
             {
-                Ok(r) if r.status().is_success() => r,
+                Ok(r) if r.status().is_success() => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                    r
+                }
                 Ok(r) if r.status().as_u16() == 401 => {
                     credentials.refused_by(&owner);
                     return format!("it answered {}", r.status());
@@ -269,6 +278,8 @@ pub async fn follow_peer(
             "it ended the stream".into()
         }
         .await;
+        // The first attempt failed: nobody waits for this peer any longer.
+        ready.take();
         if tx.is_closed() {
             return;
         }

@@ -329,6 +329,19 @@ async fn every_node_answers_for_the_whole_cluster_and_a_node_down_is_named() {
     let mut tail = open_tail(&bases[0], r#"{app="live"}"#, "&limit=1").await;
     let first = next_frame(&mut tail, Duration::from_secs(30)).await;
     assert!(lines(&first).is_empty(), "{first}");
+    // By its first lines, a tail follows every peer (b and c each serve it), so
+    // no line committed there from now on can fall in between.
+    for node in [1, 2] {
+        assert_eq!(
+            metric_in(
+                &cluster.metrics(node).await,
+                "chute_tail_clients",
+                &["kind=\"peer\""],
+            ),
+            1.0,
+            "node {node} follows a's tail"
+        );
+    }
     let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_chute"))
         .args([
             "tail",
@@ -366,6 +379,21 @@ async fn every_node_answers_for_the_whole_cluster_and_a_node_down_is_named() {
             "chute tail never connected"
         );
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // `chute tail` prints its first lines once b follows a and c too.
+    for (node, peers) in [(0, 1.0), (2, 2.0)] {
+        while metric_in(
+            &cluster.metrics(node).await,
+            "chute_tail_clients",
+            &["kind=\"peer\""],
+        ) < peers
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {node} follows no tail"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     let live: Vec<Value> = (0..60)
         .map(|i| json!({"app": "live", "host": format!("h{i}"), "message": format!("live {i}")}))
