@@ -186,7 +186,11 @@ impl Limits {
 
     /// Counts one limiting in `chute_rate_limited_total`.
     pub fn count(&self, tenant: &str, limit: &str, action: Action) {
-        let tenant = if self.table().configured(tenant) {
+        self.count_in(&self.table(), tenant, limit, action);
+    }
+
+    fn count_in(&self, table: &Table, tenant: &str, limit: &str, action: Action) {
+        let tenant = if table.configured(tenant) {
             tenant
         } else {
             "other"
@@ -209,7 +213,8 @@ impl Limits {
         bytes: usize,
         action: Action,
     ) -> Result<(), Refusal> {
-        let (b, wanted) = (self.table().buckets(tenant), [records, bytes]);
+        let table = self.table();
+        let (b, wanted) = (table.buckets(tenant), [records, bytes]);
         for (i, (bucket, limit)) in b.each().into_iter().enumerate() {
             let (Some(bucket), Some(n)) = (bucket, NonZeroU32::new(count(wanted[i]))) else {
                 continue;
@@ -222,7 +227,7 @@ impl Limits {
                 },
                 Err(_) => Refusal::Never { limit },
             };
-            self.count(tenant, limit, action);
+            self.count_in(&table, tenant, limit, action);
             return Err(refusal);
         }
         Ok(())

@@ -84,3 +84,31 @@ export async function axeViolations(page) {
   });
   return results.filter((v) => v.impact === 'serious' || v.impact === 'critical');
 }
+
+/**
+ * Loads `/` in a fresh browser context (a cold cache) and returns what it cost:
+ * files, bytes (on the wire, gzipped, uncompressed) and paint times in ms.
+ */
+export async function coldLoad(browser, base) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/`);
+  await page.waitForSelector('html[data-ready="true"]');
+  const load = await page.evaluate(() => {
+    const nav = performance.getEntriesByType('navigation')[0];
+    const assets = performance.getEntriesByType('resource').filter((r) => r.name.includes('/console/'));
+    const sum = (key) => nav[key] + assets.reduce((a, r) => a + r[key], 0);
+    const paint = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
+    return {
+      files: assets.length + 1,
+      transfer_bytes: sum('transferSize'),
+      encoded_bytes: sum('encodedBodySize'),
+      decoded_bytes: sum('decodedBodySize'),
+      first_paint_ms: paint('first-paint'),
+      first_contentful_paint_ms: paint('first-contentful-paint'),
+      dom_content_loaded_ms: nav.domContentLoadedEventEnd,
+    };
+  });
+  await context.close();
+  return load;
+}

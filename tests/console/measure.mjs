@@ -5,33 +5,12 @@
 // with a query, also loads `/?query=...` as often and times its first rows and
 // its histogram (BENCHMARKS.md records a run).
 
-import { run } from './lib.mjs';
+import { run, coldLoad } from './lib.mjs';
 
 await run(async ({ browser, base, rest, result }) => {
   const n = Number(rest[0] || 20);
   const loads = [];
-  for (let i = 0; i < n; i++) {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.goto(`${base}/`);
-    await page.waitForSelector('html[data-ready="true"]');
-    loads.push(
-      await page.evaluate(() => {
-        const nav = performance.getEntriesByType('navigation')[0];
-        const assets = performance.getEntriesByType('resource').filter((r) => r.name.includes('/console/'));
-        const sum = (key) => nav[key] + assets.reduce((a, r) => a + r[key], 0);
-        return {
-          files: assets.length + 1,
-          transfer: sum('transferSize'),
-          encoded: sum('encodedBodySize'),
-          decoded: sum('decodedBodySize'),
-          fcp: performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? NaN,
-          ready: nav.domContentLoadedEventEnd,
-        };
-      }),
-    );
-    await context.close();
-  }
+  for (let i = 0; i < n; i++) loads.push(await coldLoad(browser, base));
   const query = rest[1];
   const searches = [];
   for (let i = 0; query && i < n; i++) {
@@ -60,10 +39,10 @@ await run(async ({ browser, base, rest, result }) => {
   Object.assign(result, {
     loads: n,
     files: loads[0].files,
-    bytes_gzipped: loads[0].encoded,
-    bytes_on_the_wire_with_headers: loads[0].transfer,
-    bytes_uncompressed: loads[0].decoded,
-    first_contentful_paint_ms: { min: pct('fcp', 0), median: pct('fcp', 0.5), p90: pct('fcp', 0.9), max: pct('fcp', 1) },
-    dom_content_loaded_ms: { min: pct('ready', 0), median: pct('ready', 0.5), p90: pct('ready', 0.9), max: pct('ready', 1) },
+    bytes_gzipped: loads[0].encoded_bytes,
+    bytes_on_the_wire_with_headers: loads[0].transfer_bytes,
+    bytes_uncompressed: loads[0].decoded_bytes,
+    first_contentful_paint_ms: { min: pct('first_contentful_paint_ms', 0), median: pct('first_contentful_paint_ms', 0.5), p90: pct('first_contentful_paint_ms', 0.9), max: pct('first_contentful_paint_ms', 1) },
+    dom_content_loaded_ms: { min: pct('dom_content_loaded_ms', 0), median: pct('dom_content_loaded_ms', 0.5), p90: pct('dom_content_loaded_ms', 0.9), max: pct('dom_content_loaded_ms', 1) },
   });
 });

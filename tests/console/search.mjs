@@ -3,7 +3,7 @@
 // newest, every tenth with a field `order`). Prints what it found as JSON; the
 // Rust test (tests/it/console.rs) checks it.
 
-import { run, screenshot, visibleMessages, post, axeViolations } from './lib.mjs';
+import { run, screenshot, visibleMessages, post, axeViolations, coldLoad } from './lib.mjs';
 
 await run(async ({ browser, base, out, rest, result }) => {
   const app = rest[0] || 'console-test';
@@ -11,30 +11,7 @@ await run(async ({ browser, base, out, rest, result }) => {
 
   // Page weight and first paint: three cold loads of `/`, each in a fresh context.
   const loads = [];
-  for (let i = 0; i < 3; i++) {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.goto(`${base}/`);
-    await page.waitForSelector('html[data-ready="true"]');
-    loads.push(
-      await page.evaluate(() => {
-        const nav = performance.getEntriesByType('navigation')[0];
-        const assets = performance.getEntriesByType('resource').filter((r) => r.name.includes('/console/'));
-        const sum = (key) => nav[key] + assets.reduce((a, r) => a + r[key], 0);
-        const paint = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
-        return {
-          files: assets.length + 1,
-          transfer_bytes: sum('transferSize'),
-          encoded_bytes: sum('encodedBodySize'),
-          decoded_bytes: sum('decodedBodySize'),
-          first_paint_ms: paint('first-paint'),
-          first_contentful_paint_ms: paint('first-contentful-paint'),
-          dom_content_loaded_ms: nav.domContentLoadedEventEnd,
-        };
-      }),
-    );
-    await context.close();
-  }
+  for (let i = 0; i < 3; i++) loads.push(await coldLoad(browser, base));
   result.loads = loads;
 
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
