@@ -3,7 +3,7 @@
 //! indexes) on one PostgreSQL started for the run.
 //!
 //! `scripts/dev bench [--records N] [--connections C] [--batch B] [--index-costs]
-//! [--syslog-first] [--cluster]`
+//! [--syslog-first] [--cluster] [--classes]`
 //!
 //! Prints rows/s for both, their ratio, request latency p50/p99, and chute's peak RSS
 //! (chute runs as a child process so its memory is its own). Then the same records
@@ -16,6 +16,8 @@
 //! With `--cluster`, runs only the cluster comparison instead: one node writing four
 //! shards, then three nodes owning them (requests dealt round-robin over the nodes),
 //! with the forwarded bytes per record and the CPU cost of a forwarded record.
+//! With `--classes`, the days are partitioned by retention class (raw and chute
+//! alike), to weigh what a second level of partition routing costs.
 
 mod common;
 
@@ -59,6 +61,19 @@ struct Args {
     syslog_first: bool,
 }
 
+/// `--classes`: every day is partitioned by retention class (a tenant the
+/// records do not use has an age of its own), so each row is routed one level
+/// further, into the day's default leaf.
+static CLASSES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn classes() -> Vec<Vec<String>> {
+    if CLASSES.get().copied().unwrap_or(false) {
+        vec![vec!["audit".to_owned()]]
+    } else {
+        Vec::new()
+    }
+}
+
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         records: 1_000_000,
@@ -83,6 +98,9 @@ fn args() -> anyhow::Result<Args> {
             "--index-costs" => a.index_costs = true,
             "--cluster" => a.cluster = true,
             "--syslog-first" => a.syslog_first = true,
+            "--classes" => {
+                CLASSES.set(true).ok();
+            }
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
@@ -233,7 +251,13 @@ async fn prepare_db(pg: &EmbeddedPostgres, db: &str) -> anyhow::Result<()> {
     let (mut client, conn) = tokio_postgres::connect(&pg.dsn(db), tokio_postgres::NoTls).await?;
     actix_web::rt::spawn(conn);
     schema::migrate(&mut client).await?;
-    schema::ensure_partitions(&mut client, chrono::Utc::now().date_naive(), 1, 3).await?;
+    schema::ensure_partitions(
+        &mut client,
+        chrono::Utc::now().date_naive(),
+        (1, 3),
+        &classes(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -642,9 +666,10 @@ async fn start_one_shard(
     std::fs::write(
         &config,
         format!(
-            "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{listeners}[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n",
+            "[node]\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{listeners}[[shards]]\nid = 0\ndsn = \"{}\"\npool_size = 4\n{}",
             dir.join("data").display(),
-            toml_dsn(pg, db)
+            toml_dsn(pg, db),
+            if classes().is_empty() { "" } else { "[retention.tenants]\naudit = 400\n" }
         ),
     )?;
     spawn_chute(&config, dir)

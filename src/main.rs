@@ -727,6 +727,17 @@ async fn storage(url: &str, days: bool, json: bool, tls: Option<ClientTls>) -> a
                         d.rows_estimate,
                         human_bytes(d.bytes)
                     );
+                    for c in &d.classes {
+                        let tenants = c
+                            .tenants
+                            .as_ref()
+                            .map_or("other tenants".to_owned(), |t| t.join(", "));
+                        println!(
+                            "           {:>23} rows  {:<10} {tenants}",
+                            c.rows_estimate,
+                            human_bytes(c.bytes)
+                        );
+                    }
                 }
             }
         }

@@ -337,15 +337,37 @@ impl Writer {
         self.acks.advance(ctx, now, |w: &mut Writer| &mut w.acks);
     }
 
+    /// Creates the partitions due and prunes batch ids, unless the shard is not
+    /// ready; a failure is counted, and the next run tries again.
+    fn maintain(&mut self, ctx: &mut Context<Self>) {
+        if !self.prepared {
+            return;
+        }
+        let wctx = self.ctx_for_writes();
+        let (storage, retention) = (self.storage.clone(), self.retention.clone());
+        ctx.spawn(
+            async move {
+                if let Err(e) = wctx.maintain(&storage, &retention).await {
+                    wctx.metrics
+                        .partition_maintenance_failures
+                        .with_label_values(&[&wctx.label])
+                        .inc();
+                    tracing::warn!(shard = wctx.shard, error = %e, "maintenance failed; the default partition takes the rows meanwhile");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
     /// Migrates the schema and creates partitions, retrying until it works.
     fn prepare(&mut self, ctx: &mut Context<Self>) {
         let wctx = self.ctx_for_writes();
-        let (storage, age) = (self.storage.clone(), self.retention.max_age_days);
+        let (storage, retention) = (self.storage.clone(), self.retention.clone());
         ctx.spawn(
             async move {
                 let mut backoff = wctx.retry_initial;
                 loop {
-                    match wctx.prepare(&storage, age).await {
+                    match wctx.prepare(&storage, &retention).await {
                         Ok(()) => return,
                         Err(e) => {
                             wctx.status.set_error(&e);
@@ -403,25 +425,7 @@ impl Actor for Writer {
             .with_label_values(&[&self.label])
             .set(0);
         self.prepare(ctx);
-        ctx.run_interval(MAINTENANCE_EVERY, |w, ctx| {
-            if !w.prepared {
-                return;
-            }
-            let wctx = w.ctx_for_writes();
-            let (storage, age) = (w.storage.clone(), w.retention.max_age_days);
-            ctx.spawn(
-                async move {
-                    if let Err(e) = wctx.maintain(&storage, age).await {
-                        wctx.metrics
-                            .partition_maintenance_failures
-                            .with_label_values(&[&wctx.label])
-                            .inc();
-                        tracing::warn!(shard = wctx.shard, error = %e, "maintenance failed; the default partition takes the rows meanwhile");
-                    }
-                }
-                .into_actor(w),
-            );
-        });
+        ctx.run_interval(MAINTENANCE_EVERY, |w, ctx| w.maintain(ctx));
         ctx.run_interval(MEASURE_EVERY, |w, ctx| {
             if w.prepared {
                 let wctx = w.ctx_for_writes();
@@ -471,7 +475,12 @@ impl Handler<SetRetention> for Writer {
     type Result = ();
 
     fn handle(&mut self, msg: SetRetention, ctx: &mut Self::Context) {
+        let classes_changed = msg.0.classes() != self.retention.classes();
         self.retention = msg.0;
+        if classes_changed {
+            // Days ahead that are still empty take the new classes.
+            self.maintain(ctx);
+        }
         self.retain(ctx);
     }
 }
@@ -518,26 +527,37 @@ fn jitter(d: Duration) -> Duration {
 }
 
 impl WriteCtx {
-    async fn prepare(&self, storage: &StorageConfig, max_age_days: u32) -> Result<(), String> {
+    async fn prepare(
+        &self,
+        storage: &StorageConfig,
+        retention: &RetentionConfig,
+    ) -> Result<(), String> {
         let mut client = self.pool.get().await.map_err(|e| e.to_string())?;
         schema::migrate(&mut client)
             .await
             .map_err(|e| format!("migration failed: {}", db_message(&e)))?;
         drop(client);
-        self.maintain(storage, max_age_days).await
+        self.maintain(storage, retention).await
     }
 
-    async fn maintain(&self, storage: &StorageConfig, max_age_days: u32) -> Result<(), String> {
+    async fn maintain(
+        &self,
+        storage: &StorageConfig,
+        retention: &RetentionConfig,
+    ) -> Result<(), String> {
         let mut client = self.pool.get().await.map_err(|e| e.to_string())?;
         let created = schema::ensure_partitions(
             &mut client,
             Utc::now().date_naive(),
-            // Never a partition retention would drop at once.
-            match max_age_days {
-                0 => storage.partition_days_behind,
-                age => storage.partition_days_behind.min(age),
-            },
-            storage.partition_days_ahead,
+            (
+                // Never a partition retention would drop at once.
+                match retention.max_age_days {
+                    0 => storage.partition_days_behind,
+                    age => storage.partition_days_behind.min(age),
+                },
+                storage.partition_days_ahead,
+            ),
+            &retention.classes(),
         )
         .await
         .map_err(|e| format!("partition maintenance failed: {}", db_message(&e)))?;
@@ -628,7 +648,7 @@ impl WriteCtx {
         }
         m.storage_partitions
             .with_label_values(&[&self.label])
-            .set(s.days().count() as i64);
+            .set(s.days().len() as i64);
         m.storage_oldest
             .with_label_values(&[&self.label])
             .set(s.oldest.map_or(0, |t| t.timestamp()));
@@ -737,7 +757,7 @@ impl WriteCtx {
 fn db_message(e: &tokio_postgres::Error) -> String {
     e.as_db_error()
         .map(|d| d.message().to_owned())
-        .unwrap_or_else(|| e.to_string())
+        .unwrap_or_else(|| crate::sinks::postgres::error::describe(e))
 }
 
 impl Handler<super::Ping> for Writer {

@@ -20,7 +20,7 @@ mod cluster;
 pub mod dsn;
 mod limits;
 mod query;
-mod retention;
+pub mod retention;
 pub mod syslog;
 pub mod tokens;
 

@@ -249,7 +249,7 @@ pub mod reasons {
     ];
     pub const QUEUE_CORRUPT: &[&str] = &["torn", "corrupt", "segment", "payload"];
     pub const RATE_LIMITS: &[&str] = &["records", "bytes"];
-    pub const RETENTION_DROPPED: &[&str] = &["age", "size"];
+    pub const RETENTION_DROPPED: &[&str] = &["age", "tenant_age", "size"];
     pub const RETENTION_TABLES: &[&str] = &["logs", "logs_default", "rejected"];
     pub const RETENTION_FAILURES: &[&str] = &["lock_timeout", "error"];
     pub const RATE_LIMITED_ACTIONS: &[&str] = &["refused", "paused", "dropped"];

@@ -397,7 +397,7 @@ impl Metrics {
             retention_days: counter(
                 &r,
                 "chute_retention_dropped_days_total",
-                "Days whose partition retention dropped, by reason (age, size).",
+                "Days whose partition retention dropped (age, size), and retention classes of a day it emptied (tenant_age).",
                 &["shard", "reason"],
             ),
             retention_bytes: counter(

@@ -22,6 +22,7 @@ mod pg_tls;
 mod query;
 mod regex;
 mod retention;
+mod retention_tenants;
 mod rollup;
 mod storage;
 mod syslog;

@@ -156,7 +156,7 @@ async fn data_survives_a_restart_of_chute() {
     assert_eq!(
         app.scalar("SELECT count(*) FROM chute.schema_migrations")
             .await,
-        5
+        6
     );
     app.stop().await;
 }

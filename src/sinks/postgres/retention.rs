@@ -20,12 +20,14 @@
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use tokio_postgres::{Client, Transaction};
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use super::schema::partition_name;
-use super::storage::{self, Storage};
+use super::storage::{self, Partition, Storage};
+use crate::config::retention::longest;
 use crate::config::RetentionConfig;
 
-/// Longest a drop waits for its lock before it gives up until the next check.
-pub const LOCK_TIMEOUT: &str = "1s";
+pub use super::schema::LOCK_TIMEOUT;
 
 /// Key of the advisory lock one shard's retention runs under (ASCII "retain"), so
 /// two nodes that both think they own a shard never drop at once.
@@ -35,6 +37,8 @@ const RETENTION_LOCK: i64 = 0x72_65_74_61_69_6e;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
     Age,
+    /// A retention class of a day, past the age of its tenants.
+    TenantAge,
     Size,
 }
 
@@ -42,18 +46,51 @@ impl Why {
     pub fn label(self) -> &'static str {
         match self {
             Why::Age => "age",
+            Why::TenantAge => "tenant_age",
             Why::Size => "size",
         }
     }
 }
 
-/// A day that was dropped.
+/// The tenants a leaf of a sub-partitioned day holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenants {
+    /// A retention class: these tenants.
+    Only(Vec<String>),
+    /// The day's default leaf: every tenant but the classes'.
+    AllBut(Vec<String>),
+}
+
+/// One thing a check removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A whole day's partition, dropped.
+    Day(NaiveDate),
+    /// One retention class of a day, emptied by `TRUNCATE` of its leaf (the leaf
+    /// stays for late records of its tenants).
+    Class {
+        day: NaiveDate,
+        leaf: String,
+        tenants: Tenants,
+    },
+}
+
+impl Step {
+    pub fn day(&self) -> NaiveDate {
+        match self {
+            Step::Day(day) | Step::Class { day, .. } => *day,
+        }
+    }
+}
+
+/// A day, or a class of one, that was removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dropped {
     pub day: NaiveDate,
     pub why: Why,
     pub bytes: i64,
-    /// Rows, as chute wrote them (`chute.line_blooms`).
+    /// Rows, as chute wrote them (`chute.line_blooms`, or for a class
+    /// `chute.minute_counts`).
     pub rows: i64,
 }
 
@@ -66,32 +103,77 @@ pub struct Outcome {
     pub rejected_rows: u64,
 }
 
-/// The days to drop, oldest first, from what the shard holds.
+/// The tenants with an age of their own that wrote on each day
+/// (`chute.label_values`), by day.
+pub type Present = BTreeMap<NaiveDate, BTreeSet<String>>;
+
+/// What to remove, oldest first, from what the shard holds. A leaf's age is the
+/// longest of its tenants' ages; a day's default leaf (or a day without classes)
+/// is kept as long as the longest age of the tenants in `present` it holds, so a
+/// tenant given a longer age keeps the records it wrote before.
 pub fn plan(
     storage: &Storage,
+    present: &Present,
     today: NaiveDate,
     config: &RetentionConfig,
-) -> Vec<(NaiveDate, Why)> {
+) -> Vec<(Step, Why)> {
     let keep_from = today - Duration::days(i64::from(config.min_days.max(1)) - 1);
-    let expired = |d: NaiveDate| {
-        config.max_age_days > 0 && d < today - Duration::days(i64::from(config.max_age_days))
-    };
+    let expired = |d: NaiveDate, age: u32| age > 0 && d < today - Duration::days(i64::from(age));
     let limit = config.max_mib.saturating_mul(1 << 20);
     let mut total: i64 = storage.partitions.iter().map(|p| p.bytes).sum();
     let mut out = Vec::new();
-    for p in storage.days() {
-        let Some(day) = p.day.filter(|d| *d < keep_from) else {
-            continue;
+    let mut left = Vec::new();
+    for (day, leaves) in storage.days().into_iter().filter(|(d, _)| *d < keep_from) {
+        let classes: Vec<String> = leaves
+            .iter()
+            .flat_map(|p| p.tenants.iter().flatten().cloned())
+            .collect();
+        let age = |p: &Partition| match &p.tenants {
+            Some(tenants) => tenants
+                .iter()
+                .fold(None, |a: Option<u32>, t| {
+                    Some(a.map_or(config.age_of(t), |a| longest(a, config.age_of(t))))
+                })
+                .unwrap_or(config.max_age_days),
+            None => present
+                .get(&day)
+                .into_iter()
+                .flatten()
+                .filter(|t| !classes.contains(t))
+                .fold(config.max_age_days, |a, t| longest(a, config.age_of(t))),
         };
-        let why = if expired(day) {
-            Why::Age
-        } else if limit > 0 && total > i64::try_from(limit).unwrap_or(i64::MAX) {
-            Why::Size
-        } else {
+        let gone: Vec<bool> = leaves.iter().map(|p| expired(day, age(p))).collect();
+        if gone.iter().all(|g| *g) {
+            total -= leaves.iter().map(|p| p.bytes).sum::<i64>();
+            out.push((Step::Day(day), Why::Age));
             continue;
-        };
-        total -= p.bytes;
-        out.push((day, why));
+        }
+        let mut kept = 0;
+        for (p, gone) in leaves.iter().zip(gone) {
+            if !gone {
+                kept += p.bytes;
+                continue;
+            }
+            if p.heap == 0 {
+                continue;
+            }
+            total -= p.bytes;
+            let tenants = match &p.tenants {
+                Some(t) => Tenants::Only(t.clone()),
+                None => Tenants::AllBut(classes.clone()),
+            };
+            let leaf = p.name.clone();
+            out.push((Step::Class { day, leaf, tenants }, Why::TenantAge));
+        }
+        left.push((day, kept));
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    for (day, bytes) in left {
+        if limit == 0 || total <= limit {
+            break;
+        }
+        total -= bytes;
+        out.push((Step::Day(day), Why::Size));
     }
     out
 }
@@ -109,19 +191,28 @@ pub async fn apply(
 ) -> Result<(), tokio_postgres::Error> {
     if config.limits_logs() {
         let measured = storage::measure(&*client).await?;
-        for (day, why) in plan(&measured, today, config) {
+        let present = present(&*client, config).await?;
+        for (step, why) in plan(&measured, &present, today, config) {
+            let day = step.day();
             let bytes = measured
                 .partitions
                 .iter()
-                .find(|p| p.day == Some(day))
-                .map_or(0, |p| p.bytes);
+                .filter(|p| match &step {
+                    Step::Day(d) => p.day == Some(*d),
+                    Step::Class { leaf, .. } => &p.name == leaf,
+                })
+                .map(|p| p.bytes)
+                .sum();
             let tx = client.transaction().await?;
             if !locked(&tx).await? {
                 return Ok(());
             }
-            let rows = drop_day(&tx, day).await?;
+            let rows = match &step {
+                Step::Day(day) => drop_day(&tx, *day).await?,
+                Step::Class { day, leaf, tenants } => empty_class(&tx, *day, leaf, tenants).await?,
+            };
             tx.commit().await?;
-            tracing::info!(day = %day, reason = why.label(), bytes, rows, "retention dropped a day");
+            tracing::info!(day = %day, reason = why.label(), bytes, rows, step = ?step, "retention removed records");
             done.dropped.push(Dropped {
                 day,
                 why,
@@ -148,6 +239,30 @@ pub async fn apply(
             .await?;
     }
     Ok(())
+}
+
+/// The tenants with an age of their own that wrote on each day, from the per-day
+/// label index (its primary key starts with the tenant).
+async fn present(
+    client: &Client,
+    config: &RetentionConfig,
+) -> Result<Present, tokio_postgres::Error> {
+    let mut out = Present::new();
+    if config.tenants.is_empty() {
+        return Ok(out);
+    }
+    let tenants: Vec<&String> = config.tenants.keys().collect();
+    for r in client
+        .query(
+            "SELECT day, tenant FROM chute.label_values
+             WHERE tenant = ANY($1) AND label = 'tenant'",
+            &[&tenants],
+        )
+        .await?
+    {
+        out.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    Ok(out)
 }
 
 /// Takes the retention lock and sets the lock timeout for the transaction; false
@@ -177,6 +292,67 @@ async fn drop_day(tx: &Transaction<'_>, day: NaiveDate) -> Result<i64, tokio_pos
     tx.batch_execute(&format!("DROP TABLE chute.{}", partition_name(day)))
         .await?;
     forget(tx, Some(from), to).await?;
+    Ok(rows)
+}
+
+/// Empties the retention class `leaf` of `day` and deletes its tenants' entries
+/// beside the rows; returns its rows (as `chute.minute_counts` counted them).
+///
+/// The day's blocks (`chute.line_blooms`) hold every tenant's rows together and
+/// stay; an empty block is added to each hour of the day instead, so counts kept
+/// for those hours (`query::cache`) are seen to be stale.
+async fn empty_class(
+    tx: &Transaction<'_>,
+    day: NaiveDate,
+    leaf: &str,
+    tenants: &Tenants,
+) -> Result<i64, tokio_postgres::Error> {
+    let from = day.and_time(NaiveTime::MIN).and_utc();
+    let to = from + Duration::days(1);
+    let (listed, only) = match tenants {
+        Tenants::Only(t) => (t, true),
+        Tenants::AllBut(t) => (t, false),
+    };
+    // The tenants of the class: those listed, or (the default leaf) all others.
+    const OF_CLASS: &str = "((tenant = ANY($3::text[])) = $4::bool)";
+    let rows: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT coalesce(sum(lines), 0)::bigint FROM chute.minute_counts
+                 WHERE minute > $1 AND minute <= $2 AND {OF_CLASS}"
+            ),
+            &[&from, &to, listed, &only],
+        )
+        .await?
+        .get(0);
+    // `leaf` is a name from the catalog that `storage::day_of` accepted:
+    // `logs_` and digits only.
+    debug_assert!(
+        leaf.starts_with("logs_") && leaf[5..].bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    );
+    tx.batch_execute(&format!("TRUNCATE chute.{leaf}")).await?;
+    tx.execute(
+        &format!(
+            "DELETE FROM chute.minute_counts WHERE minute > $1 AND minute <= $2 AND {OF_CLASS}"
+        ),
+        &[&from, &to, listed, &only],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM chute.label_values
+         WHERE day = $1 AND ((tenant = ANY($2::text[])) = $3::bool)",
+        &[&day, listed, &only],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO chute.line_blooms (first_ts, last_ts, lines, bloom)
+         SELECT h + interval '1 microsecond', h + interval '1 microsecond', 0,
+                decode('0000000000000000', 'hex')
+         FROM generate_series($1::timestamptz, $2::timestamptz - interval '1 hour',
+                              interval '1 hour') h",
+        &[&from, &to],
+    )
+    .await?;
     Ok(rows)
 }
 
@@ -229,26 +405,32 @@ async fn forget(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::postgres::storage::Partition;
 
     fn day(n: i64) -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 12, 2).unwrap() - Duration::days(n)
     }
 
-    /// Days `ago` (each `mib` MiB), plus an empty default partition.
-    fn storage(days: &[(i64, i64)]) -> Storage {
-        let mut partitions: Vec<Partition> = days
-            .iter()
-            .map(|(ago, mib)| Partition {
-                day: Some(day(*ago)),
-                bytes: mib << 20,
-                rows: 0,
-            })
-            .collect();
-        partitions.sort_by_key(|p| p.day);
+    /// A leaf of day `ago`: class `n` of it, or with no `n` the day unclassed.
+    fn leaf(ago: i64, n: Option<usize>, tenants: Option<&[&str]>, mib: i64) -> Partition {
+        let name = partition_name(day(ago));
+        Partition {
+            name: n.map_or(name.clone(), |n| format!("{name}_{n}")),
+            day: Some(day(ago)),
+            tenants: tenants.map(|t| t.iter().map(|t| (*t).to_owned()).collect()),
+            bytes: mib << 20,
+            heap: mib << 20,
+            rows: 0,
+        }
+    }
+
+    /// `partitions`, plus an empty default partition.
+    fn storage_of(mut partitions: Vec<Partition>) -> Storage {
         partitions.push(Partition {
+            name: "logs_default".into(),
             day: None,
+            tenants: None,
             bytes: 0,
+            heap: 0,
             rows: 0,
         });
         Storage {
@@ -256,6 +438,17 @@ mod tests {
             partitions,
             oldest: None,
         }
+    }
+
+    /// Days `ago` (each `mib` MiB), without classes.
+    fn storage(days: &[(i64, i64)]) -> Storage {
+        let mut days = days.to_vec();
+        days.sort_by_key(|(ago, _)| -ago);
+        storage_of(
+            days.iter()
+                .map(|(ago, mib)| leaf(*ago, None, None, *mib))
+                .collect(),
+        )
     }
 
     fn config(max_age_days: u32, max_mib: u64, min_days: u32) -> RetentionConfig {
@@ -267,38 +460,147 @@ mod tests {
         }
     }
 
+    fn days(steps: Vec<(Step, Why)>) -> Vec<(NaiveDate, Why)> {
+        steps
+            .into_iter()
+            .map(|(s, why)| match s {
+                Step::Day(d) => (d, why),
+                other => panic!("{other:?} is not a whole day"),
+            })
+            .collect()
+    }
+
     #[test]
     fn age_drops_the_days_wholly_older_than_the_age_never_today_or_the_future() {
         let s = storage(&[(-2, 1), (-1, 1), (0, 1), (1, 1), (5, 1), (6, 1), (9, 1)]);
+        let none = Present::new();
         assert_eq!(
-            plan(&s, day(0), &config(5, 0, 2)),
+            days(plan(&s, &none, day(0), &config(5, 0, 2))),
             [(day(9), Why::Age), (day(6), Why::Age)]
         );
-        assert_eq!(plan(&s, day(0), &config(0, 0, 2)), []);
+        assert_eq!(plan(&s, &none, day(0), &config(0, 0, 2)), []);
     }
 
     #[test]
     fn size_drops_the_oldest_first_until_within_and_keeps_min_days() {
         let s = storage(&[(0, 10), (1, 10), (2, 10), (3, 10)]);
+        let none = Present::new();
+        let plan = |c| days(plan(&s, &none, day(0), &c));
         // 40 MiB against 25: the two oldest go.
         assert_eq!(
-            plan(&s, day(0), &config(0, 25, 2)),
+            plan(config(0, 25, 2)),
             [(day(3), Why::Size), (day(2), Why::Size)]
         );
         // Against 1 MiB: still never today or yesterday.
         assert_eq!(
-            plan(&s, day(0), &config(0, 1, 2)),
+            plan(config(0, 1, 2)),
             [(day(3), Why::Size), (day(2), Why::Size)]
         );
         // Age first, then size for what is left.
         assert_eq!(
-            plan(&s, day(0), &config(3, 15, 1)),
+            plan(config(3, 15, 1)),
             [
                 (day(3), Why::Size),
                 (day(2), Why::Size),
                 (day(1), Why::Size)
             ]
         );
-        assert_eq!(plan(&s, day(0), &config(2, 35, 1)), [(day(3), Why::Age)]);
+        assert_eq!(plan(config(2, 35, 1)), [(day(3), Why::Age)]);
+    }
+
+    /// 30 days by default, `debug` 3, `audit` 365.
+    fn with_tenants() -> RetentionConfig {
+        RetentionConfig {
+            max_age_days: 30,
+            tenants: [("debug".to_owned(), 3), ("audit".to_owned(), 365)].into(),
+            ..RetentionConfig::default()
+        }
+    }
+
+    /// A day with a default leaf, a `debug` class and an `audit` class.
+    fn classed(ago: i64) -> Vec<Partition> {
+        vec![
+            leaf(ago, Some(0), None, 1),
+            leaf(ago, Some(1), Some(&["debug"]), 1),
+            leaf(ago, Some(2), Some(&["audit"]), 1),
+        ]
+    }
+
+    #[test]
+    fn each_class_goes_at_its_tenants_age_and_the_day_when_all_have() {
+        let mut leaves = classed(400);
+        leaves.extend(classed(31));
+        leaves.extend(classed(4));
+        leaves.extend(classed(3));
+        let s = storage_of(leaves);
+        let steps = plan(&s, &Present::new(), day(0), &with_tenants());
+        let class = |ago: i64, n: usize, tenants: Tenants| {
+            (
+                Step::Class {
+                    day: day(ago),
+                    leaf: format!("{}_{n}", partition_name(day(ago))),
+                    tenants,
+                },
+                Why::TenantAge,
+            )
+        };
+        let all_but = || Tenants::AllBut(vec!["debug".into(), "audit".into()]);
+        assert_eq!(
+            steps,
+            [
+                (Step::Day(day(400)), Why::Age),
+                class(31, 0, all_but()),
+                class(31, 1, Tenants::Only(vec!["debug".into()])),
+                class(4, 1, Tenants::Only(vec!["debug".into()])),
+            ]
+        );
+        // A class already emptied is not emptied again.
+        let mut s = s;
+        for p in &mut s.partitions {
+            if p.day == Some(day(4)) {
+                p.heap = 0;
+            }
+        }
+        let again = plan(&s, &Present::new(), day(0), &with_tenants());
+        assert_eq!(again.len(), 3, "{again:?}");
+    }
+
+    #[test]
+    fn records_written_before_a_tenant_had_a_longer_age_are_kept_that_long() {
+        // Days without classes, on which `audit` wrote, and one on which it did not.
+        let s = storage(&[(40, 1), (41, 1)]);
+        let present: Present = [(day(40), ["audit".to_owned()].into())].into();
+        assert_eq!(
+            days(plan(&s, &present, day(0), &with_tenants())),
+            [(day(41), Why::Age)]
+        );
+        // In a day's default leaf alike; a tenant with a class of its own that
+        // day is not in the default leaf.
+        let s = storage_of(classed(40));
+        let present: Present = [(day(40), ["audit".to_owned()].into())].into();
+        let steps = plan(&s, &present, day(0), &with_tenants());
+        assert!(
+            steps.iter().any(|(s, _)| matches!(
+                s,
+                Step::Class {
+                    tenants: Tenants::AllBut(_),
+                    ..
+                }
+            )),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn size_drops_whole_days_after_the_classes_past_their_age() {
+        let mut leaves = classed(5);
+        leaves.extend(classed(2));
+        let mut config = with_tenants();
+        config.max_mib = 4;
+        let steps = plan(&storage_of(leaves), &Present::new(), day(0), &config);
+        // 6 MiB; the debug class of day 5 goes for its age (5 MiB left), then day
+        // 5's other 2 MiB for size.
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert_eq!(steps[1], (Step::Day(day(5)), Why::Size));
     }
 }

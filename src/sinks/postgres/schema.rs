@@ -9,6 +9,12 @@
 //! outside the prepared window, so no record is ever refused for its time. When a day
 //! that already has rows in the default partition gets its own partition, those rows
 //! move into it in the same transaction.
+//!
+//! When `[retention.tenants]` gives some tenants ages of their own, a new day is
+//! itself partitioned by `LIST (tenant)`: a leaf per retention class (the tenants
+//! of one age, listed in `chute.partition_tenants`) and a default leaf for every
+//! other tenant, so each class leaves by a `TRUNCATE` of its leaf. Days prepared
+//! before the classes changed keep their leaves, unless they are still empty.
 
 use chrono::{Duration, NaiveDate};
 use tokio_postgres::{Client, GenericClient};
@@ -132,6 +138,20 @@ const MIGRATIONS: &[(i32, &str)] = &[
     GROUP BY date_trunc('minute', ts - interval '1 microsecond', 'UTC');
     "#,
     ),
+    (
+        6,
+        r#"
+    -- The tenants of each retention class partition of a day (a day is
+    -- sub-partitioned by tenant list when [retention.tenants] gives tenants
+    -- their own ages; its default leaf, for every other tenant, is not listed).
+    -- Written with the partition, removed with it.
+    CREATE TABLE chute.partition_tenants (
+        partition text   PRIMARY KEY,
+        day       date   NOT NULL,
+        tenants   text[] NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// Brings the schema up to date. Safe to run concurrently from several nodes.
@@ -177,15 +197,17 @@ pub fn partition_name(day: NaiveDate) -> String {
 }
 
 /// Makes sure a partition exists for every day from `today - behind` to
-/// `today + ahead`. Returns how many were created.
+/// `today + ahead`, sub-partitioned by the retention `classes` (none: a plain
+/// leaf). A day after today that is still empty and laid out for other classes
+/// is made again. Returns how many were created.
 ///
 /// # Errors
 /// Any error from PostgreSQL; each partition is created in its own transaction.
 pub async fn ensure_partitions(
     client: &mut Client,
     today: NaiveDate,
-    behind: u32,
-    ahead: u32,
+    (behind, ahead): (u32, u32),
+    classes: &[Vec<String>],
 ) -> Result<usize, tokio_postgres::Error> {
     let existing: Vec<String> = client
         .query(
@@ -198,23 +220,103 @@ pub async fn ensure_partitions(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let wanted = layout_of(classes);
     let mut created = 0;
     for offset in -(behind as i64)..=(ahead as i64) {
         let day = today + Duration::days(offset);
         let name = partition_name(day);
-        if existing.contains(&name) {
+        if existing.contains(&name) && (day <= today || layout(client, day).await? == wanted) {
             continue;
         }
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .await?;
-        if create_partition(&tx, day, &name).await? {
+        if existing.contains(&name) && !remake_empty(&tx, day, &name).await? {
+            continue;
+        }
+        if create_partition(&tx, day, &name, classes).await? {
             created += 1;
-            tracing::info!(partition = %name, "created partition");
+            tracing::info!(partition = %name, classes = classes.len(), "created partition");
         }
         tx.commit().await?;
     }
     Ok(created)
+}
+
+/// A day's retention classes, each sorted, in order, to compare layouts.
+fn layout_of(classes: &[Vec<String>]) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = classes
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c.sort();
+            c
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The retention classes `day` is sub-partitioned by.
+async fn layout(
+    client: &impl GenericClient,
+    day: NaiveDate,
+) -> Result<Vec<Vec<String>>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT tenants FROM chute.partition_tenants WHERE day = $1",
+            &[&day],
+        )
+        .await?;
+    Ok(layout_of(
+        &rows.iter().map(|r| r.get(0)).collect::<Vec<Vec<String>>>(),
+    ))
+}
+
+/// Drops the day partition `name` so it can be made again, if it holds no row
+/// and its lock is had within [`LOCK_TIMEOUT`]; false (and nothing done) if not.
+async fn remake_empty(
+    tx: &impl GenericClient,
+    day: NaiveDate,
+    name: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    // The name is made from a date, never from input.
+    let empty: bool = tx
+        .query_one(
+            &format!("SELECT NOT EXISTS (SELECT FROM chute.{name})"),
+            &[],
+        )
+        .await?
+        .get(0);
+    if !empty {
+        return Ok(false);
+    }
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        .await?;
+    match tx.batch_execute(&format!("DROP TABLE chute.{name}")).await {
+        Ok(()) => {
+            tx.execute(
+                "DELETE FROM chute.partition_tenants WHERE day = $1",
+                &[&day],
+            )
+            .await?;
+            Ok(true)
+        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            tracing::info!(partition = %name, "an empty day waits for its retention classes: its lock was busy");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Longest a partition drop waits for its lock on `chute.logs` before it gives up
+/// until the next check (writes and queries wait behind a waiting drop).
+pub const LOCK_TIMEOUT: &str = "1s";
+
+/// Name of the leaf of `day`'s partition `name` for class `n` (0: the default).
+pub fn leaf_name(name: &str, n: usize) -> String {
+    format!("{name}_{n}")
 }
 
 /// Creates one day's partition, moving that day's rows out of the default partition.
@@ -223,6 +325,7 @@ async fn create_partition(
     tx: &impl GenericClient,
     day: NaiveDate,
     name: &str,
+    classes: &[Vec<String>],
 ) -> Result<bool, tokio_postgres::Error> {
     let exists = tx
         .query_one(
@@ -239,11 +342,46 @@ async fn create_partition(
         .format("%Y-%m-%d 00:00:00+00")
         .to_string();
     // The names and bounds are generated from a date, never from user input.
+    let by_class = if classes.is_empty() {
+        ""
+    } else {
+        " PARTITION BY LIST (tenant)"
+    };
     tx.batch_execute(&format!(
-        "CREATE TABLE chute.{name} (LIKE chute.logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+        "CREATE TABLE chute.{name} (LIKE chute.logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS){by_class};
          ALTER TABLE chute.{name} ADD CONSTRAINT {name}_range
-             CHECK (ts >= '{from}' AND ts < '{to}');
-         WITH moved AS (
+             CHECK (ts >= '{from}' AND ts < '{to}');"
+    ))
+    .await?;
+    if !classes.is_empty() {
+        let default = leaf_name(name, 0);
+        tx.batch_execute(&format!(
+            "CREATE TABLE chute.{default} PARTITION OF chute.{name} DEFAULT"
+        ))
+        .await?;
+        for (n, tenants) in classes.iter().enumerate() {
+            let leaf = leaf_name(name, n + 1);
+            // Tenant names are quoted by PostgreSQL itself (`%L`), from a bound
+            // array: config text never becomes SQL text here.
+            let create: String = tx
+                .query_one(
+                    "SELECT format('CREATE TABLE chute.%I PARTITION OF chute.%I FOR VALUES IN (%s)',
+                                   $1::text, $2::text,
+                                   (SELECT string_agg(format('%L', t), ', ') FROM unnest($3::text[]) t))",
+                    &[&leaf, &name, tenants],
+                )
+                .await?
+                .get(0);
+            tx.batch_execute(&create).await?;
+            tx.execute(
+                "INSERT INTO chute.partition_tenants (partition, day, tenants) VALUES ($1, $2, $3)",
+                &[&leaf, &day, tenants],
+            )
+            .await?;
+        }
+    }
+    tx.batch_execute(&format!(
+        "WITH moved AS (
              DELETE FROM chute.logs_default WHERE ts >= '{from}' AND ts < '{to}' RETURNING *
          ) INSERT INTO chute.{name} SELECT * FROM moved;
          ALTER TABLE chute.logs ATTACH PARTITION chute.{name}
