@@ -311,13 +311,9 @@ impl Snapshot {
     ) -> anyhow::Result<()> {
         let wal =
             query_f64(pg, db, "SELECT (pg_current_wal_lsn() - '0/0')::float8").await? - self.wal;
-        let size = query_f64(
-            pg,
-            db,
-            "SELECT sum(pg_total_relation_size(inhrelid))::float8 FROM pg_inherits \
-             WHERE inhparent = 'chute.logs'::regclass",
-        )
-        .await?;
+        const STORED: &str = "SELECT sum(pg_total_relation_size(relid))::float8 \
+             FROM pg_partition_tree('chute.logs') WHERE isleaf";
+        let size = query_f64(pg, db, STORED).await?;
         let others = busy_cpu_seconds()
             - self.busy_cpu
             - (cpu_seconds(std::process::id()) - self.own_cpu)
@@ -327,6 +323,15 @@ impl Snapshot {
             wal / n as f64,
             size / n as f64,
             others * 1e6 / n as f64
+        );
+        // What maintenance does once the day has closed, untimed.
+        let (c, conn) = tokio_postgres::connect(&pg.dsn(db), tokio_postgres::NoTls).await?;
+        actix_web::rt::spawn(conn);
+        let tomorrow = chrono::Utc::now().date_naive() + chrono::Duration::days(1);
+        schema::compact_closed_days(&c, tomorrow, Duration::from_secs(600)).await?;
+        println!(
+            "  once the day has closed {:.0} bytes/record stored (its index rebuilt packed)",
+            query_f64(pg, db, STORED).await? / n as f64
         );
         Ok(())
     }

@@ -36,6 +36,10 @@ use crate::sinks::postgres::write::{write_batches, Batch, WriteError};
 use crate::sinks::postgres::{schema, Failure};
 use crate::status::ShardStatus;
 
+/// How long one maintenance run starts index rebuilds of closed days for (the
+/// rest wait for the next run).
+const COMPACTION_BUDGET: Duration = Duration::from_secs(120);
+
 /// How often partitions and batch ids are maintained.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 /// How often the shard's storage is measured (`chute_storage_*`).
@@ -347,7 +351,11 @@ impl Writer {
         let (storage, retention) = (self.storage.clone(), self.retention.clone());
         ctx.spawn(
             async move {
-                if let Err(e) = wctx.maintain(&storage, &retention).await {
+                let maintained = match wctx.maintain(&storage, &retention).await {
+                    Ok(()) => wctx.compact().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = maintained {
                     wctx.metrics
                         .partition_maintenance_failures
                         .with_label_values(&[&wctx.label])
@@ -568,8 +576,32 @@ impl WriteCtx {
         schema::prune_batches(&client, storage.batch_id_retention_hours)
             .await
             .map_err(|e| format!("pruning batch ids failed: {}", db_message(&e)))?;
+
         drop(client);
         self.measure().await;
+        Ok(())
+    }
+
+    /// Rebuilds the indexes of closed days (never at start-up: it can take
+    /// minutes, and writes need not wait for it).
+    async fn compact(&self) -> Result<(), String> {
+        let client = self.pool.get().await.map_err(|e| e.to_string())?;
+        let compacted =
+            schema::compact_closed_days(&client, Utc::now().date_naive(), COMPACTION_BUDGET)
+                .await
+                .map_err(|e| {
+                    format!("compacting a closed day's index failed: {}", db_message(&e))
+                })?;
+        for c in &compacted {
+            self.metrics
+                .index_compactions
+                .with_label_values(&[&self.label])
+                .inc();
+            self.metrics
+                .index_compaction_bytes
+                .with_label_values(&[&self.label])
+                .inc_by((c.before - c.after).max(0) as u64);
+        }
         Ok(())
     }
 

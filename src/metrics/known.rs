@@ -89,6 +89,8 @@ impl Metrics {
                 &self.rows_written,
                 &self.partitions_created,
                 &self.partition_maintenance_failures,
+                &self.index_compactions,
+                &self.index_compaction_bytes,
                 &self.duplicate_batches,
             ] {
                 touch(c, &l);

@@ -90,6 +90,10 @@ pub struct Metrics {
     pub partitions_created: IntCounterVec,
     /// Partition maintenance runs that failed (`shard`).
     pub partition_maintenance_failures: IntCounterVec,
+    /// Closed days' leaves whose `(host, ts)` index was rebuilt (`shard`).
+    pub index_compactions: IntCounterVec,
+    /// Bytes those rebuilds gave back (`shard`).
+    pub index_compaction_bytes: IntCounterVec,
     /// Bytes a shard's tables hold, indexes and TOAST included (`shard`, `table`).
     pub storage_bytes: IntGaugeVec,
     /// Day partitions of `chute.logs` (`shard`).
@@ -434,6 +438,18 @@ impl Metrics {
                 &r,
                 "chute_partitions_created_total",
                 "Daily partitions created.",
+                &["shard"],
+            ),
+            index_compactions: counter(
+                &r,
+                "chute_index_compactions_total",
+                "Leaves of closed days whose (host, ts) index was rebuilt packed.",
+                &["shard"],
+            ),
+            index_compaction_bytes: counter(
+                &r,
+                "chute_index_compaction_saved_bytes_total",
+                "Bytes the rebuilds of closed days' indexes gave back.",
                 &["shard"],
             ),
             http_requests: counter(

@@ -156,7 +156,7 @@ async fn data_survives_a_restart_of_chute() {
     assert_eq!(
         app.scalar("SELECT count(*) FROM chute.schema_migrations")
             .await,
-        6
+        7
     );
     app.stop().await;
 }
@@ -569,4 +569,76 @@ async fn chute_storage_shows_each_shard_its_days_rows_and_bytes() {
         .await;
     assert_eq!(logs, expected);
     app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_closed_days_index_is_rebuilt_packed_once_and_todays_is_left_alone() {
+    use chute::sinks::postgres::schema;
+    let dsn = fresh_database().await;
+    let mut client = connect(&dsn).await;
+    schema::migrate(&mut client).await.unwrap();
+    let today = chrono::Utc::now().date_naive();
+    schema::ensure_partitions(&mut client, today, (1, 0), &[])
+        .await
+        .unwrap();
+    // As ingest writes them: in time order, every host at once.
+    for ago in [1, 0] {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO chute.logs (ts, received_at, tenant, host, message)
+                 SELECT '{}'::timestamptz + i * interval '100 ms', now(), 'default',
+                        'host-' || (i % 200), 'm'
+                 FROM generate_series(1, 100000) i",
+                today - chrono::Duration::days(ago)
+            ))
+            .await
+            .unwrap();
+    }
+    let compacted = schema::compact_closed_days(&client, today, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let yesterday = schema::partition_name(today - chrono::Duration::days(1));
+    assert_eq!(compacted.len(), 1, "{compacted:?}");
+    let c = &compacted[0];
+    assert_eq!(c.partition, yesterday);
+    assert!(
+        (c.after as f64) < 0.75 * c.before as f64,
+        "{} -> {} bytes",
+        c.before,
+        c.after
+    );
+    // Rebuilt in place: still the leaf's index, still a partition of the parent's.
+    let attached: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_partition_tree('chute.logs_host_ts') WHERE isleaf",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attached, 3, "yesterday, today and the default partition");
+    let host_rows: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM chute.{yesterday} WHERE host = 'host-7'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(host_rows, 500);
+    // Once only; today (still open) never.
+    assert!(
+        schema::compact_closed_days(&client, today, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let listed: Vec<String> = client
+        .query("SELECT partition FROM chute.compacted", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(listed, [yesterday]);
 }

@@ -291,6 +291,7 @@ async fn drop_day(tx: &Transaction<'_>, day: NaiveDate) -> Result<i64, tokio_pos
     // The name is made from a date, never from input.
     tx.batch_execute(&format!("DROP TABLE chute.{}", partition_name(day)))
         .await?;
+    super::schema::forget_leaves(tx, day).await?;
     forget(tx, Some(from), to).await?;
     Ok(rows)
 }

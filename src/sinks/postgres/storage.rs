@@ -172,7 +172,7 @@ impl ShardReport {
 
 /// The day a leaf's name stands for (`logs_YYYYMMDD`, or `logs_YYYYMMDD_N` for
 /// a retention class of it).
-fn day_of(name: &str) -> Option<NaiveDate> {
+pub fn day_of(name: &str) -> Option<NaiveDate> {
     let rest = name.strip_prefix("logs_")?;
     let (date, class) = rest.split_at_checked(8)?;
     let class_ok = class.is_empty()
