@@ -9,7 +9,9 @@
 //! (chute runs as a child process so its memory is its own). Then the same records
 //! as RFC 5424 over TCP, and syslog's rate against HTTP's; `--syslog-first` runs
 //! the syslog phase before the HTTP one, so alternating runs can show whether
-//! going second costs a phase anything. Every phase also prints what it cost
+//! going second costs a phase anything. Then the same records as Loki pushes
+//! (snappy protobuf, `POST /loki/api/v1/push`) and their rate against HTTP's.
+//! Every phase also prints what it cost
 //! PostgreSQL: WAL and stored bytes per record, and CPU. With `--index-costs`,
 //! also loads the raw table without indexes, with each index of the schema or
 //! candidate for it alone (`INDEX_CANDIDATES`), and with the schema's own.
@@ -220,6 +222,65 @@ fn ndjson_bodies(records: &[Gen], batch: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The records as Loki pushes of `batch` entries, snappy protobuf as Promtail
+/// sends them: one stream per host, app and level in each push, the extra
+/// fields (and procid, msgid) as structured metadata. (Loki has no facility.)
+fn loki_bodies(records: &[Gen], batch: usize) -> Vec<Vec<u8>> {
+    use chute::sources::loki::proto;
+    use prost::Message as _;
+    const LEVELS: [&str; 8] = [
+        "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+    ];
+    records
+        .chunks(batch)
+        .map(|chunk| {
+            let mut streams: Vec<proto::Stream> = Vec::new();
+            for r in chunk {
+                let labels = format!(
+                    "{{host=\"{}\", app=\"{}\", level=\"{}\"}}",
+                    r.host,
+                    r.app,
+                    LEVELS[usize::from(r.severity)]
+                )
+                .into_bytes();
+                let ts = chrono::DateTime::parse_from_rfc3339(&r.ts).expect("generated");
+                let pair = |name: &str, value: String| proto::LabelPair {
+                    name: name.as_bytes().to_vec(),
+                    value: value.into_bytes(),
+                };
+                let mut metadata = vec![
+                    pair("request_id", r.request_id.clone()),
+                    pair("latency_ms", r.latency_ms.to_string()),
+                    pair("procid", r.procid.to_string()),
+                ];
+                if let Some(m) = r.msgid {
+                    metadata.push(pair("msgid", m.to_owned()));
+                }
+                let entry = proto::Entry {
+                    timestamp: Some(proto::Timestamp {
+                        seconds: ts.timestamp(),
+                        nanos: ts.timestamp_subsec_nanos() as i32,
+                    }),
+                    line: r.message.clone().into_bytes(),
+                    structured_metadata: metadata,
+                };
+                match streams.iter_mut().find(|s| s.labels == labels) {
+                    Some(s) => s.entries.push(entry),
+                    None => streams.push(proto::Stream {
+                        labels,
+                        entries: vec![entry],
+                        hash: 0,
+                    }),
+                }
+            }
+            let raw = proto::PushRequest { streams }.encode_to_vec();
+            snap::raw::Encoder::new()
+                .compress_vec(&raw)
+                .expect("compresses")
+        })
+        .collect()
+}
+
 /// The records as octet-counted RFC 5424 messages, dealt round-robin over
 /// `connections` byte streams.
 fn syslog_streams(records: &[Gen], connections: usize) -> Vec<Vec<u8>> {
@@ -411,6 +472,7 @@ fn main() -> anyhow::Result<()> {
     write_csv(&records, &csv)?;
     let bodies = ndjson_bodies(&records, args.batch);
     let streams = syslog_streams(&records, args.connections.min(4));
+    let loki = loki_bodies(&records, args.batch);
     let body_bytes: usize = bodies.iter().map(Vec::len).sum();
     drop(records);
     println!(
@@ -471,6 +533,8 @@ fn main() -> anyhow::Result<()> {
             "syslog / HTTP             {:>10.2}",
             syslog_rate / http_rate
         );
+        let loki_rate = loki_phase(&pg, dir.path(), loki, &args).await?;
+        println!("Loki push / HTTP          {:>10.2}", loki_rate / http_rate);
         Ok::<_, anyhow::Error>(())
     })?;
     pg.shutdown()?;
@@ -564,18 +628,8 @@ async fn http_phase(
     args: &Args,
     raw_rate: f64,
 ) -> anyhow::Result<f64> {
-    let no_syslog = "[syslog]\nlisteners = []\n";
-    let mut phase = Phase::start(pg, &dir.join("http"), "bench", no_syslog, args.records).await?;
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .finish();
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies);
-    let addrs = std::slice::from_ref(&phase.addr);
-    phase.started = Instant::now();
-    let mut latencies = send_bodies(&client, addrs, &bodies, args.connections).await?;
-    let acked_after = phase.started.elapsed();
-    // Acknowledged means fsynced in chute's queue; wait until PostgreSQL has it all.
-    let elapsed = phase.committed(&client).await?;
+    let (phase, client, mut latencies, acked_after, elapsed) =
+        post_phase(pg, &dir.join("http"), "bench", bodies, args, NDJSON).await?;
     let rate = args.records as f64 / elapsed.as_secs_f64();
     let queue_bytes = scrape_sum(&client, &phase.addr, "chute_queue_appended_bytes_total").await;
     let fsyncs = scrape_sum(&client, &phase.addr, "chute_fsync_duration_seconds_count").await;
@@ -605,6 +659,51 @@ async fn http_phase(
         pct(0.99)
     );
     phase.finish(&client, "HTTP", elapsed).await?;
+    Ok(rate)
+}
+
+/// Starts chute on database `db` (no syslog listener) and posts every body to
+/// `api`: the phase, its client, each request's latency, and the times until the
+/// last answer (everything fsynced in chute's queue) and until every row was
+/// committed in PostgreSQL.
+async fn post_phase<'a>(
+    pg: &'a EmbeddedPostgres,
+    dir: &Path,
+    db: &'static str,
+    bodies: Vec<Vec<u8>>,
+    args: &Args,
+    api: Api,
+) -> anyhow::Result<(Phase<'a>, awc::Client, Vec<Duration>, Duration, Duration)> {
+    let no_syslog = "[syslog]\nlisteners = []\n";
+    let mut phase = Phase::start(pg, dir, db, no_syslog, args.records).await?;
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish();
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(bodies);
+    phase.started = Instant::now();
+    let addrs = std::slice::from_ref(&phase.addr);
+    let latencies = send_bodies(&client, addrs, &bodies, args.connections, api).await?;
+    let acked_after = phase.started.elapsed();
+    let elapsed = phase.committed(&client).await?;
+    Ok((phase, client, latencies, acked_after, elapsed))
+}
+
+/// Loki push: the same records as snappy protobuf pushes, posted like the NDJSON
+/// bodies; returns the committed rows/s.
+async fn loki_phase(
+    pg: &EmbeddedPostgres,
+    dir: &Path,
+    bodies: Vec<Vec<u8>>,
+    args: &Args,
+) -> anyhow::Result<f64> {
+    let (phase, client, _, _, elapsed) =
+        post_phase(pg, &dir.join("loki"), "bench_loki", bodies, args, LOKI_PUSH).await?;
+    let rate = args.records as f64 / elapsed.as_secs_f64();
+    println!(
+        "chute Loki push (protobuf) {rate:>9.0} rows/s  ({:.1} s; committed in PostgreSQL)",
+        elapsed.as_secs_f64()
+    );
+    phase.finish(&client, "Loki push", elapsed).await?;
     Ok(rate)
 }
 
@@ -680,6 +779,27 @@ async fn start_one_shard(
     spawn_chute(&config, dir)
 }
 
+/// An ingest API the benchmark posts to.
+#[derive(Clone, Copy)]
+struct Api {
+    path: &'static str,
+    content_type: &'static str,
+    /// The status of a stored body.
+    ok: u16,
+}
+
+const NDJSON: Api = Api {
+    path: "/api/v1/logs",
+    content_type: "application/x-ndjson",
+    ok: 200,
+};
+
+const LOKI_PUSH: Api = Api {
+    path: "/loki/api/v1/push",
+    content_type: "application/x-protobuf",
+    ok: 204,
+};
+
 /// Posts every body, `connections` at a time, dealing them round-robin over `addrs`;
 /// retries 503s. Returns each request's latency.
 async fn send_bodies(
@@ -687,13 +807,14 @@ async fn send_bodies(
     addrs: &[String],
     bodies: &Arc<Vec<Vec<u8>>>,
     connections: usize,
+    api: Api,
 ) -> anyhow::Result<Vec<Duration>> {
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(bodies.len())));
     let urls: Arc<Vec<String>> = Arc::new(
         addrs
             .iter()
-            .map(|a| format!("http://{a}/api/v1/logs"))
+            .map(|a| format!("http://{a}{}", api.path))
             .collect(),
     );
     let tasks: Vec<_> = (0..connections)
@@ -716,13 +837,13 @@ async fn send_bodies(
                     loop {
                         let mut res = client
                             .post(url)
-                            .content_type("application/x-ndjson")
+                            .content_type(api.content_type)
                             .send_body(body.clone())
                             .await
                             .map_err(|e| anyhow::anyhow!("request failed: {e}"))?;
                         let _ = res.body().await;
                         match res.status().as_u16() {
-                            200 => break,
+                            s if s == api.ok => break,
                             503 => actix_web::rt::time::sleep(Duration::from_millis(200)).await,
                             s => bail!("unexpected status {s}"),
                         }
@@ -843,7 +964,7 @@ async fn cluster_run(
             addrs.push(addr);
         }
         let started = Instant::now();
-        send_bodies(&client, &addrs, &bodies, args.connections).await?;
+        send_bodies(&client, &addrs, &bodies, args.connections, NDJSON).await?;
         let acked = started.elapsed();
         let names: Vec<&str> = dbs.iter().map(String::as_str).collect();
         let committed = wait_committed(&client, &addrs, pg, &names, args.records).await?;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::actors::DeliverError;
 use crate::cluster::Refusal;
 use crate::sources::http::body::BodyError;
-use crate::sources::http::json::ParseError;
+use crate::sources::verdict::ParseError;
 
 /// An error answer of the HTTP API.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,11 @@ impl From<BodyError> for ApiError {
 
 impl From<ParseError> for ApiError {
     fn from(e: ParseError) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, e.reason(), e.to_string())
+        let status = match e {
+            ParseError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.reason(), e.to_string())
     }
 }
 

@@ -16,9 +16,10 @@ use crate::actors::ingest::{Decode, Parse};
 use crate::actors::Route;
 use crate::config::Scope;
 use crate::limits::{Action, Refusal};
+use crate::record::Record;
 use crate::sources::http::body::{BodyCollector, BodyError, BodyFormat, ContentEncoding};
-use crate::sources::http::json::Rejection;
 use crate::sources::http::JsonBody;
+use crate::sources::verdict::{ParseError, Parsed, Rejection};
 
 /// Header that names the tenant of every record in the request.
 pub const TENANT_HEADER: &str = "x-chute-tenant";
@@ -65,47 +66,22 @@ async fn ingest(
         Some(grant) => format!("req:{tenant}:{}:{key}", grant.name),
         None => format!("req:{tenant}:{key}"),
     });
-    let (limit, ack_timeout_ms) = {
-        let http = state.http.read().unwrap_or_else(|p| p.into_inner());
-        (http.max_body_bytes, http.ack_timeout_ms)
-    };
-    let declared =
-        header_text(headers, header::CONTENT_LENGTH)?.and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(BodyError::TooLarge { limit }.into());
-    }
-
     // Held until the answer: the parsed records take about as much again.
-    let (body, _charge) = read_body(&mut payload, encoding, limit, state).await?;
-    let body_bytes = body.len();
-    let limited_tenant = tenant.clone();
-
-    let job = JsonBody {
-        body,
-        format,
-        received_at,
-        tenant,
-    };
-    // A small body is parsed here, at once: it costs less than the hand-over, and
-    // it never waits behind large bodies queued for the ingest pool.
-    let parsed = if job.body.len() <= INLINE_PARSE_BYTES {
-        job.decode(&state.metrics)?
-    } else {
-        state
-            .ingest
-            .send(Parse(job))
-            .await
-            .map_err(|_| stopping())??
-    };
-
-    let rejected_count = parsed.rejected_count;
-    let accepted = parsed.records.len();
-    // Whole requests: an agent retries a 429 as it sent it.
-    state
-        .limits
-        .admit(&limited_tenant, accepted, body_bytes, Action::Refused)
-        .map_err(|r| rate_limited(&limited_tenant, r))?;
-    if accepted == 0 && rejected_count > 0 {
+    let (mut parsed, _charge) = receive(
+        &mut payload,
+        encoding,
+        headers,
+        state,
+        &tenant,
+        |body, _| JsonBody {
+            body,
+            format,
+            received_at,
+            tenant: tenant.clone(),
+        },
+    )
+    .await?;
+    if parsed.records.is_empty() && parsed.rejected_count > 0 {
         state
             .metrics
             .requests_rejected
@@ -114,48 +90,137 @@ async fn ingest(
         return Ok(HttpResponse::BadRequest().json(Answer {
             accepted: 0,
             rejected: &parsed.rejected,
-            rejected_count,
+            rejected_count: parsed.rejected_count,
         }));
     }
-    if accepted > 0 {
-        let wait = Duration::from_millis(ack_timeout_ms);
-        let routed = tokio::time::timeout(
-            wait,
-            state.router.send(Route {
-                records: parsed.records,
-                origin,
-            }),
-        )
-        .await;
-        let failure = match routed {
-            Ok(Ok(Ok(()))) => None,
-            Ok(Ok(Err(refused))) => Some(ApiError::from(refused)),
-            Ok(Err(_mailbox)) => Some(stopping()),
-            Err(_elapsed) => Some(ApiError::unavailable(
-                "timeout",
-                "the records were not committed in time; they may still be stored",
-                Duration::from_secs(5),
-            )),
-        };
-        if let Some(e) = failure {
-            state
-                .metrics
-                .records_rejected
-                .with_label_values(&["http", e.reason])
-                .inc_by(accepted as u64);
-            return Err(e);
-        }
-        state
-            .metrics
-            .records_accepted
-            .with_label_values(&["http"])
-            .inc_by(accepted as u64);
-    }
+    let records = std::mem::take(&mut parsed.records);
+    let accepted = records.len();
+    deliver(state, SOURCE, records, origin).await?;
     Ok(HttpResponse::Ok().json(Answer {
         accepted,
         rejected: &parsed.rejected,
-        rejected_count,
+        rejected_count: parsed.rejected_count,
     }))
+}
+
+/// The `source` label of `POST /api/v1/logs`.
+const SOURCE: &str = "http";
+
+/// Reads the body (within `http.max_body_bytes`), decodes it as the job `job`
+/// makes of it and its limit, and charges the request to `tenant`'s rate limits.
+/// The [`Charge`] holds the body's bytes in the budget until it is dropped.
+pub(super) async fn receive<D>(
+    payload: &mut web::Payload,
+    encoding: ContentEncoding,
+    headers: &HeaderMap,
+    state: &AppState,
+    tenant: &str,
+    job: impl FnOnce(Vec<u8>, usize) -> D,
+) -> Result<(Parsed, Charge), ApiError>
+where
+    D: Decode<Output = Result<Parsed, ParseError>>,
+{
+    let limit = body_limit(headers, state)?;
+    let (body, charge) = read_body(payload, encoding, limit, state).await?;
+    let body_bytes = body.len();
+    let parsed = decode(state, job(body, limit), body_bytes).await?;
+    admit(state, tenant, parsed.records.len(), body_bytes)?;
+    Ok((parsed, charge))
+}
+
+/// The body limit (`http.max_body_bytes`); a declared length past it is refused
+/// before a byte is read.
+fn body_limit(headers: &HeaderMap, state: &AppState) -> Result<usize, ApiError> {
+    let limit = state
+        .http
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .max_body_bytes;
+    let declared =
+        header_text(headers, header::CONTENT_LENGTH)?.and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(BodyError::TooLarge { limit }.into());
+    }
+    Ok(limit)
+}
+
+/// Decodes `job`: a small body here, at once (it costs less than the hand-over,
+/// and it never waits behind large bodies queued for the ingest pool), a larger
+/// one on the ingest pool.
+async fn decode<D>(state: &AppState, job: D, body_bytes: usize) -> Result<Parsed, ApiError>
+where
+    D: Decode<Output = Result<Parsed, ParseError>>,
+{
+    if body_bytes <= INLINE_PARSE_BYTES {
+        Ok(job.decode(&state.metrics)?)
+    } else {
+        Ok(state
+            .ingest
+            .send(Parse(job))
+            .await
+            .map_err(|_| stopping())??)
+    }
+}
+
+/// Charges a whole request to its tenant's rate limits: an agent retries a 429
+/// as it sent it.
+fn admit(
+    state: &AppState,
+    tenant: &str,
+    records: usize,
+    body_bytes: usize,
+) -> Result<(), ApiError> {
+    state
+        .limits
+        .admit(tenant, records, body_bytes, Action::Refused)
+        .map_err(|r| rate_limited(tenant, r))
+}
+
+/// Hands `records` to the router and waits until they are durable (fsynced in
+/// their queues), at most `http.ack_timeout_ms`; counts them accepted or
+/// rejected for `source`.
+pub(super) async fn deliver(
+    state: &AppState,
+    source: &str,
+    records: Vec<Record>,
+    origin: Option<String>,
+) -> Result<(), ApiError> {
+    let accepted = records.len();
+    if accepted == 0 {
+        return Ok(());
+    }
+    let wait = Duration::from_millis(
+        state
+            .http
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .ack_timeout_ms,
+    );
+    let routed = tokio::time::timeout(wait, state.router.send(Route { records, origin })).await;
+    let failure = match routed {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(refused))) => Some(ApiError::from(refused)),
+        Ok(Err(_mailbox)) => Some(stopping()),
+        Err(_elapsed) => Some(ApiError::unavailable(
+            "timeout",
+            "the records were not committed in time; they may still be stored",
+            Duration::from_secs(5),
+        )),
+    };
+    if let Some(e) = failure {
+        state
+            .metrics
+            .records_rejected
+            .with_label_values(&[source, e.reason])
+            .inc_by(accepted as u64);
+        return Err(e);
+    }
+    state
+        .metrics
+        .records_accepted
+        .with_label_values(&[source])
+        .inc_by(accepted as u64);
+    Ok(())
 }
 
 /// Reads the whole body, decoded, refusing it once either its received or its

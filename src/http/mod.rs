@@ -9,6 +9,7 @@ mod health;
 mod internal;
 mod logs;
 mod loki;
+mod push;
 mod storage;
 mod tail;
 mod volume;
@@ -65,6 +66,7 @@ pub const ROUTES: &[&str] = &[
     "/internal/v1/query",
     "/internal/v1/tail",
     "/internal/{rest:.*}",
+    "/loki/api/v1/push",
     "/loki/api/v1/query_range",
     "/loki/api/v1/query",
     "/loki/api/v1/labels",
@@ -139,6 +141,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                         .route(web::post().to(tail::internal_tail)),
                 )
                 .route("/internal/{rest:.*}", web::route().to(internal::unknown))
+                .route("/loki/api/v1/push", web::post().to(push::push))
                 .route(
                     "/loki/api/v1/query_range",
                     web::route().guard(read_method()).to(loki::query_range),

@@ -22,7 +22,7 @@ impl Metrics {
                 }
             }
         };
-        let sources = ["http", "syslog"];
+        let sources = ["http", "syslog", "loki"];
         for source in sources {
             touch(&self.records_received, &[source]);
             touch(&self.records_accepted, &[source]);
@@ -211,6 +211,7 @@ pub mod reasons {
         "corrupt_encoding",
         "empty_body",
         "invalid_json",
+        "invalid_body",
         "invalid_header",
         "invalid_tenant",
         "read_error",

@@ -6,6 +6,12 @@
 //!   with per-record errors); its route is `crate::http`'s `POST /api/v1/logs`.
 //! - [`syslog`]: RFC 5424 / 3164 over UDP, TCP, TLS and Unix sockets, with their
 //!   listeners.
+//! - [`loki`]: Loki's push API (snappy protobuf and JSON).
+//!
+//! [`verdict`] is what the sources that answer per record share: the records, the
+//! refused ones and why, and the counting of both.
 
 pub mod http;
+pub mod loki;
 pub mod syslog;
+pub mod verdict;

@@ -17,6 +17,7 @@ mod hostile;
 mod ingest_api;
 mod layout;
 mod limits;
+mod loki_push;
 mod ops;
 mod pg_tls;
 mod query;

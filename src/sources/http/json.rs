@@ -57,16 +57,13 @@ use std::fmt;
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use crate::record::{facility_from_name, severity_from_name, Record, MAX_NAME_BYTES, REPLACEMENT};
 use crate::sources::http::body::BodyFormat;
-
-/// At most this many rejections are kept (and answered) per body; the rest are
-/// counted. A body of millions of bad records costs a count, not a list.
-pub const MAX_LISTED_REJECTIONS: usize = 1000;
+pub use crate::sources::verdict::{ParseError, Parsed, Rejection, MAX_LISTED_REJECTIONS};
 
 /// At most this many records are reserved for up front; more grow the list as they
 /// come, so a body of blank lines or of bad elements reserves nothing by their count.
@@ -84,53 +81,6 @@ const MAX_EPOCH_SECS: i64 = 253_402_300_799;
 /// control characters in strings and requires a lowercase `u`, so a record
 /// whose text lacks this sequence cannot contain NUL and skips the scrub.
 const NUL_ESCAPE: &str = "\\u0000";
-
-/// One record that was not accepted, reported back to the client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rejection {
-    /// Position in the JSON array, or 0-based line number in NDJSON.
-    pub index: usize,
-    /// What was wrong, naming the key: `message: missing`.
-    pub error: String,
-}
-
-/// The outcome of parsing a body: what can be stored, what cannot, and how
-/// much was sanitised (for the metrics).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Parsed {
-    /// Accepted records, in body order.
-    pub records: Vec<Record>,
-    /// Refused records, in body order: the first [`MAX_LISTED_REJECTIONS`].
-    pub rejected: Vec<Rejection>,
-    /// Every refused record, listed or not.
-    pub rejected_count: usize,
-    /// Records in which NUL bytes were replaced with U+FFFD.
-    pub nul_replaced: usize,
-    /// Records in which invalid UTF-8 was replaced with U+FFFD.
-    pub invalid_utf8: usize,
-}
-
-/// A body that yields no verdicts at all. Per-record problems are
-/// [`Rejection`]s instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// The body is empty or only whitespace.
-    #[error("request body is empty")]
-    Empty,
-    /// A JSON-array body is not valid JSON (or is a bare string, number...).
-    #[error("invalid request body: {0}")]
-    Syntax(String),
-}
-
-impl ParseError {
-    /// A bounded label for the `reason` of the rejected-requests metric.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Empty => "empty_body",
-            Self::Syntax(_) => "invalid_json",
-        }
-    }
-}
 
 /// Parses a decompressed body into records, judging each record on its own
 /// (the rules are in the [module docs](self)).

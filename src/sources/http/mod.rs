@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::actors::ingest::Decode;
 use crate::metrics::Metrics;
+use crate::sources::verdict::{count_parsed, ParseError, Parsed};
 use body::BodyFormat;
-use json::{ParseError, Parsed};
 
 /// A decoded (decompressed) JSON / NDJSON request body, to parse into records.
 pub struct JsonBody {
@@ -24,30 +24,11 @@ pub struct JsonBody {
 impl Decode for JsonBody {
     type Output = Result<Parsed, ParseError>;
 
-    /// Parses the body and counts records received, rejected for their content, and
-    /// sanitised (NUL / invalid UTF-8 replaced).
+    /// Parses the body and counts what it met ([`count_parsed`]).
     fn decode(self, m: &Metrics) -> Self::Output {
         let format = self.format.unwrap_or_else(|| BodyFormat::sniff(&self.body));
         let parsed = json::parse(&self.body, format, self.received_at, &self.tenant)?;
-        m.records_received
-            .with_label_values(&["http"])
-            .inc_by((parsed.records.len() + parsed.rejected_count) as u64);
-        if let Some(first) = parsed.rejected.first() {
-            m.records_rejected
-                .with_label_values(&["http", "invalid_record"])
-                .inc_by(parsed.rejected_count as u64);
-            tracing::debug!(rejected = parsed.rejected_count, first = %first.error, "records rejected");
-        }
-        if parsed.nul_replaced > 0 {
-            m.records_sanitized
-                .with_label_values(&["http", "nul"])
-                .inc_by(parsed.nul_replaced as u64);
-        }
-        if parsed.invalid_utf8 > 0 {
-            m.records_sanitized
-                .with_label_values(&["http", "invalid_utf8"])
-                .inc_by(parsed.invalid_utf8 as u64);
-        }
+        count_parsed(m, "http", &parsed);
         Ok(parsed)
     }
 }

@@ -1,0 +1,63 @@
+//! Loki's push decoder (`POST /loki/api/v1/push`): never panics, never
+//! decompresses past its limit, lists at most `MAX_LISTED_REJECTIONS` refused
+//! entries in body order, and every entry it accepts is a record chute can store
+//! (COPY rows that read back with the same text and fields, no NUL).
+//!
+//! Input: first byte, the mode: JSON body; a protobuf `PushRequest` that the
+//! target snappy-compresses first (to reach the protobuf decoder); or the body
+//! as sent (snappy framing fuzzed too). Second byte: the limit, in KiB (1-64).
+
+#![no_main]
+
+use chute::batch::EncodedRows;
+use chute::sources::loki::push::{decode, PushFormat};
+use chute::sources::verdict::{ParseError, MAX_LISTED_REJECTIONS};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let [mode, limit, body @ ..] = data else {
+        return;
+    };
+    let limit = (usize::from(*limit % 64) + 1) * 1024;
+    let (format, body) = match mode % 3 {
+        0 => (PushFormat::Json, body.to_vec()),
+        1 => (
+            PushFormat::Protobuf,
+            snap::raw::Encoder::new().compress_vec(body).expect("compresses"),
+        ),
+        _ => (PushFormat::Protobuf, body.to_vec()),
+    };
+    let received_at = chrono::DateTime::from_timestamp(1_795_694_400, 0).unwrap_or_default();
+    let parsed = match decode(&body, format, received_at, "tenant", limit) {
+        Ok(p) => p,
+        Err(ParseError::TooLarge { .. }) => {
+            // Refused for its declared length only, never after decompressing.
+            assert!(snap::raw::decompress_len(&body).expect("declared") > limit);
+            return;
+        }
+        Err(_) => return,
+    };
+    if format == PushFormat::Protobuf {
+        let decompressed = snap::raw::decompress_len(&body).expect("decoded, so snappy");
+        assert!(decompressed <= limit);
+        let bytes: usize = parsed.records.iter().map(|r| r.message.len()).sum();
+        // Each replaced byte may grow to U+FFFD (3 bytes).
+        assert!(bytes <= 3 * decompressed, "{bytes} bytes from {decompressed}");
+    }
+    assert!(parsed.rejected.len() <= MAX_LISTED_REJECTIONS);
+    assert!(parsed.rejected.len() <= parsed.rejected_count);
+    assert!(parsed.rejected.windows(2).all(|w| w[0].index < w[1].index), "in body order");
+    for r in &parsed.records {
+        for text in [Some(&r.message), r.host.as_ref(), r.app.as_ref()].into_iter().flatten() {
+            assert!(!text.contains('\0'), "NUL in {text:?}");
+        }
+        assert_eq!(r.tenant, "tenant");
+    }
+    let rows = EncodedRows::encode(&parsed.records).expect("an accepted record encodes");
+    rows.validate().expect("well-formed rows");
+    for (i, r) in parsed.records.iter().enumerate() {
+        let back = rows.decode(i).expect("decodes");
+        assert_eq!((&back.message, &back.host, &back.app), (&r.message, &r.host, &r.app));
+        assert_eq!(back.fields, r.fields);
+    }
+});
