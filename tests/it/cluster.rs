@@ -23,13 +23,6 @@ const OWNERS: [usize; 4] = [0, 1, 2, 0];
 
 /// A free port on 127.0.0.1: bound, read and released for the node to bind next
 /// (every node must know every node's URL before any starts).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 struct Node {
     pub(crate) config: PathBuf,
     daemon: Option<Daemon>,

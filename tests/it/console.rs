@@ -533,13 +533,6 @@ async fn the_console_asks_for_a_token_and_works_with_one() {
 }
 
 /// A free port on 127.0.0.1, for a node whose URL its peer must know first.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// Posts 40 records of 40 hosts through `base`: some for each of two shards.
 async fn send_forty(base: &str, tag: &str) {
     let records: Vec<Value> = (0..40)

@@ -128,6 +128,27 @@ pub fn init_logs() {
     }
 }
 
+/// A port for a daemon that must know its address before it starts (a cluster
+/// node's peers name it). Taken below the kernel's ephemeral range (from 32768),
+/// from a counter this process alone moves, so neither an outgoing connection nor
+/// another test's `127.0.0.1:0` can be given it between this check and the
+/// daemon's bind, nor a restarted node's in the meantime.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Each test process starts at a place of its own, so two suites on one
+    // machine rarely meet; a port found in use is skipped.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 40) as u16 * 300;
+    for _ in 0..12_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (start + offset) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
+}
+
 /// A fresh database in the shared cluster; returns its DSN.
 pub async fn fresh_database() -> String {
     fresh_database_on(cluster()).await
