@@ -389,7 +389,8 @@ impl Snapshot {
         let (c, conn) = tokio_postgres::connect(&pg.dsn(db), tokio_postgres::NoTls).await?;
         actix_web::rt::spawn(conn);
         let tomorrow = chrono::Utc::now().date_naive() + chrono::Duration::days(1);
-        schema::compact_closed_days(&c, tomorrow, Duration::from_secs(600)).await?;
+        schema::compact_closed_days(&c, tomorrow, Duration::from_secs(600), &mut Vec::new())
+            .await?;
         println!(
             "  once the day has closed {:.0} bytes/record stored (its index rebuilt packed)",
             query_f64(pg, db, STORED).await? / n as f64

@@ -559,7 +559,7 @@ impl WriteCtx {
             Utc::now().date_naive(),
             (
                 // Never a partition retention would drop at once.
-                match retention.max_age_days {
+                match retention.longest_age() {
                     0 => storage.partition_days_behind,
                     age => storage.partition_days_behind.min(age),
                 },
@@ -586,12 +586,14 @@ impl WriteCtx {
     /// minutes, and writes need not wait for it).
     async fn compact(&self) -> Result<(), String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
-        let compacted =
-            schema::compact_closed_days(&client, Utc::now().date_naive(), COMPACTION_BUDGET)
-                .await
-                .map_err(|e| {
-                    format!("compacting a closed day's index failed: {}", db_message(&e))
-                })?;
+        let mut compacted = Vec::new();
+        let result = schema::compact_closed_days(
+            &client,
+            Utc::now().date_naive(),
+            COMPACTION_BUDGET,
+            &mut compacted,
+        )
+        .await;
         for c in &compacted {
             self.metrics
                 .index_compactions
@@ -602,7 +604,7 @@ impl WriteCtx {
                 .with_label_values(&[&self.label])
                 .inc_by((c.before - c.after).max(0) as u64);
         }
-        Ok(())
+        result.map_err(|e| format!("compacting a closed day's index failed: {}", db_message(&e)))
     }
 
     /// Applies `[retention]` to the shard, counting what it dropped and what
@@ -626,6 +628,9 @@ impl WriteCtx {
             }
             Err(e) => Err(("error", e.to_string())),
         };
+        if !done.dropped.is_empty() || done.default_rows > 0 {
+            self.known.forget_all();
+        }
         for d in &done.dropped {
             m.retention_days
                 .with_label_values(&[shard, d.why.label()])

@@ -78,6 +78,13 @@ impl RetentionConfig {
             .unwrap_or(self.max_age_days)
     }
 
+    /// The longest age any tenant's records have; 0: some are kept for ever.
+    pub fn longest_age(&self) -> u32 {
+        self.tenants
+            .values()
+            .fold(self.max_age_days, |a, &d| longest(a, d))
+    }
+
     /// The retention classes new days are sub-partitioned by: the tenants of each
     /// age that differs from `max_age_days`, shortest age first (0, for ever,
     /// last). Empty: days are not sub-partitioned.

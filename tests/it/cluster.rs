@@ -21,8 +21,8 @@ pub(crate) const IDS: [&str; 3] = ["a", "b", "c"];
 /// Owner of shards 0..4: a writes two, b and c one each.
 const OWNERS: [usize; 4] = [0, 1, 2, 0];
 
-/// A free port on 127.0.0.1: bound, read and released for the node to bind next
-/// (every node must know every node's URL before any starts).
+/// One node of a [`TestCluster`] (every node knows every node's URL before any
+/// starts, so their ports come from `helpers::free_port`).
 struct Node {
     pub(crate) config: PathBuf,
     daemon: Option<Daemon>,

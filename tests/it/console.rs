@@ -532,7 +532,6 @@ async fn the_console_asks_for_a_token_and_works_with_one() {
     app.stop().await;
 }
 
-/// A free port on 127.0.0.1, for a node whose URL its peer must know first.
 /// Posts 40 records of 40 hosts through `base`: some for each of two shards.
 async fn send_forty(base: &str, tag: &str) {
     let records: Vec<Value> = (0..40)

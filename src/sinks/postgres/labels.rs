@@ -84,6 +84,12 @@ impl Known {
         fresh.into_iter().collect()
     }
 
+    /// Forgets every key: retention removed some from the index, and a late
+    /// record must put its keys back.
+    pub fn forget_all(&self) {
+        self.0.lock().expect("label keys lock").clear();
+    }
+
     /// Remembers keys whose transaction committed.
     pub fn committed(&self, keys: Vec<Key>) {
         let mut known = self.0.lock().expect("label keys lock");

@@ -192,17 +192,22 @@ pub async fn apply(
     if config.limits_logs() {
         let measured = storage::measure(&*client).await?;
         let present = present(&*client, config).await?;
+        // Leaves emptied by this check: a day dropped after them counts only the rest.
+        let mut emptied: Vec<String> = Vec::new();
         for (step, why) in plan(&measured, &present, today, config) {
             let day = step.day();
             let bytes = measured
                 .partitions
                 .iter()
                 .filter(|p| match &step {
-                    Step::Day(d) => p.day == Some(*d),
+                    Step::Day(d) => p.day == Some(*d) && !emptied.contains(&p.name),
                     Step::Class { leaf, .. } => &p.name == leaf,
                 })
                 .map(|p| p.bytes)
                 .sum();
+            if let Step::Class { leaf, .. } = &step {
+                emptied.push(leaf.clone());
+            }
             let tx = client.transaction().await?;
             if !locked(&tx).await? {
                 return Ok(());
@@ -221,11 +226,10 @@ pub async fn apply(
             });
         }
     }
-    if config.max_age_days > 0 {
-        let cutoff = today - Duration::days(i64::from(config.max_age_days));
+    if config.max_age_days > 0 || config.tenants.values().any(|&d| d > 0) {
         let tx = client.transaction().await?;
         if locked(&tx).await? {
-            done.default_rows += delete_default_before(&tx, cutoff).await?;
+            done.default_rows += delete_default_expired(&tx, today, config).await?;
             tx.commit().await?;
         }
     }
@@ -278,12 +282,13 @@ async fn locked(tx: &Transaction<'_>) -> Result<bool, tokio_postgres::Error> {
 
 /// Drops `day`'s partition and its entries beside the rows; returns its rows.
 async fn drop_day(tx: &Transaction<'_>, day: NaiveDate) -> Result<i64, tokio_postgres::Error> {
-    let from = day.and_time(NaiveTime::MIN).and_utc();
-    let to = from + Duration::days(1);
+    let (from, to) = day_bounds(day);
+    // The minute counts, not the blocks: a class emptied before took its counts
+    // with it, and its rows were counted then.
     let rows: i64 = tx
         .query_one(
-            "SELECT coalesce(sum(lines), 0)::bigint FROM chute.line_blooms
-             WHERE first_ts >= $1 AND first_ts < $2",
+            "SELECT coalesce(sum(lines), 0)::bigint FROM chute.minute_counts
+             WHERE minute > $1 AND minute <= $2",
             &[&from, &to],
         )
         .await?
@@ -292,7 +297,7 @@ async fn drop_day(tx: &Transaction<'_>, day: NaiveDate) -> Result<i64, tokio_pos
     tx.batch_execute(&format!("DROP TABLE chute.{}", partition_name(day)))
         .await?;
     super::schema::forget_leaves(tx, day).await?;
-    forget(tx, Some(from), to).await?;
+    forget(tx, from, to).await?;
     Ok(rows)
 }
 
@@ -308,8 +313,7 @@ async fn empty_class(
     leaf: &str,
     tenants: &Tenants,
 ) -> Result<i64, tokio_postgres::Error> {
-    let from = day.and_time(NaiveTime::MIN).and_utc();
-    let to = from + Duration::days(1);
+    let (from, to) = day_bounds(day);
     let (listed, only) = match tenants {
         Tenants::Only(t) => (t, true),
         Tenants::AllBut(t) => (t, false),
@@ -345,6 +349,97 @@ async fn empty_class(
         &[&day, listed, &only],
     )
     .await?;
+    mark_changed(tx, from, to).await?;
+    Ok(rows)
+}
+
+/// Deletes the rows of the default partition past their tenant's age, and what
+/// is kept beside them. Their days have no partition of their own (a day's rows
+/// move into its partition when it is made), so the minute counts and label
+/// entries of those days and tenants are theirs alone; the day's blocks go once
+/// no row of the day is left, else an empty block per hour marks the change.
+async fn delete_default_expired(
+    tx: &Transaction<'_>,
+    today: NaiveDate,
+    config: &RetentionConfig,
+) -> Result<u64, tokio_postgres::Error> {
+    let (names, ages): (Vec<&str>, Vec<i32>) = config
+        .tenants
+        .iter()
+        .map(|(t, d)| (t.as_str(), i32::try_from(*d).unwrap_or(i32::MAX)))
+        .unzip();
+    let default_age = i32::try_from(config.max_age_days).unwrap_or(i32::MAX);
+    let gone = tx
+        .query(
+            "WITH ages (tenant, days) AS (SELECT * FROM unnest($1::text[], $2::int[])),
+             gone AS (
+                 DELETE FROM chute.logs_default d
+                 USING (SELECT t.tenant, coalesce(a.days, $3) AS days
+                        FROM (SELECT DISTINCT tenant FROM chute.logs_default) t
+                        LEFT JOIN ages a USING (tenant)) k
+                 WHERE d.tenant = k.tenant AND k.days > 0
+                   AND d.ts < (($4::date - k.days)::timestamp AT TIME ZONE 'UTC')
+                 RETURNING (d.ts AT TIME ZONE 'UTC')::date AS day, d.tenant
+             )
+             SELECT day, tenant, count(*) FROM gone GROUP BY 1, 2 ORDER BY 1, 2",
+            &[&names, &ages, &default_age, &today],
+        )
+        .await?;
+    let mut rows = 0u64;
+    let mut days: Vec<NaiveDate> = Vec::new();
+    for r in &gone {
+        let (day, tenant, n): (NaiveDate, String, i64) = (r.get(0), r.get(1), r.get(2));
+        rows += n.max(0) as u64;
+        let (from, to) = day_bounds(day);
+        tx.execute(
+            "DELETE FROM chute.minute_counts WHERE minute > $1 AND minute <= $2 AND tenant = $3",
+            &[&from, &to, &tenant],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM chute.label_values WHERE day = $1 AND tenant = $2",
+            &[&day, &tenant],
+        )
+        .await?;
+        if !days.contains(&day) {
+            days.push(day);
+        }
+    }
+    for day in days {
+        let (from, to) = day_bounds(day);
+        let left: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT FROM chute.logs_default WHERE ts >= $1 AND ts < $2)",
+                &[&from, &to],
+            )
+            .await?
+            .get(0);
+        if left {
+            mark_changed(tx, from, to).await?;
+        } else {
+            tx.execute(
+                "DELETE FROM chute.line_blooms WHERE first_ts >= $1 AND first_ts < $2",
+                &[&from, &to],
+            )
+            .await?;
+        }
+    }
+    Ok(rows)
+}
+
+/// The start of `day` and of the day after (UTC).
+fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let from = day.and_time(NaiveTime::MIN).and_utc();
+    (from, from + Duration::days(1))
+}
+
+/// Adds an empty block to each hour of `[from, to)`, so counts kept for those
+/// hours (`query::cache`, stamped by blocks and lines) are seen to be stale.
+async fn mark_changed(
+    tx: &Transaction<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "INSERT INTO chute.line_blooms (first_ts, last_ts, lines, bloom)
          SELECT h + interval '1 microsecond', h + interval '1 microsecond', 0,
@@ -354,49 +449,30 @@ async fn empty_class(
         &[&from, &to],
     )
     .await?;
-    Ok(rows)
+    Ok(())
 }
 
-/// Deletes the rows of the default partition from before `cutoff`, and their
-/// entries beside the rows.
-async fn delete_default_before(
-    tx: &Transaction<'_>,
-    cutoff: NaiveDate,
-) -> Result<u64, tokio_postgres::Error> {
-    let to = cutoff.and_time(NaiveTime::MIN).and_utc();
-    let rows = tx
-        .execute("DELETE FROM chute.logs_default WHERE ts < $1", &[&to])
-        .await?;
-    if rows > 0 {
-        forget(tx, None, to).await?;
-    }
-    Ok(rows)
-}
-
-/// Deletes the blocks, minute counts and label index entries of `[from, to)`
-/// (no `from`: everything before `to`).
+/// Deletes the blocks, minute counts and label index entries of the day
+/// `[from, to)`.
 async fn forget(
     tx: &Transaction<'_>,
-    from: Option<DateTime<Utc>>,
+    from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "DELETE FROM chute.line_blooms
-         WHERE ($1::timestamptz IS NULL OR first_ts >= $1) AND first_ts < $2",
+        "DELETE FROM chute.line_blooms WHERE first_ts >= $1 AND first_ts < $2",
         &[&from, &to],
     )
     .await?;
     // A minute's counts are of (minute - 60 s, minute].
     tx.execute(
-        "DELETE FROM chute.minute_counts
-         WHERE ($1::timestamptz IS NULL OR minute > $1) AND minute <= $2",
+        "DELETE FROM chute.minute_counts WHERE minute > $1 AND minute <= $2",
         &[&from, &to],
     )
     .await?;
     tx.execute(
         "DELETE FROM chute.label_values
-         WHERE ($1::timestamptz IS NULL OR day >= ($1 AT TIME ZONE 'UTC')::date)
-           AND day < ($2 AT TIME ZONE 'UTC')::date",
+         WHERE day >= ($1 AT TIME ZONE 'UTC')::date AND day < ($2 AT TIME ZONE 'UTC')::date",
         &[&from, &to],
     )
     .await?;

@@ -284,14 +284,31 @@ async fn layout(
     ))
 }
 
-/// Drops the day partition `name` so it can be made again, if it holds no row
-/// and its lock is had within [`LOCK_TIMEOUT`]; false (and nothing done) if not.
+/// Drops the day partition `name` so it can be made again, if it holds no row;
+/// false (and nothing done) if it does, or if its lock is not had within
+/// [`LOCK_TIMEOUT`]. The lock comes first, so no write can land in between the
+/// check and the drop.
 async fn remake_empty(
     tx: &impl GenericClient,
     day: NaiveDate,
     name: &str,
 ) -> Result<bool, tokio_postgres::Error> {
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        .await?;
     // The name is made from a date, never from input.
+    let locked = tx
+        .batch_execute(&format!(
+            "LOCK TABLE chute.logs, chute.{name} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await;
+    match locked {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            tracing::info!(partition = %name, "an empty day waits for its retention classes: its lock was busy");
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    }
     let empty: bool = tx
         .query_one(
             &format!("SELECT NOT EXISTS (SELECT FROM chute.{name})"),
@@ -302,23 +319,10 @@ async fn remake_empty(
     if !empty {
         return Ok(false);
     }
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    tx.batch_execute(&format!("DROP TABLE chute.{name}"))
         .await?;
-    match tx.batch_execute(&format!("DROP TABLE chute.{name}")).await {
-        Ok(()) => {
-            tx.execute(
-                "DELETE FROM chute.partition_tenants WHERE day = $1",
-                &[&day],
-            )
-            .await?;
-            Ok(true)
-        }
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-            tracing::info!(partition = %name, "an empty day waits for its retention classes: its lock was busy");
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
+    forget_leaves(tx, day).await?;
+    Ok(true)
 }
 
 /// Forgets what is kept about `day`'s leaves (their classes, their compaction),
@@ -432,12 +436,21 @@ pub struct Compacted {
     pub after: i64,
 }
 
+/// Key of the advisory lock index rebuilds run under (ASCII "compact"), so two
+/// maintenance runs (hourly, and one a SIGHUP starts) never rebuild at once.
+const COMPACTION_LOCK: i64 = 0x63_6f_6d_70_61_63_74;
+
 /// Rebuilds the `(host, ts)` index of each leaf of a closed day (before
 /// `today`, UTC) once, with `REINDEX ... CONCURRENTLY`, which neither blocks nor
 /// is blocked by writes and queries. Rows of a day arrive in time order from
 /// every host at once, so each host's run of the index is appended at its end
 /// and its pages split half full: about 72 bytes per row. A sorted rebuild packs
-/// them (about 41). Stops starting new rebuilds after `budget`.
+/// them (about 41). Stops starting new rebuilds after `budget`; pushes each
+/// rebuild to `done` as it completes. Does nothing while another run holds the
+/// lock.
+///
+/// A rebuild that failed half-way leaves an invalid `_ccnew` index behind; those
+/// are dropped first.
 ///
 /// # Errors
 /// Any error from PostgreSQL; the leaves rebuilt before it stay recorded.
@@ -445,8 +458,47 @@ pub async fn compact_closed_days(
     client: &Client,
     today: NaiveDate,
     budget: std::time::Duration,
-) -> Result<Vec<Compacted>, tokio_postgres::Error> {
+    done: &mut Vec<Compacted>,
+) -> Result<(), tokio_postgres::Error> {
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&COMPACTION_LOCK])
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(());
+    }
+    let result = compact(client, today, budget, done).await;
+    // A session lock: released here, or with the session if the connection died.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&COMPACTION_LOCK])
+        .await;
+    result.and(unlocked.map(|_| ()))
+}
+
+async fn compact(
+    client: &Client,
+    today: NaiveDate,
+    budget: std::time::Duration,
+    done: &mut Vec<Compacted>,
+) -> Result<(), tokio_postgres::Error> {
     let started = std::time::Instant::now();
+    for r in client
+        .query(
+            "SELECT i.indexrelid::regclass::text FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE NOT i.indisvalid AND c.relnamespace = 'chute'::regnamespace
+               AND c.relname LIKE '%\\_ccnew%'",
+            &[],
+        )
+        .await?
+    {
+        let index: String = r.get(0);
+        // The name comes from the catalog (`regclass` output, quoted where needed).
+        client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+            .await?;
+        tracing::info!(index = %index, "dropped an index rebuild that had failed");
+    }
     let rows = client
         .query(
             "SELECT t.relname::text, i.indexrelid::regclass::text, pg_relation_size(i.indexrelid)
@@ -459,7 +511,6 @@ pub async fn compact_closed_days(
             &[],
         )
         .await?;
-    let mut done = Vec::new();
     for r in rows {
         let (partition, index, before): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
         let closed = super::storage::day_of(&partition).is_some_and(|d| d < today);
@@ -487,7 +538,7 @@ pub async fn compact_closed_days(
             after,
         });
     }
-    Ok(done)
+    Ok(())
 }
 
 /// Forgets the ids of batches committed more than `hours` ago. A batch can only

@@ -22,6 +22,11 @@
 //! | `app`, else `service_name`, else `job` | `app` |
 //! | `level`, else `detected_level`, else `severity` | `severity`: the syslog names (`error`, `warn`, `info`, ...), `fatal` → 2 (crit), `trace` → 7 (debug); any other value stays a field |
 //!
+//! A stream may have at most 30 labels, names of at most 1,024 bytes and values
+//! of at most 2,048 (Loki's limits, with room); a stream over them has its
+//! entries refused. A push whose records would hold more than twice the body
+//! limit (labels are copied into each entry) is refused whole, 413.
+//!
 //! Every other label, and the ones not taken (`job` when `app` is set), go into
 //! `fields` as strings, and so does each entry's structured metadata (which wins
 //! over a label of the same name). The tenant is the push's (`X-Scope-OrgID`),
@@ -30,7 +35,7 @@
 //! receipt. NUL and invalid UTF-8 are replaced with U+FFFD and counted, as on
 //! every source.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use prost::Message as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -72,9 +77,14 @@ pub fn decode(
         received_at,
         tenant,
         index: 0,
+        held: 0,
+        // A stream's labels are copied into each of its entries' records: a
+        // small body of many entries under long labels must not turn into
+        // gigabytes. Twice the body limit is room enough for any honest push.
+        budget: limit.saturating_mul(2),
     };
     for stream in streams {
-        out.stream(stream);
+        out.stream(stream)?;
     }
     Ok(out.parsed)
 }
@@ -122,6 +132,7 @@ fn protobuf_streams(body: &[u8], limit: usize) -> Result<Vec<Stream>, ParseError
                             u32::try_from(t.nanos)
                                 .ok()
                                 .and_then(|n| DateTime::from_timestamp(t.seconds, n))
+                                .filter(|t| (1..=9999).contains(&t.year()))
                                 .ok_or_else(|| {
                                     format!("timestamp: {}s {}ns is not a time", t.seconds, t.nanos)
                                 })?,
@@ -233,6 +244,13 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+fn text_len(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        other => other.to_string().len(),
+    }
+}
+
 /// A label or metadata value as text.
 fn text_of(v: Value) -> String {
     match v {
@@ -241,23 +259,58 @@ fn text_of(v: Value) -> String {
     }
 }
 
+/// Loki's own limits on a stream's labels (its defaults, with room).
+const MAX_LABELS: usize = 30;
+const MAX_LABEL_NAME_BYTES: usize = 1024;
+const MAX_LABEL_VALUE_BYTES: usize = 2048;
+
+/// At most this many characters of a stream's labels are quoted in an error.
+const MAX_QUOTED_CHARS: usize = 64;
+
 /// `{app="web", host="a"}` (a LogQL stream selector of `=` matchers only).
 fn parse_labels(text: &str) -> Result<Vec<(String, String)>, String> {
-    let expr = chute_logql::parse(text).map_err(|e| format!("labels {text:?}: {e}"))?;
+    let quoted: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+    let quoted = if quoted.len() < text.len() {
+        format!("{quoted:?}...")
+    } else {
+        format!("{quoted:?}")
+    };
+    let expr = chute_logql::parse(text).map_err(|e| format!("labels {quoted}: {e}"))?;
     let chute_logql::Expr::Log(log) = expr else {
-        return Err(format!("labels {text:?}: not a label set"));
+        return Err(format!("labels {quoted}: not a label set"));
     };
     if !log.pipeline.is_empty() {
-        return Err(format!("labels {text:?}: not a label set"));
+        return Err(format!("labels {quoted}: not a label set"));
     }
     log.selector
         .matchers
         .into_iter()
         .map(|m| match m.op {
             chute_logql::MatchOp::Eq => Ok((m.name, m.value.value)),
-            _ => Err(format!("labels {text:?}: only name=\"value\" pairs")),
+            _ => Err(format!("labels {quoted}: only name=\"value\" pairs")),
         })
         .collect()
+}
+
+/// Loki's limits on one stream's labels.
+fn check_labels(labels: &[(String, String)]) -> Result<(), String> {
+    if labels.len() > MAX_LABELS {
+        return Err(format!("labels: more than {MAX_LABELS}"));
+    }
+    for (name, value) in labels {
+        if name.len() > MAX_LABEL_NAME_BYTES {
+            return Err(format!(
+                "labels: a name longer than {MAX_LABEL_NAME_BYTES} bytes"
+            ));
+        }
+        if value.len() > MAX_LABEL_VALUE_BYTES {
+            let quoted: String = name.chars().take(MAX_QUOTED_CHARS).collect();
+            return Err(format!(
+                "labels: {quoted}'s value is longer than {MAX_LABEL_VALUE_BYTES} bytes"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The columns a stream's labels give, and the labels left for `fields`.
@@ -269,6 +322,7 @@ struct Columns {
 }
 
 fn columns(labels: Vec<(String, String)>) -> Result<Columns, String> {
+    check_labels(&labels)?;
     let take = |labels: &mut Vec<(String, String)>, names: &[&str]| {
         names.iter().find_map(|n| {
             let i = labels.iter().position(|(k, _)| k == n)?;
@@ -319,6 +373,9 @@ struct Out<'a> {
     tenant: &'a str,
     /// The next entry's position in the body.
     index: usize,
+    /// Bytes of text the records hold so far, and the most they may.
+    held: usize,
+    budget: usize,
 }
 
 impl Out<'_> {
@@ -332,19 +389,34 @@ impl Out<'_> {
         self.parsed.rejected_count += 1;
     }
 
-    fn stream(&mut self, stream: Stream) {
+    fn stream(&mut self, stream: Stream) -> Result<(), ParseError> {
         let columns = stream.labels.and_then(columns);
+        let labels_bytes = columns.as_ref().map_or(0, |c| {
+            c.fields
+                .iter()
+                .map(|(k, v)| k.len() + text_len(v))
+                .sum::<usize>()
+                + c.host.as_ref().map_or(0, String::len)
+                + c.app.as_ref().map_or(0, String::len)
+        });
         for entry in stream.entries {
             match (&columns, entry) {
                 (Err(e), _) => self.reject(e.clone()),
                 (_, Err(e)) => self.reject(e),
                 (Ok(c), Ok(entry)) => {
+                    let metadata: usize =
+                        entry.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+                    self.held += labels_bytes + metadata + entry.line.len();
+                    if self.held > self.budget {
+                        return Err(ParseError::TooLarge { limit: self.budget });
+                    }
                     let record = self.record(c, entry);
                     self.parsed.records.push(record);
                 }
             }
             self.index += 1;
         }
+        Ok(())
     }
 
     fn record(&mut self, c: &Columns, entry: Entry) -> Record {

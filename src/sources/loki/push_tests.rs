@@ -208,3 +208,48 @@ fn levels_read_as_syslog_severities_and_an_unknown_one_stays_a_field() {
         p.rejected
     );
 }
+
+#[test]
+fn long_labels_are_refused_and_copies_of_them_cannot_grow_past_the_budget() {
+    let p = json_push(json!({"streams": [
+        {"stream": {"app": "x".repeat(3000)}, "values": [["1", "a"]]},
+        {"stream": (0..31).map(|i| (format!("l{i}"), json!("v"))).collect::<serde_json::Map<_, _>>(), "values": [["1", "b"]]},
+        {"stream": {"ok": "y"}, "values": [["1", "c"]]}
+    ]}))
+    .unwrap();
+    assert_eq!(p.records.len(), 1);
+    assert!(
+        p.rejected[0].error.contains("longer than 2048"),
+        "{:?}",
+        p.rejected
+    );
+    assert!(
+        p.rejected[1].error.contains("more than 30"),
+        "{:?}",
+        p.rejected
+    );
+    // 2,000 bytes of labels on each of 20,000 empty entries: ~40 MB of records
+    // from a body of a few hundred kilobytes, past twice its limit.
+    let labels = format!("{{a=\"{}\"}}", "v".repeat(2000));
+    let request = proto::PushRequest {
+        streams: vec![proto::Stream {
+            labels: labels.into_bytes(),
+            entries: (0..20_000).map(|_| entry(1, "", &[])).collect(),
+            hash: 0,
+        }],
+    };
+    let body = snappy(&request);
+    let e = decode(&body, PushFormat::Protobuf, at(), "t", 1 << 20).unwrap_err();
+    assert_eq!(e, ParseError::TooLarge { limit: 2 << 20 });
+    // Labels that do not parse are quoted short in each refusal.
+    let long = format!("{{a=~\"{}\"}}", "z".repeat(10_000));
+    let request = proto::PushRequest {
+        streams: vec![proto::Stream {
+            labels: long.into_bytes(),
+            entries: vec![entry(1, "x", &[])],
+            hash: 0,
+        }],
+    };
+    let p = decode(&snappy(&request), PushFormat::Protobuf, at(), "t", 1 << 20).unwrap();
+    assert!(p.rejected[0].error.len() < 200, "{}", p.rejected[0].error);
+}
