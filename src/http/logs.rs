@@ -68,6 +68,7 @@ async fn ingest(
     });
     // Held until the answer: the parsed records take about as much again.
     let (mut parsed, _charge) = receive(
+        SOURCE,
         &mut payload,
         encoding,
         headers,
@@ -107,9 +108,11 @@ async fn ingest(
 const SOURCE: &str = "http";
 
 /// Reads the body (within `http.max_body_bytes`), decodes it as the job `job`
-/// makes of it and its limit, and charges the request to `tenant`'s rate limits.
+/// makes of it and its limit, and charges the request to `tenant`'s rate limits
+/// (its records counted rejected for `source` when they are over them).
 /// The [`Charge`] holds the body's bytes in the budget until it is dropped.
 pub(super) async fn receive<D>(
+    source: &str,
     payload: &mut web::Payload,
     encoding: ContentEncoding,
     headers: &HeaderMap,
@@ -124,7 +127,14 @@ where
     let (body, charge) = read_body(payload, encoding, limit, state).await?;
     let body_bytes = body.len();
     let parsed = decode(state, job(body, limit), body_bytes).await?;
-    admit(state, tenant, parsed.records.len(), body_bytes)?;
+    admit(state, tenant, parsed.records.len(), body_bytes).inspect_err(|_| {
+        // Received (counted by the decoding), so counted refused too.
+        state
+            .metrics
+            .records_rejected
+            .with_label_values(&[source, "rate_limited"])
+            .inc_by(parsed.records.len() as u64);
+    })?;
     Ok((parsed, charge))
 }
 

@@ -62,6 +62,7 @@ async fn store(
         .admit(headers, req.peer_addr(), Scope::Ingest, requested)?
         .tenant;
     let (mut parsed, _charge) = receive(
+        SOURCE,
         &mut payload,
         encoding,
         headers,

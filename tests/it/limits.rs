@@ -80,6 +80,14 @@ async fn a_tenant_gets_its_rate_within_ten_percent_and_no_more() {
         ),
         limited as f64
     );
+    // Each refused record counted, as each received one is.
+    assert_eq!(
+        app.metric(
+            "chute_records_rejected_total",
+            &["source=\"http\"", "reason=\"rate_limited\""]
+        ),
+        (limited * 25) as f64
+    );
     // Another tenant is not held back; a request over a second's worth never fits.
     for _ in 0..5 {
         assert_eq!(post(&app, "beta", 200).await.status, 200);
