@@ -89,11 +89,12 @@ impl RetentionConfig {
     /// age that differs from `max_age_days`, shortest age first (0, for ever,
     /// last). Empty: days are not sub-partitioned.
     pub fn classes(&self) -> Vec<Vec<String>> {
-        let mut by_age: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        // Keyed (for ever?, age): shortest first, for ever last.
+        let mut by_age: BTreeMap<(bool, u32), Vec<String>> = BTreeMap::new();
         for (tenant, &age) in &self.tenants {
             if age != self.max_age_days {
                 by_age
-                    .entry(age.wrapping_sub(1))
+                    .entry((age == 0, age))
                     .or_default()
                     .push(tenant.clone());
             }

@@ -61,6 +61,20 @@ pub enum Tenants {
     AllBut(Vec<String>),
 }
 
+impl Tenants {
+    /// The tenant list and whether it is of those tenants (`true`) or of all
+    /// others: the parameters of [`OF_CLASS`].
+    fn filter(&self) -> (&Vec<String>, bool) {
+        match self {
+            Tenants::Only(t) => (t, true),
+            Tenants::AllBut(t) => (t, false),
+        }
+    }
+}
+
+/// Rows of the tenants of [`Tenants::filter`], bound as `$3` and `$4`.
+const OF_CLASS: &str = "((tenant = ANY($3::text[])) = $4::bool)";
+
 /// One thing a check removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -131,9 +145,8 @@ pub fn plan(
         let age = |p: &Partition| match &p.tenants {
             Some(tenants) => tenants
                 .iter()
-                .fold(None, |a: Option<u32>, t| {
-                    Some(a.map_or(config.age_of(t), |a| longest(a, config.age_of(t))))
-                })
+                .map(|t| config.age_of(t))
+                .reduce(longest)
                 .unwrap_or(config.max_age_days),
             None => present
                 .get(&day)
@@ -272,8 +285,7 @@ async fn present(
 /// Takes the retention lock and sets the lock timeout for the transaction; false
 /// when another node holds the lock.
 async fn locked(tx: &Transaction<'_>) -> Result<bool, tokio_postgres::Error> {
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        .await?;
+    super::schema::bound_lock_waits(tx).await?;
     Ok(tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RETENTION_LOCK])
         .await?
@@ -314,12 +326,7 @@ async fn empty_class(
     tenants: &Tenants,
 ) -> Result<i64, tokio_postgres::Error> {
     let (from, to) = day_bounds(day);
-    let (listed, only) = match tenants {
-        Tenants::Only(t) => (t, true),
-        Tenants::AllBut(t) => (t, false),
-    };
-    // The tenants of the class: those listed, or (the default leaf) all others.
-    const OF_CLASS: &str = "((tenant = ANY($3::text[])) = $4::bool)";
+    let (listed, only) = tenants.filter();
     let rows: i64 = tx
         .query_one(
             &format!(
@@ -336,19 +343,7 @@ async fn empty_class(
         leaf.starts_with("logs_") && leaf[5..].bytes().all(|b| b.is_ascii_digit() || b == b'_')
     );
     tx.batch_execute(&format!("TRUNCATE chute.{leaf}")).await?;
-    tx.execute(
-        &format!(
-            "DELETE FROM chute.minute_counts WHERE minute > $1 AND minute <= $2 AND {OF_CLASS}"
-        ),
-        &[&from, &to, listed, &only],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM chute.label_values
-         WHERE day = $1 AND ((tenant = ANY($2::text[])) = $3::bool)",
-        &[&day, listed, &only],
-    )
-    .await?;
+    forget_tenants(tx, day, tenants).await?;
     mark_changed(tx, from, to).await?;
     Ok(rows)
 }
@@ -390,17 +385,7 @@ async fn delete_default_expired(
     for r in &gone {
         let (day, tenant, n): (NaiveDate, String, i64) = (r.get(0), r.get(1), r.get(2));
         rows += n.max(0) as u64;
-        let (from, to) = day_bounds(day);
-        tx.execute(
-            "DELETE FROM chute.minute_counts WHERE minute > $1 AND minute <= $2 AND tenant = $3",
-            &[&from, &to, &tenant],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM chute.label_values WHERE day = $1 AND tenant = $2",
-            &[&day, &tenant],
-        )
-        .await?;
+        forget_tenants(tx, day, &Tenants::Only(vec![tenant])).await?;
         if !days.contains(&day) {
             days.push(day);
         }
@@ -425,6 +410,30 @@ async fn delete_default_expired(
         }
     }
     Ok(rows)
+}
+
+/// Deletes the minute counts and label index entries of `tenants` on `day`.
+async fn forget_tenants(
+    tx: &Transaction<'_>,
+    day: NaiveDate,
+    tenants: &Tenants,
+) -> Result<(), tokio_postgres::Error> {
+    let (from, to) = day_bounds(day);
+    let (listed, only) = tenants.filter();
+    tx.execute(
+        &format!(
+            "DELETE FROM chute.minute_counts WHERE minute > $1 AND minute <= $2 AND {OF_CLASS}"
+        ),
+        &[&from, &to, listed, &only],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM chute.label_values
+         WHERE day = $1 AND ((tenant = ANY($2::text[])) = $3::bool)",
+        &[&day, listed, &only],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The start of `day` and of the day after (UTC).

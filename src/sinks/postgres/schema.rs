@@ -293,8 +293,7 @@ async fn remake_empty(
     day: NaiveDate,
     name: &str,
 ) -> Result<bool, tokio_postgres::Error> {
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        .await?;
+    bound_lock_waits(tx).await?;
     // The name is made from a date, never from input.
     let locked = tx
         .batch_execute(&format!(
@@ -348,6 +347,12 @@ pub async fn forget_leaves(
 /// Longest a partition drop waits for its lock on `chute.logs` before it gives up
 /// until the next check (writes and queries wait behind a waiting drop).
 pub const LOCK_TIMEOUT: &str = "1s";
+
+/// Makes every lock of the transaction wait at most [`LOCK_TIMEOUT`].
+pub async fn bound_lock_waits(tx: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        .await
+}
 
 /// Name of the leaf of `day`'s partition `name` for class `n` (0: the default).
 pub fn leaf_name(name: &str, n: usize) -> String {
