@@ -35,6 +35,8 @@ use reload::Live;
 /// A running chute: its listener, actors, and (on the embedded default) PostgreSQL.
 pub struct Application {
     addr: SocketAddr,
+    /// `http.otlp_listen`'s address, when set.
+    otlp_addr: Option<SocketAddr>,
     /// Where the syslog listeners listen.
     syslog: Vec<Bound>,
     /// Tells the syslog listeners to deliver what they hold and stop.
@@ -281,6 +283,15 @@ impl Application {
         let listener = std::net::TcpListener::bind(config.http.listen)
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         let addr = listener.local_addr()?;
+        let otlp_listener = config
+            .http
+            .otlp_listen
+            .map(|a| {
+                std::net::TcpListener::bind(a)
+                    .with_context(|| format!("cannot listen on {a} (http.otlp_listen)"))
+            })
+            .transpose()?;
+        let otlp_addr = otlp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let http_live = Arc::new(std::sync::RwLock::new(config.http.clone()));
         let shutdown_timeout = Duration::from_millis(config.node.shutdown_timeout_ms);
         let running_config = config;
@@ -297,6 +308,7 @@ impl Application {
             deadletters,
             auth: auth.clone(),
             limits: limits.clone(),
+            otlp_addr,
             query: Arc::new(crate::query::exec::QueryState {
                 shards: readers,
                 peers: running_config
@@ -337,19 +349,24 @@ impl Application {
             .keep_alive(keep_alive)
             .shutdown_timeout(shutdown_timeout.as_secs().max(1));
         let https = tls.is_some();
-        let server = match tls {
-            Some(tls) => server.listen_rustls_0_23(listener, (*tls).clone())?,
-            None => server.listen(listener)?,
+        let mut server = server;
+        for listener in std::iter::once(listener).chain(otlp_listener) {
+            server = match &tls {
+                Some(tls) => server.listen_rustls_0_23(listener, (**tls).clone())?,
+                None => server.listen(listener)?,
+            };
         }
-        // chute handles SIGTERM/SIGINT itself (see `run_until_stopped`).
-        .disable_signals()
-        .run();
-        tracing::info!(%addr, https, shards = shards.len(), embedded = embedded.is_some(), tokens = running_config.tokens.len(), "chute is listening");
+        let server = server
+            // chute handles SIGTERM/SIGINT itself (see `run_until_stopped`).
+            .disable_signals()
+            .run();
+        tracing::info!(%addr, otlp = ?otlp_addr, https, shards = shards.len(), embedded = embedded.is_some(), tokens = running_config.tokens.len(), "chute is listening");
         for warning in running_config.warnings() {
             tracing::warn!("{warning}");
         }
         Ok(Application {
             addr,
+            otlp_addr,
             syslog,
             syslog_stop,
             syslog_tasks,
@@ -384,6 +401,11 @@ impl Application {
     /// The address the HTTP listener got.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the OTLP listener got (`http.otlp_listen`), if it is set.
+    pub fn otlp_addr(&self) -> Option<SocketAddr> {
+        self.otlp_addr
     }
 
     /// Where the syslog listeners listen (ports resolved).

@@ -94,6 +94,10 @@ pub struct HttpConfig {
     /// Address to listen on. Port 0 picks a free port (tests).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A second listener that serves OTLP/HTTP logs (`POST /v1/logs`) alone, with
+    /// the same TLS: 4318 is OTLP's convention. Unset: only `listen` serves it.
+    #[serde(default)]
+    pub otlp_listen: Option<SocketAddr>,
     /// Largest request body, counted both as received (compressed) and decompressed.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,

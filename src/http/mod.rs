@@ -9,6 +9,7 @@ mod health;
 mod internal;
 mod logs;
 mod loki;
+mod otlp;
 mod push;
 mod storage;
 mod tail;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// Per-tenant rate limits (`[limits]`).
     pub limits: Arc<crate::limits::Limits>,
+    /// The OTLP listener (`http.otlp_listen`): it serves `/v1/logs` alone.
+    pub otlp_addr: Option<std::net::SocketAddr>,
 }
 
 /// The route patterns [`configure`] registers (the `route` label of
@@ -67,6 +70,7 @@ pub const ROUTES: &[&str] = &[
     "/internal/v1/tail",
     "/internal/{rest:.*}",
     "/loki/api/v1/push",
+    "/v1/logs",
     "/loki/api/v1/query_range",
     "/loki/api/v1/query",
     "/loki/api/v1/labels",
@@ -94,15 +98,31 @@ fn read_method() -> impl actix_web::guard::Guard {
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         let metrics = state.metrics.clone();
+        let otlp_addr = state.otlp_addr;
         cfg.app_data(state).service(
             web::scope("")
                 .wrap_fn(move |req, srv| {
+                    // The OTLP listener serves OTLP alone.
+                    if otlp_addr.is_some_and(|a| req.app_config().local_addr() == a)
+                        && req.path() != "/v1/logs"
+                    {
+                        metrics
+                            .http_requests
+                            .with_label_values(&["unmatched", "4xx"])
+                            .inc();
+                        let answer = actix_web::HttpResponse::NotFound()
+                            .content_type("text/plain; charset=utf-8")
+                            .body("this listener (http.otlp_listen) serves POST /v1/logs only\n");
+                        return futures_util::future::Either::Left(futures_util::future::ready(
+                            Ok(req.into_response(answer)),
+                        ));
+                    }
                     // The route pattern, not the path: a bounded label.
                     let route = req
                         .match_pattern()
                         .unwrap_or_else(|| "unmatched".to_owned());
                     let metrics = metrics.clone();
-                    srv.call(req).map(move |res| {
+                    futures_util::future::Either::Right(srv.call(req).map(move |res| {
                         if let Ok(res) = &res {
                             let class = match res.status().as_u16() {
                                 200..=299 => "2xx",
@@ -116,7 +136,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                                 .inc();
                         }
                         res
-                    })
+                    }))
                 })
                 .route("/api/v1/logs", web::post().to(logs::post_logs))
                 .route("/api/v1/cluster", web::get().to(health::get_cluster))
@@ -142,6 +162,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 )
                 .route("/internal/{rest:.*}", web::route().to(internal::unknown))
                 .route("/loki/api/v1/push", web::post().to(push::push))
+                .route("/v1/logs", web::post().to(otlp::export))
                 .route(
                     "/loki/api/v1/query_range",
                     web::route().guard(read_method()).to(loki::query_range),

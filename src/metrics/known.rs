@@ -22,7 +22,7 @@ impl Metrics {
                 }
             }
         };
-        let sources = ["http", "syslog", "loki"];
+        let sources = ["http", "syslog", "loki", "otlp", "elasticsearch"];
         for source in sources {
             touch(&self.records_received, &[source]);
             touch(&self.records_accepted, &[source]);

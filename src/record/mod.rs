@@ -158,6 +158,17 @@ pub fn severity_from_name(name: &str) -> Option<i16> {
     Some(v)
 }
 
+/// A level name as agents write it (`level=`, `log.level`, `severity_text`) as a
+/// syslog severity: the syslog names, and `fatal` → 2 (crit), `trace` → 7
+/// (debug).
+pub fn level_severity(level: &str) -> Option<i16> {
+    severity_from_name(level).or_else(|| match level.to_ascii_lowercase().as_str() {
+        "fatal" => Some(2),
+        "trace" => Some(7),
+        _ => None,
+    })
+}
+
 /// Parses a facility name (case-insensitive, with the common aliases).
 pub fn facility_from_name(name: &str) -> Option<i16> {
     let n = name.to_ascii_lowercase();

@@ -7,11 +7,13 @@
 //! - [`syslog`]: RFC 5424 / 3164 over UDP, TCP, TLS and Unix sockets, with their
 //!   listeners.
 //! - [`loki`]: Loki's push API (snappy protobuf and JSON).
+//! - [`otlp`]: OTLP/HTTP logs (protobuf and JSON).
 //!
 //! [`verdict`] is what the sources that answer per record share: the records, the
 //! refused ones and why, and the counting of both.
 
 pub mod http;
 pub mod loki;
+pub mod otlp;
 pub mod syslog;
 pub mod verdict;

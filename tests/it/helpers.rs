@@ -201,6 +201,8 @@ pub struct TestApp {
     pub app_embedded: Option<Arc<EmbeddedPostgres>>,
     /// Where the syslog listeners listen.
     pub syslog: Vec<chute::sources::syslog::listener::Bound>,
+    /// `http://` and the OTLP listener's address, when `http.otlp_listen` is set.
+    pub otlp_base: Option<String>,
     handle: ServerHandle,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -228,6 +230,7 @@ pub async fn spawn_config(config: Config) -> TestApp {
     let metrics = app.metrics();
     let app_embedded = app.embedded();
     let syslog = app.syslog().to_vec();
+    let otlp_base = app.otlp_addr().map(|a| format!("http://{a}"));
     let dsn = dsn.unwrap_or_else(|| app_embedded.as_ref().expect("embedded").dsn("chute"));
     let done = actix_web::rt::spawn(app.run_until_stopped());
     let http = awc::Client::builder()
@@ -242,6 +245,7 @@ pub async fn spawn_config(config: Config) -> TestApp {
         metrics,
         app_embedded,
         syslog,
+        otlp_base,
         handle,
         done,
     };
@@ -774,4 +778,40 @@ pub fn pki() -> Pki {
         ca_cert: ca,
         ca_key,
     }
+}
+
+/// The Python of `tests/clients/.venv` (made by `scripts/dev test`).
+pub fn client_python() -> std::path::PathBuf {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: `scripts/dev test` installs the tests' Python clients",
+        python.display()
+    );
+    python
+}
+
+/// Runs `script` with [`client_python`]; its output.
+pub async fn run_python(script: String) -> std::process::Output {
+    actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new(client_python())
+            .args(["-c", &script])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The rows of `sql`, each as a JSON object.
+pub async fn rows(app: &TestApp, sql: &str) -> Vec<Value> {
+    let client = connect(&app.dsn).await;
+    client
+        .query(&format!("SELECT to_jsonb(r) FROM ({sql}) r"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, Value>(0))
+        .collect()
 }

@@ -7,22 +7,10 @@ use std::time::Duration;
 
 use chute::config::tokens::{digest, hex};
 use chute::config::{Scope, TokenConfig};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::*;
 use crate::query::get;
-
-/// The Python of `tests/clients/.venv` (made by `scripts/dev test`).
-pub fn client_python() -> std::path::PathBuf {
-    let python =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: `scripts/dev test` installs the tests' Python clients",
-        python.display()
-    );
-    python
-}
 
 /// Protobuf wire format, as `push.proto` numbers the fields: enough to encode a
 /// `PushRequest` without chute's own types.
@@ -87,17 +75,6 @@ async fn push(app: &TestApp, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, S
     )
 }
 
-async fn rows(app: &TestApp, sql: &str) -> Vec<Value> {
-    let client = connect(&app.dsn).await;
-    client
-        .query(&format!("SELECT to_jsonb(r) FROM ({sql}) r"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, Value>(0))
-        .collect()
-}
-
 #[actix_web::test]
 async fn python_logging_loki_sends_and_chute_stores_its_lines_with_their_labels() {
     let app = spawn_app().await;
@@ -113,14 +90,7 @@ log.error("payment failed")
 "#,
         app.base
     );
-    let out = actix_web::rt::task::spawn_blocking(move || {
-        std::process::Command::new(client_python())
-            .args(["-c", &script])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_python(script).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     // logging reports a handler's failure (any status but 204) on stderr.
     assert!(

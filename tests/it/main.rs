@@ -19,6 +19,7 @@ mod layout;
 mod limits;
 mod loki_push;
 mod ops;
+mod otlp;
 mod pg_tls;
 mod query;
 mod regex;

@@ -41,7 +41,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::proto;
-use crate::record::{lossy_utf8, scrub_map, scrub_nul, severity_from_name, Record, MAX_NAME_BYTES};
+use crate::record::{level_severity, lossy_utf8, scrub_map, scrub_nul, Record, MAX_NAME_BYTES};
 use crate::sources::verdict::{ParseError, Parsed, Rejection, MAX_LISTED_REJECTIONS};
 
 /// How the body is encoded (from its Content-Type).
@@ -355,15 +355,6 @@ fn columns(labels: Vec<(String, String)>) -> Result<Columns, String> {
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect(),
-    })
-}
-
-/// A Loki level name as a syslog severity.
-fn level_severity(level: &str) -> Option<i16> {
-    severity_from_name(level).or_else(|| match level.to_ascii_lowercase().as_str() {
-        "fatal" => Some(2),
-        "trace" => Some(7),
-        _ => None,
     })
 }
 

@@ -1,0 +1,45 @@
+//! The OTLP logs decoder (`POST /v1/logs`): never panics, holds its records to
+//! twice its limit, lists at most `MAX_LISTED_REJECTIONS` refused records in body
+//! order, and every record it accepts is one chute can store (COPY rows that read
+//! back with the same text and fields, no NUL).
+//!
+//! Input: first byte, the format (even: protobuf, odd: JSON); second byte, the
+//! limit in KiB (1-64); the rest, the body.
+
+#![no_main]
+
+use chute::batch::EncodedRows;
+use chute::sources::otlp::logs::{decode, LogsFormat};
+use chute::sources::verdict::MAX_LISTED_REJECTIONS;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let [mode, limit, body @ ..] = data else {
+        return;
+    };
+    let limit = (usize::from(*limit % 64) + 1) * 1024;
+    let format = if mode % 2 == 0 { LogsFormat::Protobuf } else { LogsFormat::Json };
+    let received_at = chrono::DateTime::from_timestamp(1_795_694_400, 0).unwrap_or_default();
+    let Ok(parsed) = decode(body, format, received_at, "tenant", limit) else {
+        return;
+    };
+    let held: usize = parsed.records.iter().map(|r| r.message.len()).sum();
+    // Twice the limit, and each NUL replaced may grow to U+FFFD (3 bytes).
+    assert!(held <= 6 * limit, "{held} bytes held under a limit of {limit}");
+    assert!(parsed.rejected.len() <= MAX_LISTED_REJECTIONS);
+    assert!(parsed.rejected.len() <= parsed.rejected_count);
+    assert!(parsed.rejected.windows(2).all(|w| w[0].index < w[1].index), "in body order");
+    for r in &parsed.records {
+        for text in [Some(&r.message), r.host.as_ref(), r.app.as_ref()].into_iter().flatten() {
+            assert!(!text.contains('\0'), "NUL in {text:?}");
+        }
+        assert_eq!(r.tenant, "tenant");
+    }
+    let rows = EncodedRows::encode(&parsed.records).expect("an accepted record encodes");
+    rows.validate().expect("well-formed rows");
+    for (i, r) in parsed.records.iter().enumerate() {
+        let back = rows.decode(i).expect("decodes");
+        assert_eq!((&back.message, &back.host, &back.app), (&r.message, &r.host, &r.app));
+        assert_eq!(back.fields, r.fields);
+    }
+});
