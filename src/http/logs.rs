@@ -111,7 +111,7 @@ const SOURCE: &str = "http";
 /// makes of it and its limit, and charges the request to `tenant`'s rate limits
 /// (its records counted rejected for `source` when they are over them).
 /// The [`Charge`] holds the body's bytes in the budget until it is dropped.
-pub(super) async fn receive<D>(
+pub(super) async fn receive<D, O>(
     source: &str,
     payload: &mut web::Payload,
     encoding: ContentEncoding,
@@ -119,23 +119,25 @@ pub(super) async fn receive<D>(
     state: &AppState,
     tenant: &str,
     job: impl FnOnce(Vec<u8>, usize) -> D,
-) -> Result<(Parsed, Charge), ApiError>
+) -> Result<(O, Charge), ApiError>
 where
-    D: Decode<Output = Result<Parsed, ParseError>>,
+    D: Decode<Output = Result<O, ParseError>>,
+    O: AsRef<Parsed> + Send + 'static,
 {
     let limit = body_limit(headers, state)?;
     let (body, charge) = read_body(payload, encoding, limit, state).await?;
     let body_bytes = body.len();
-    let parsed = decode(state, job(body, limit), body_bytes).await?;
-    admit(state, tenant, parsed.records.len(), body_bytes).inspect_err(|_| {
+    let decoded = decode(state, job(body, limit), body_bytes).await?;
+    let records = decoded.as_ref().records.len();
+    admit(state, tenant, records, body_bytes).inspect_err(|_| {
         // Received (counted by the decoding), so counted refused too.
         state
             .metrics
             .records_rejected
             .with_label_values(&[source, "rate_limited"])
-            .inc_by(parsed.records.len() as u64);
+            .inc_by(records as u64);
     })?;
-    Ok((parsed, charge))
+    Ok((decoded, charge))
 }
 
 /// The body limit (`http.max_body_bytes`); a declared length past it is refused
@@ -157,9 +159,10 @@ fn body_limit(headers: &HeaderMap, state: &AppState) -> Result<usize, ApiError> 
 /// Decodes `job`: a small body here, at once (it costs less than the hand-over,
 /// and it never waits behind large bodies queued for the ingest pool), a larger
 /// one on the ingest pool.
-async fn decode<D>(state: &AppState, job: D, body_bytes: usize) -> Result<Parsed, ApiError>
+async fn decode<D, O>(state: &AppState, job: D, body_bytes: usize) -> Result<O, ApiError>
 where
-    D: Decode<Output = Result<Parsed, ParseError>>,
+    D: Decode<Output = Result<O, ParseError>>,
+    O: Send + 'static,
 {
     if body_bytes <= INLINE_PARSE_BYTES {
         Ok(job.decode(&state.metrics)?)

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod budget;
 mod console;
 mod deadletter;
+mod elastic;
 pub mod error;
 mod health;
 mod internal;
@@ -71,6 +72,13 @@ pub const ROUTES: &[&str] = &[
     "/internal/{rest:.*}",
     "/loki/api/v1/push",
     "/v1/logs",
+    "/_bulk",
+    "/{index}/_bulk",
+    "/_license",
+    "/_nodes",
+    "/_nodes/{rest:.*}",
+    "/_cluster/health",
+    "/_{rest:.*}",
     "/loki/api/v1/query_range",
     "/loki/api/v1/query",
     "/loki/api/v1/labels",
@@ -163,6 +171,15 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 .route("/internal/{rest:.*}", web::route().to(internal::unknown))
                 .route("/loki/api/v1/push", web::post().to(push::push))
                 .route("/v1/logs", web::post().to(otlp::export))
+                .route("/_bulk", web::post().to(elastic::bulk))
+                .route("/_bulk", web::put().to(elastic::bulk))
+                .route("/{index}/_bulk", web::post().to(elastic::bulk))
+                .route("/{index}/_bulk", web::put().to(elastic::bulk))
+                .route("/_license", web::get().to(elastic::license))
+                .route("/_nodes", web::get().to(elastic::nodes))
+                .route("/_nodes/{rest:.*}", web::get().to(elastic::nodes))
+                .route("/_cluster/health", web::get().to(elastic::health))
+                .route("/_{rest:.*}", web::route().to(elastic::accepted))
                 .route(
                     "/loki/api/v1/query_range",
                     web::route().guard(read_method()).to(loki::query_range),
@@ -204,7 +221,15 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                 .route("/metrics", web::get().to(health::metrics))
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
-                .route("/", web::get().to(console::index))
+                .route(
+                    "/",
+                    web::route()
+                        .guard(
+                            actix_web::guard::Any(actix_web::guard::Get())
+                                .or(actix_web::guard::Head()),
+                        )
+                        .to(elastic::root),
+                )
                 .route("/console/{file}", web::get().to(console::file)),
         );
     }

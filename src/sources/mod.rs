@@ -8,10 +8,12 @@
 //!   listeners.
 //! - [`loki`]: Loki's push API (snappy protobuf and JSON).
 //! - [`otlp`]: OTLP/HTTP logs (protobuf and JSON).
+//! - [`elastic`]: Elasticsearch's `_bulk` (NDJSON actions and documents).
 //!
 //! [`verdict`] is what the sources that answer per record share: the records, the
 //! refused ones and why, and the counting of both.
 
+pub mod elastic;
 pub mod http;
 pub mod loki;
 pub mod otlp;

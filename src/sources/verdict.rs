@@ -36,6 +36,12 @@ pub struct Parsed {
     pub invalid_utf8: usize,
 }
 
+impl AsRef<Parsed> for Parsed {
+    fn as_ref(&self) -> &Parsed {
+        self
+    }
+}
+
 /// A body that yields no verdicts at all. Per-record problems are
 /// [`Rejection`]s instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,6 +11,7 @@ mod console;
 mod count_cache;
 mod deadletter;
 mod durability;
+mod elastic;
 mod grafana;
 mod helpers;
 mod hostile;
