@@ -10,7 +10,9 @@
 //! as RFC 5424 over TCP, and syslog's rate against HTTP's; `--syslog-first` runs
 //! the syslog phase before the HTTP one, so alternating runs can show whether
 //! going second costs a phase anything. Then the same records as Loki pushes
-//! (snappy protobuf, `POST /loki/api/v1/push`) and their rate against HTTP's.
+//! (snappy protobuf, `POST /loki/api/v1/push`), OTLP exports (protobuf,
+//! `POST /v1/logs`) and Elasticsearch bulk bodies (`POST /_bulk`), each rate
+//! against HTTP's.
 //! Every phase also prints what it cost
 //! PostgreSQL: WAL and stored bytes per record, and CPU. With `--index-costs`,
 //! also loads the raw table without indexes, with each index of the schema or
@@ -281,6 +283,107 @@ fn loki_bodies(records: &[Gen], batch: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The records as OTLP exports of `batch` log records, protobuf as the
+/// Collector's `otlphttp` exporter sends them: one resource per host and app in
+/// each export (`host.name`, `service.name`), the severity as its
+/// SeverityNumber, the extra fields (and procid, msgid) as attributes.
+fn otlp_bodies(records: &[Gen], batch: usize) -> Vec<Vec<u8>> {
+    use chute::sources::otlp::proto;
+    use prost::Message as _;
+    // syslog severity → OTLP SeverityNumber (FATAL, ERROR, WARN, INFO, DEBUG).
+    const NUMBERS: [i32; 8] = [21, 21, 21, 17, 13, 10, 9, 5];
+    let text = |s: &str| {
+        Some(proto::AnyValue {
+            value: Some(proto::Value::String(s.to_owned())),
+        })
+    };
+    let kv = |key: &str, value| proto::KeyValue {
+        key: key.to_owned(),
+        value,
+    };
+    records
+        .chunks(batch)
+        .map(|chunk| {
+            let mut resources: Vec<proto::ResourceLogs> = Vec::new();
+            for r in chunk {
+                let ts = chrono::DateTime::parse_from_rfc3339(&r.ts).expect("generated");
+                let mut attributes = vec![
+                    kv("request_id", text(&r.request_id)),
+                    kv(
+                        "latency_ms",
+                        Some(proto::AnyValue {
+                            value: Some(proto::Value::Int(i64::from(r.latency_ms))),
+                        }),
+                    ),
+                    kv("procid", text(&r.procid.to_string())),
+                ];
+                if let Some(m) = r.msgid {
+                    attributes.push(kv("msgid", text(m)));
+                }
+                let log = proto::LogRecord {
+                    time_unix_nano: ts.timestamp_nanos_opt().expect("in range") as u64,
+                    severity_number: NUMBERS[usize::from(r.severity)],
+                    body: text(&r.message),
+                    attributes,
+                    ..Default::default()
+                };
+                let resource = vec![
+                    kv("host.name", text(&r.host)),
+                    kv("service.name", text(r.app)),
+                ];
+                let found = resources.iter_mut().find(|rl| {
+                    rl.resource
+                        .as_ref()
+                        .is_some_and(|res| res.attributes == resource)
+                });
+                match found {
+                    Some(rl) => rl.scope_logs[0].log_records.push(log),
+                    None => resources.push(proto::ResourceLogs {
+                        resource: Some(proto::Resource {
+                            attributes: resource,
+                        }),
+                        scope_logs: vec![proto::ScopeLogs {
+                            scope: None,
+                            log_records: vec![log],
+                        }],
+                    }),
+                }
+            }
+            proto::ExportLogsServiceRequest {
+                resource_logs: resources,
+            }
+            .encode_to_vec()
+        })
+        .collect()
+}
+
+/// The records as Elasticsearch bulk bodies of `batch` `create` actions, ECS
+/// documents as Filebeat sends them (`host.name`, `service.name`, `log.level`).
+fn bulk_bodies(records: &[Gen], batch: usize) -> Vec<Vec<u8>> {
+    const LEVELS: [&str; 8] = [
+        "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+    ];
+    records
+        .chunks(batch)
+        .map(|chunk| {
+            let mut body = Vec::with_capacity(chunk.len() * 450);
+            for r in chunk {
+                body.extend_from_slice(b"{\"create\":{\"_index\":\"logs\"}}\n");
+                let v = serde_json::json!({
+                    "@timestamp": r.ts, "message": r.message,
+                    "host": {"name": r.host}, "service": {"name": r.app},
+                    "log": {"level": LEVELS[usize::from(r.severity)]},
+                    "process": {"pid": r.procid}, "msgid": r.msgid,
+                    "request_id": r.request_id, "latency_ms": r.latency_ms,
+                });
+                serde_json::to_writer(&mut body, &v).expect("serialise");
+                body.push(b'\n');
+            }
+            body
+        })
+        .collect()
+}
+
 /// The records as octet-counted RFC 5424 messages, dealt round-robin over
 /// `connections` byte streams.
 fn syslog_streams(records: &[Gen], connections: usize) -> Vec<Vec<u8>> {
@@ -474,6 +577,8 @@ fn main() -> anyhow::Result<()> {
     let bodies = ndjson_bodies(&records, args.batch);
     let streams = syslog_streams(&records, args.connections.min(4));
     let loki = loki_bodies(&records, args.batch);
+    let otlp = otlp_bodies(&records, args.batch);
+    let bulk = bulk_bodies(&records, args.batch);
     let body_bytes: usize = bodies.iter().map(Vec::len).sum();
     drop(records);
     println!(
@@ -534,8 +639,14 @@ fn main() -> anyhow::Result<()> {
             "syslog / HTTP             {:>10.2}",
             syslog_rate / http_rate
         );
-        let loki_rate = loki_phase(&pg, dir.path(), loki, &args).await?;
-        println!("Loki push / HTTP          {:>10.2}", loki_rate / http_rate);
+        for (api, bodies) in [(LOKI_PUSH, loki), (OTLP, otlp), (BULK, bulk)] {
+            let rate = agent_phase(&pg, dir.path(), bodies, &args, api).await?;
+            println!(
+                "{:<25} {:>10.2}",
+                format!("{} / HTTP", api.name),
+                rate / http_rate
+            );
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     pg.shutdown()?;
@@ -689,22 +800,24 @@ async fn post_phase<'a>(
     Ok((phase, client, latencies, acked_after, elapsed))
 }
 
-/// Loki push: the same records as snappy protobuf pushes, posted like the NDJSON
-/// bodies; returns the committed rows/s.
-async fn loki_phase(
+/// An agent protocol (Loki push, OTLP, Elasticsearch bulk): the same records in
+/// its bodies, posted like the NDJSON bodies; returns the committed rows/s.
+async fn agent_phase(
     pg: &EmbeddedPostgres,
     dir: &Path,
     bodies: Vec<Vec<u8>>,
     args: &Args,
+    api: Api,
 ) -> anyhow::Result<f64> {
     let (phase, client, _, _, elapsed) =
-        post_phase(pg, &dir.join("loki"), "bench_loki", bodies, args, LOKI_PUSH).await?;
+        post_phase(pg, &dir.join(api.db), api.db, bodies, args, api).await?;
     let rate = args.records as f64 / elapsed.as_secs_f64();
     println!(
-        "chute Loki push (protobuf) {rate:>9.0} rows/s  ({:.1} s; committed in PostgreSQL)",
+        "chute {:<19} {rate:>10.0} rows/s  ({:.1} s; committed in PostgreSQL)",
+        api.name,
         elapsed.as_secs_f64()
     );
-    phase.finish(&client, "Loki push", elapsed).await?;
+    phase.finish(&client, api.name, elapsed).await?;
     Ok(rate)
 }
 
@@ -783,6 +896,10 @@ async fn start_one_shard(
 /// An ingest API the benchmark posts to.
 #[derive(Clone, Copy)]
 struct Api {
+    /// As the report names it.
+    name: &'static str,
+    /// The phase's database (and directory).
+    db: &'static str,
     path: &'static str,
     content_type: &'static str,
     /// The status of a stored body.
@@ -790,15 +907,35 @@ struct Api {
 }
 
 const NDJSON: Api = Api {
+    name: "HTTP",
+    db: "bench",
     path: "/api/v1/logs",
     content_type: "application/x-ndjson",
     ok: 200,
 };
 
 const LOKI_PUSH: Api = Api {
+    name: "Loki push",
+    db: "bench_loki",
     path: "/loki/api/v1/push",
     content_type: "application/x-protobuf",
     ok: 204,
+};
+
+const OTLP: Api = Api {
+    name: "OTLP",
+    db: "bench_otlp",
+    path: "/v1/logs",
+    content_type: "application/x-protobuf",
+    ok: 200,
+};
+
+const BULK: Api = Api {
+    name: "Elasticsearch bulk",
+    db: "bench_bulk",
+    path: "/_bulk",
+    content_type: "application/x-ndjson",
+    ok: 200,
 };
 
 /// Posts every body, `connections` at a time, dealing them round-robin over `addrs`;
