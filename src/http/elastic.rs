@@ -32,15 +32,12 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::error::{counted, ApiError};
-use super::logs::{deliver, header_text, receive, tenant_header};
+use super::logs::{agent_tenant, deliver, header_text, receive};
 use super::AppState;
-use crate::config::Scope;
 use crate::sources::elastic::bulk::{Bulk, Item};
 use crate::sources::elastic::{BulkBody, SOURCE};
 use crate::sources::http::body::ContentEncoding;
 
-/// The tenant header (Loki's; chute's agent protocols share it).
-const ORG_HEADER: &str = "x-scope-orgid";
 /// The Elasticsearch version chute answers as: the clients and agents of
 /// version 8 check the major.
 const VERSION: &str = "8.17.0";
@@ -154,11 +151,7 @@ async fn store(
     }
     check_content_type(header_text(headers, header::CONTENT_TYPE)?)?;
     let encoding = ContentEncoding::from_header(header_text(headers, header::CONTENT_ENCODING)?)?;
-    let requested = tenant_header(headers, ORG_HEADER, false)?;
-    let tenant = state
-        .auth
-        .admit(headers, req.peer_addr(), Scope::Ingest, requested)?
-        .tenant;
+    let tenant = agent_tenant(req, state)?;
     let (mut bulk, _charge): (Bulk, _) = receive(
         SOURCE,
         &mut payload,

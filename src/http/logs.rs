@@ -343,6 +343,21 @@ pub(super) fn tenant_header(
     ))
 }
 
+/// The tenant header of Loki's API, read and write, and of the other agent
+/// protocols (OTLP, `_bulk`), which agents already send to Loki.
+pub(super) const ORG_HEADER: &str = "x-scope-orgid";
+
+/// The tenant of an agent protocol's request: `X-Scope-OrgID` if it names one,
+/// else the token's, as the token allows (`Scope::Ingest`).
+pub(super) fn agent_tenant(req: &HttpRequest, state: &AppState) -> Result<String, ApiError> {
+    let headers = req.headers();
+    let requested = tenant_header(headers, ORG_HEADER, false)?;
+    Ok(state
+        .auth
+        .admit(headers, req.peer_addr(), Scope::Ingest, requested)?
+        .tenant)
+}
+
 /// The request's idempotency key, if it names one: 1 to 128 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = header_text(headers, header::HeaderName::from_static(IDEMPOTENCY_HEADER))?

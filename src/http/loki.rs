@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chute_logql::Expr;
 use serde_json::{json, Value};
 
-use super::logs::tenant_header;
+use super::logs::{tenant_header, ORG_HEADER};
 use super::AppState;
 use crate::config::Scope;
 use crate::query::exec::Direction;
@@ -25,8 +25,6 @@ use crate::query::shard::{Part, Read, Work, ALL_STREAMS};
 use crate::query::time::{nanos, parse_step, parse_time};
 use crate::query::QueryError;
 
-/// The tenant header of the Loki API.
-const ORG_HEADER: &str = "x-scope-orgid";
 /// The request header that asks for structured metadata apart from labels.
 const ENCODING_FLAGS: &str = "x-loki-response-encoding-flags";
 /// Response header naming the shards an answer does not cover.

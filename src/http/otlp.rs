@@ -16,16 +16,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
 use super::error::{counted, ApiError};
-use super::logs::{deliver, header_text, receive, tenant_header};
+use super::logs::{agent_tenant, deliver, header_text, receive};
 use super::AppState;
-use crate::config::Scope;
 use crate::sources::http::body::ContentEncoding;
 use crate::sources::otlp::logs::LogsFormat;
 use crate::sources::otlp::proto::{ExportLogsPartialSuccess, ExportLogsServiceResponse, Status};
 use crate::sources::otlp::{LogsBody, SOURCE};
-
-/// The tenant header (Loki's, which OTLP senders to Loki already set).
-const ORG_HEADER: &str = "x-scope-orgid";
 
 pub async fn export(
     req: HttpRequest,
@@ -59,11 +55,7 @@ async fn store(
     let headers = req.headers();
     let format = logs_format(headers)?;
     let encoding = ContentEncoding::from_header(header_text(headers, header::CONTENT_ENCODING)?)?;
-    let requested = tenant_header(headers, ORG_HEADER, false)?;
-    let tenant = state
-        .auth
-        .admit(headers, req.peer_addr(), Scope::Ingest, requested)?
-        .tenant;
+    let tenant = agent_tenant(req, state)?;
     let (mut parsed, _charge) = receive(
         SOURCE,
         &mut payload,

@@ -13,15 +13,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
 use super::error::{counted, ApiError};
-use super::logs::{deliver, header_text, receive, tenant_header};
+use super::logs::{agent_tenant, deliver, header_text, receive};
 use super::AppState;
-use crate::config::Scope;
 use crate::sources::http::body::{BodyError, ContentEncoding};
 use crate::sources::loki::push::PushFormat;
 use crate::sources::loki::{PushBody, SOURCE};
-
-/// The tenant header of Loki's API.
-const ORG_HEADER: &str = "x-scope-orgid";
 
 pub async fn push(
     req: HttpRequest,
@@ -56,11 +52,7 @@ async fn store(
         }
         other => ContentEncoding::from_header(other)?,
     };
-    let requested = tenant_header(headers, ORG_HEADER, false)?;
-    let tenant = state
-        .auth
-        .admit(headers, req.peer_addr(), Scope::Ingest, requested)?
-        .tenant;
+    let tenant = agent_tenant(req, state)?;
     let (mut parsed, _charge) = receive(
         SOURCE,
         &mut payload,

@@ -36,6 +36,30 @@ pub struct Parsed {
     pub invalid_utf8: usize,
 }
 
+impl Parsed {
+    /// Records the record at `index` as refused for `error` (listed while
+    /// fewer than [`MAX_LISTED_REJECTIONS`] are, counted always).
+    pub fn reject(&mut self, index: usize, error: String) {
+        if self.rejected.len() < MAX_LISTED_REJECTIONS {
+            self.rejected.push(Rejection { index, error });
+        }
+        self.rejected_count += 1;
+    }
+}
+
+/// What kind of JSON value `v` is, for an error message: `an array`.
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 impl AsRef<Parsed> for Parsed {
     fn as_ref(&self) -> &Parsed {
         self

@@ -25,8 +25,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::record::{level_severity, lossy_utf8, scrub_map, scrub_nul, Record, MAX_NAME_BYTES};
-use crate::sources::verdict::{ParseError, Parsed, Rejection, MAX_LISTED_REJECTIONS};
+use crate::record::{level_severity, lossy_utf8, Record, MAX_NAME_BYTES};
+use crate::sources::verdict::{json_kind, ParseError, Parsed};
 
 /// The decoded body: the records to store, and one item per action for the
 /// answer.
@@ -165,13 +165,7 @@ pub fn decode(
             ));
         }
         if let Some(error) = &item.error {
-            if out.parsed.rejected.len() < MAX_LISTED_REJECTIONS {
-                out.parsed.rejected.push(Rejection {
-                    index: out.items.len(),
-                    error: error.clone(),
-                });
-            }
-            out.parsed.rejected_count += 1;
+            out.parsed.reject(out.items.len(), error.clone());
         }
         out.items.push(item);
     }
@@ -195,20 +189,25 @@ fn document(
     let (text, utf8) = lossy_utf8(line);
     let mut doc = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(doc)) => doc,
-        Ok(other) => return Err(format!("the document is {}, not an object", kind(&other))),
+        Ok(other) => {
+            return Err(format!(
+                "the document is {}, not an object",
+                json_kind(&other)
+            ))
+        }
         Err(e) => return Err(format!("the document is not JSON: {e}")),
     };
     let ts = timestamp(doc.remove("@timestamp"), received_at)?;
-    let mut message = match doc.remove("message").or_else(|| take_text(&mut doc, "log")) {
+    let message = match doc.remove("message").or_else(|| take_text(&mut doc, "log")) {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s,
         Some(other) => other.to_string(),
     };
-    let mut host = take_ecs(&mut doc, "host", "name")
+    let host = take_ecs(&mut doc, "host", "name")
         .or_else(|| take_text(&mut doc, "host"))
         .or_else(|| take_text(&mut doc, "hostname"))
         .map(text_of);
-    let mut app = take_ecs(&mut doc, "service", "name")
+    let app = take_ecs(&mut doc, "service", "name")
         .or_else(|| take_text(&mut doc, "app"))
         .map(text_of);
     let severity = take_level(&mut doc);
@@ -220,11 +219,7 @@ fn document(
     if !index.is_empty() {
         doc.insert("_index".into(), Value::String(index.to_owned()));
     }
-    let nul = scrub_nul(&mut message)
-        + scrub_map(&mut doc)
-        + host.as_mut().map_or(0, scrub_nul)
-        + app.as_mut().map_or(0, scrub_nul);
-    let record = Record {
+    let mut record = Record {
         ts,
         received_at,
         tenant: tenant.to_owned(),
@@ -238,7 +233,8 @@ fn document(
         fields: doc,
         sd: None,
     };
-    Ok((record, Replaced { nul: nul > 0, utf8 }))
+    let nul = record.scrub() > 0;
+    Ok((record, Replaced { nul, utf8 }))
 }
 
 /// `object.key` of an ECS document, as `{"object": {"key": "..."}}` or as the
@@ -295,17 +291,6 @@ fn text_of(v: Value) -> String {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// `@timestamp` as Elasticsearch's default date format reads it
 /// (`strict_date_optional_time||epoch_millis`); absent: the time of receipt.
 fn timestamp(v: Option<Value>, received_at: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
@@ -341,7 +326,10 @@ fn timestamp(v: Option<Value>, received_at: DateTime<Utc>) -> Result<DateTime<Ut
                     format!("@timestamp: {quoted:?} is not a date (RFC 3339 or epoch milliseconds)")
                 })
         }
-        Some(other) => Err(format!("@timestamp: expected a date, got {}", kind(&other))),
+        Some(other) => Err(format!(
+            "@timestamp: expected a date, got {}",
+            json_kind(&other)
+        )),
     }
 }
 

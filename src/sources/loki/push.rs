@@ -41,8 +41,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::proto;
-use crate::record::{level_severity, lossy_utf8, scrub_map, scrub_nul, Record, MAX_NAME_BYTES};
-use crate::sources::verdict::{ParseError, Parsed, Rejection, MAX_LISTED_REJECTIONS};
+use crate::record::{level_severity, lossy_utf8, Record, MAX_NAME_BYTES};
+use crate::sources::verdict::{json_kind, ParseError, Parsed};
 
 /// How the body is encoded (from its Content-Type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +212,12 @@ fn json_entry(v: Value, body_replaced: bool) -> Result<Entry, String> {
             let replaced = body_replaced && s.contains(crate::record::REPLACEMENT);
             (s.into_bytes(), replaced)
         }
-        other => return Err(format!("line: expected a string, got {}", kind(&other))),
+        other => {
+            return Err(format!(
+                "line: expected a string, got {}",
+                json_kind(&other)
+            ))
+        }
     };
     let nanos: Option<i64> = match &parts[0] {
         Value::String(s) => s.parse().ok(),
@@ -231,17 +236,6 @@ fn json_entry(v: Value, body_replaced: bool) -> Result<Entry, String> {
         metadata,
         replaced,
     })
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn text_len(v: &Value) -> usize {
@@ -371,13 +365,7 @@ struct Out<'a> {
 
 impl Out<'_> {
     fn reject(&mut self, error: String) {
-        if self.parsed.rejected.len() < MAX_LISTED_REJECTIONS {
-            self.parsed.rejected.push(Rejection {
-                index: self.index,
-                error,
-            });
-        }
-        self.parsed.rejected_count += 1;
+        self.parsed.reject(self.index, error);
     }
 
     fn stream(&mut self, stream: Stream) -> Result<(), ParseError> {
@@ -411,29 +399,20 @@ impl Out<'_> {
     }
 
     fn record(&mut self, c: &Columns, entry: Entry) -> Record {
-        let (mut message, bad_utf8) = lossy_utf8(&entry.line);
+        let (message, bad_utf8) = lossy_utf8(&entry.line);
         let mut fields = c.fields.clone();
         for (k, v) in entry.metadata {
             fields.insert(k, Value::String(v));
         }
-        let mut host = c.host.clone();
-        let mut app = c.app.clone();
-        let nul = scrub_nul(&mut message)
-            + scrub_map(&mut fields)
-            + host.as_mut().map_or(0, scrub_nul)
-            + app.as_mut().map_or(0, scrub_nul);
-        if nul > 0 {
-            self.parsed.nul_replaced += 1;
-        }
         if bad_utf8 || entry.replaced {
             self.parsed.invalid_utf8 += 1;
         }
-        Record {
+        let mut record = Record {
             ts: entry.ts.unwrap_or(self.received_at),
             received_at: self.received_at,
             tenant: self.tenant.to_owned(),
-            host,
-            app,
+            host: c.host.clone(),
+            app: c.app.clone(),
             procid: None,
             msgid: None,
             severity: c.severity,
@@ -441,7 +420,11 @@ impl Out<'_> {
             message,
             fields,
             sd: None,
+        };
+        if record.scrub() > 0 {
+            self.parsed.nul_replaced += 1;
         }
+        record
     }
 }
 

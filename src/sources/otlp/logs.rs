@@ -44,8 +44,8 @@ use prost::Message as _;
 use serde_json::{Map, Number, Value as Json};
 
 use super::proto::{self, AnyValue, KeyValue, Value};
-use crate::record::{level_severity, lossy_utf8, scrub_map, scrub_nul, Record, MAX_NAME_BYTES};
-use crate::sources::verdict::{ParseError, Parsed, Rejection, MAX_LISTED_REJECTIONS};
+use crate::record::{level_severity, lossy_utf8, Record, MAX_NAME_BYTES};
+use crate::sources::verdict::{ParseError, Parsed};
 
 /// How the body is encoded (from its Content-Type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,13 +133,7 @@ struct Out<'a> {
 
 impl Out<'_> {
     fn reject(&mut self, error: String) {
-        if self.parsed.rejected.len() < MAX_LISTED_REJECTIONS {
-            self.parsed.rejected.push(Rejection {
-                index: self.index,
-                error,
-            });
-        }
-        self.parsed.rejected_count += 1;
+        self.parsed.reject(self.index, error);
     }
 
     fn resource(&mut self, rl: proto::ResourceLogs) -> Result<(), ParseError> {
@@ -248,7 +242,7 @@ impl Out<'_> {
         for kv in log.attributes {
             extra += attribute(&mut fields, kv);
         }
-        let mut message = match log.body.map(json_of) {
+        let message = match log.body.map(json_of) {
             None | Some(Json::Null) => String::new(),
             Some(Json::String(s)) => s,
             Some(other) => other.to_string(),
@@ -257,24 +251,15 @@ impl Out<'_> {
         if self.held > self.budget {
             return Err(ParseError::TooLarge { limit: self.budget });
         }
-        let mut host = shared.host.clone();
-        let mut app = shared.app.clone();
-        let nul = scrub_nul(&mut message)
-            + scrub_map(&mut fields)
-            + host.as_mut().map_or(0, scrub_nul)
-            + app.as_mut().map_or(0, scrub_nul);
-        if nul > 0 {
-            self.parsed.nul_replaced += 1;
-        }
         if self.body_replaced && message.contains(crate::record::REPLACEMENT) {
             self.parsed.invalid_utf8 += 1;
         }
-        self.parsed.records.push(Record {
+        let mut record = Record {
             ts,
             received_at: self.received_at,
             tenant: self.tenant.to_owned(),
-            host,
-            app,
+            host: shared.host.clone(),
+            app: shared.app.clone(),
             procid: None,
             msgid: None,
             severity,
@@ -282,7 +267,11 @@ impl Out<'_> {
             message,
             fields,
             sd: None,
-        });
+        };
+        if record.scrub() > 0 {
+            self.parsed.nul_replaced += 1;
+        }
+        self.parsed.records.push(record);
         Ok(())
     }
 }
