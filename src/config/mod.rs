@@ -688,6 +688,16 @@ impl Config {
                 self.http.listen
             ));
         }
+        let otlp_exposed = self.http.otlp_listen.is_some_and(|a| !a.ip().is_loopback());
+        if otlp_exposed && self.tokens.is_empty() && self.http.tls_client_ca_file.is_none() {
+            out.push(format!(
+                "http.otlp_listen {} is reachable from other hosts, and neither [[tokens]] nor \
+                 http.tls_client_ca_file is set: anyone who reaches it can write into every tenant",
+                self.http
+                    .otlp_listen
+                    .map_or_else(String::new, |a| a.to_string())
+            ));
+        }
         out
     }
 }

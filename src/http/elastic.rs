@@ -29,20 +29,19 @@ use std::time::Instant;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use super::error::{counted, ApiError};
 use super::logs::{agent_tenant, deliver, header_text, receive};
 use super::AppState;
-use crate::sources::elastic::bulk::{Bulk, Item};
+use crate::sources::elastic::bulk::{check_index, Bulk, Item};
 use crate::sources::elastic::{BulkBody, SOURCE};
 use crate::sources::http::body::ContentEncoding;
 
 /// The Elasticsearch version chute answers as: the clients and agents of
 /// version 8 check the major.
 const VERSION: &str = "8.17.0";
-/// The longest index name Elasticsearch allows.
-const MAX_INDEX_BYTES: usize = 255;
 
 /// An answer builder with the product header every Elasticsearch answer has.
 fn es(status: StatusCode) -> HttpResponseBuilder {
@@ -56,27 +55,32 @@ pub async fn root(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let browser = header_text(req.headers(), header::ACCEPT)
         .ok()
         .flatten()
-        .is_some_and(|a| a.contains("text/html"));
+        .is_some_and(|a| a.to_ascii_lowercase().contains("text/html"));
     if browser && req.method() == Method::GET {
-        return super::console::index(req).await;
+        let mut page = super::console::index(req).await;
+        page.headers_mut()
+            .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+        return page;
     }
-    es(StatusCode::OK).json(json!({
-        "name": state.cluster.node,
-        "cluster_name": "chute",
-        "cluster_uuid": "chute",
-        "version": {
-            "number": VERSION,
-            "build_flavor": "default",
-            "build_type": "chute",
-            "build_hash": env!("CARGO_PKG_VERSION"),
-            "build_date": "2024-12-11T12:08:05.663969764Z",
-            "build_snapshot": false,
-            "lucene_version": "9.12.0",
-            "minimum_wire_compatibility_version": "7.17.0",
-            "minimum_index_compatibility_version": "7.0.0"
-        },
-        "tagline": "You Know, for Search"
-    }))
+    es(StatusCode::OK)
+        .insert_header((header::VARY, "Accept"))
+        .json(json!({
+            "name": state.cluster.node,
+            "cluster_name": "chute",
+            "cluster_uuid": "chute",
+            "version": {
+                "number": VERSION,
+                "build_flavor": "default",
+                "build_type": "chute",
+                "build_hash": env!("CARGO_PKG_VERSION"),
+                "build_date": "2024-12-11T12:08:05.663969764Z",
+                "build_snapshot": false,
+                "lucene_version": "9.12.0",
+                "minimum_wire_compatibility_version": "7.17.0",
+                "minimum_index_compatibility_version": "7.0.0"
+            },
+            "tagline": "You Know, for Search"
+        }))
 }
 
 /// `GET /_license`.
@@ -90,7 +94,9 @@ pub async fn license() -> HttpResponse {
 
 /// `GET /_nodes[/...]`: this node, where clients that sniff find it.
 pub async fn nodes(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let addr = req.app_config().local_addr().to_string();
+    // The address the client reached (a bind address such as 0.0.0.0 would
+    // send a sniffing client nowhere).
+    let addr = req.connection_info().host().to_owned();
     let name = &state.cluster.node;
     es(StatusCode::OK).json(json!({
         "_nodes": {"total": 1, "successful": 1, "failed": 0},
@@ -111,7 +117,16 @@ pub async fn health() -> HttpResponse {
 }
 
 /// Every other `/_...` an agent sets up or probes: present, and acknowledged.
+/// Not `_bulk` with another method or a trailing slash: that would answer 2xx
+/// for records never stored.
 pub async fn accepted(req: HttpRequest) -> HttpResponse {
+    if req.path().starts_with("/_bulk") {
+        return error_answer(&ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not_found",
+            "_bulk takes POST or PUT, at /_bulk or /<index>/_bulk",
+        ));
+    }
     match *req.method() {
         Method::GET | Method::HEAD => es(StatusCode::OK).json(json!({})),
         _ => es(StatusCode::OK).json(json!({"acknowledged": true})),
@@ -140,14 +155,8 @@ async fn store(
     let received_at = Utc::now();
     let headers = req.headers();
     let index = req.match_info().get("index").map(str::to_owned);
-    if let Some(index) = &index {
-        if index.len() > MAX_INDEX_BYTES || index.starts_with('_') {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_index",
-                format!("an index name is 1 to {MAX_INDEX_BYTES} bytes and does not start with _"),
-            ));
-        }
+    if let Some(Err(e)) = index.as_deref().map(check_index) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_index", e));
     }
     check_content_type(header_text(headers, header::CONTENT_TYPE)?)?;
     let encoding = ContentEncoding::from_header(header_text(headers, header::CONTENT_ENCODING)?)?;
@@ -177,36 +186,63 @@ async fn store(
             .with_label_values(&["no_valid_records"])
             .inc();
     }
-    let items: Vec<Value> = bulk
-        .items
-        .iter()
-        .enumerate()
-        .map(|(n, item)| item_answer(item, received_at.timestamp_micros(), n))
-        .collect();
-    Ok(es(StatusCode::OK).json(json!({
-        "took": started.elapsed().as_millis() as u64,
-        "errors": bulk.parsed.rejected_count > 0,
-        "items": items,
-    })))
+    Ok(es(StatusCode::OK).json(BulkAnswer {
+        took: started.elapsed().as_millis() as u64,
+        errors: bulk.parsed.rejected_count > 0,
+        items: bulk.items.iter().map(ItemAnswer).collect(),
+    }))
 }
 
-/// One action's item: `{"create": {"_index": ..., "status": 201, ...}}`.
-fn item_answer(item: &Item, batch: i64, n: usize) -> Value {
-    // Records have no id: a made-up one, unique per request and position, for
-    // clients that read it.
-    let id = item.id.clone().unwrap_or_else(|| format!("{batch:x}-{n}"));
-    let body = match &item.error {
-        None => json!({
-            "_index": item.index, "_id": id, "_version": 1, "result": "created",
-            "_shards": {"total": 1, "successful": 1, "failed": 0},
-            "_seq_no": n, "_primary_term": 1, "status": 201
-        }),
-        Some(reason) => json!({
-            "_index": item.index, "_id": id, "status": 400,
-            "error": {"type": "document_parsing_exception", "reason": reason}
-        }),
-    };
-    json!({ item.op.name(): body })
+/// A bulk answer. Items are as short as agents need them (VictoriaLogs
+/// answers with the status alone): the index, the id if the action named one,
+/// the status, and `result` or `error`.
+#[derive(Serialize)]
+struct BulkAnswer<'a> {
+    took: u64,
+    errors: bool,
+    items: Vec<ItemAnswer<'a>>,
+}
+
+/// `{"create": {"_index": "logs", "status": 201, "result": "created"}}`.
+struct ItemAnswer<'a>(&'a Item);
+
+#[derive(Serialize)]
+struct ItemBody<'a> {
+    _index: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    _id: Option<&'a str>,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ItemError<'a>>,
+}
+
+#[derive(Serialize)]
+struct ItemError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    reason: &'a str,
+}
+
+impl Serialize for ItemAnswer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let item = self.0;
+        let body = ItemBody {
+            _index: &item.index,
+            _id: item.id.as_deref(),
+            status: if item.error.is_some() { 400 } else { 201 },
+            result: item.error.is_none().then_some("created"),
+            error: item.error.as_deref().map(|reason| ItemError {
+                kind: "document_parsing_exception",
+                reason,
+            }),
+        };
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(item.op.name(), &body)?;
+        map.end()
+    }
 }
 
 /// Bulk bodies are NDJSON under any of the names clients give it: none,

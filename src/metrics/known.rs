@@ -212,6 +212,7 @@ pub mod reasons {
         "empty_body",
         "invalid_json",
         "invalid_body",
+        "invalid_index",
         "invalid_header",
         "invalid_tenant",
         "read_error",

@@ -12,6 +12,11 @@ mod sd;
 
 pub use sd::StructuredData;
 
+/// The escape that produces a NUL inside a JSON string. JSON forbids raw
+/// control characters in strings and requires a lowercase `u`, so a record
+/// whose JSON text lacks this sequence cannot contain NUL and skips the scrub.
+pub const JSON_NUL_ESCAPE: &str = "\\u0000";
+
 /// The replacement for what PostgreSQL text cannot hold (NUL, invalid UTF-8).
 pub const REPLACEMENT: char = '\u{FFFD}';
 

@@ -131,7 +131,11 @@ async fn agents_probes_are_answered_as_a_version_8_cluster_and_a_browser_gets_th
     assert!(text.contains("<html"), "the console");
     for (method, path, want) in [
         ("GET", "/_license", json!("active")),
-        ("GET", "/_nodes/http", json!(1)),
+        (
+            "GET",
+            "/_nodes/http",
+            json!(app.base.trim_start_matches("http://")),
+        ),
         ("GET", "/_cluster/health", json!("green")),
         ("GET", "/_ilm/policy/filebeat", json!({})),
         ("PUT", "/_index_template/filebeat-8.17.0", json!(true)),
@@ -146,7 +150,9 @@ async fn agents_probes_are_answered_as_a_version_8_cluster_and_a_browser_gets_th
         let v: Value = serde_json::from_str(&text).unwrap();
         let got = match path {
             "/_license" => &v["license"]["status"],
-            "/_nodes/http" => &v["_nodes"]["total"],
+            "/_nodes/http" => {
+                &v["nodes"].as_object().unwrap().values().next().unwrap()["http"]["publish_address"]
+            }
             "/_cluster/health" => &v["status"],
             _ if method == "PUT" => &v["acknowledged"],
             _ => &v,
@@ -188,6 +194,30 @@ async fn bad_bulks_and_overload_are_whole_request_errors_in_elasticsearch_form()
         app.metric(
             "chute_requests_rejected_total",
             &["reason=\"invalid_json\""]
+        ),
+        1.0
+    );
+    // Edits are item errors beside a stored document; the answer names each.
+    let body =
+        "{\"delete\":{\"_id\":\"1\"}}\n{\"index\":{\"_index\":\"a\"}}\n{\"message\":\"kept\"}\n";
+    let (status, _, text) = call(&app, "POST", "/_bulk", body, &[v8]).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((status, &v["errors"]), (200, &json!(true)), "{v}");
+    assert_eq!(v["items"][0]["delete"]["status"], 400, "{v}");
+    assert_eq!(v["items"][0]["delete"]["_id"], "1", "{v}");
+    assert_eq!(v["items"][1]["index"]["status"], 201, "{v}");
+    // _bulk by another method, or with a trailing slash: not a 2xx.
+    let (status, _, _) = call(&app, "POST", "/_bulk/", body, &[v8]).await;
+    assert_eq!(status, 405);
+    let (status, _, _) = call(&app, "DELETE", "/_bulk", "", &[]).await;
+    assert_eq!(status, 405);
+    // A path index past the rules: 400, counted.
+    let (status, _, _) = call(&app, "POST", "/a%01b/_bulk", body, &[v8]).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        app.metric(
+            "chute_requests_rejected_total",
+            &["reason=\"invalid_index\""]
         ),
         1.0
     );

@@ -113,6 +113,15 @@ provider.shutdown()
         3.0
     );
     // The OTLP listener serves OTLP alone; the main listener serves it too.
+    for path in ["/metrics", "/loki/api/v1/push", "/_bulk", "/api/v1/logs"] {
+        let res = app
+            .http
+            .post(format!("{otlp}{path}"))
+            .send_body("{}")
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 404, "{path} on the OTLP listener");
+    }
     let (status, _) = app_get(&app, &format!("{otlp}/metrics")).await;
     assert_eq!(status, 404);
     let (status, _, body) = export(

@@ -25,7 +25,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::record::{level_severity, lossy_utf8, Record, MAX_NAME_BYTES};
+use crate::record::{level_severity, lossy_utf8, Record, JSON_NUL_ESCAPE, MAX_NAME_BYTES};
 use crate::sources::verdict::{json_kind, ParseError, Parsed};
 
 /// The decoded body: the records to store, and one item per action for the
@@ -92,6 +92,21 @@ struct Meta {
     id: Option<Value>,
 }
 
+/// The longest index name Elasticsearch allows.
+const MAX_INDEX_BYTES: usize = 255;
+
+/// An index name chute keeps (in `fields`): 1 to 255 bytes, no control
+/// characters, not starting with `_`.
+pub fn check_index(index: &str) -> Result<(), String> {
+    if index.is_empty() || index.len() > MAX_INDEX_BYTES {
+        return Err(format!("_index: 1 to {MAX_INDEX_BYTES} bytes"));
+    }
+    if index.starts_with('_') || index.chars().any(char::is_control) {
+        return Err("_index: starts with _ or holds a control character".into());
+    }
+    Ok(())
+}
+
 /// Decodes a bulk body (after any Content-Encoding) into records and items.
 /// `index` is the path's (`/<index>/_bulk`), for actions that name none.
 ///
@@ -147,7 +162,14 @@ pub fn decode(
                     op.name()
                 )));
             };
-            if matches!(op, Op::Index | Op::Create) {
+            let named = match item.index.as_str() {
+                "" => Ok(()),
+                name => check_index(name),
+            };
+            if let Err(e) = named {
+                item.index.clear();
+                item.error = Some(e);
+            } else if matches!(op, Op::Index | Op::Create) {
                 match document(doc, &item.index, received_at, tenant) {
                     Ok((record, replaced)) => {
                         out.parsed.nul_replaced += usize::from(replaced.nul);
@@ -186,7 +208,11 @@ fn document(
     received_at: DateTime<Utc>,
     tenant: &str,
 ) -> Result<(Record, Replaced), String> {
-    let (text, utf8) = lossy_utf8(line);
+    // serde_json refuses invalid UTF-8: replace it first, copying only then.
+    let (text, utf8) = match std::str::from_utf8(line) {
+        Ok(text) => (std::borrow::Cow::Borrowed(text), false),
+        Err(_) => (std::borrow::Cow::Owned(lossy_utf8(line).0), true),
+    };
     let mut doc = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(doc)) => doc,
         Ok(other) => {
@@ -197,17 +223,30 @@ fn document(
         }
         Err(e) => return Err(format!("the document is not JSON: {e}")),
     };
-    let ts = timestamp(doc.remove("@timestamp"), received_at)?;
+    // Vector's bulk mode names it `timestamp`.
+    let ts = match doc.remove("@timestamp") {
+        Some(at) => timestamp(Some(at), received_at)?,
+        None => match doc
+            .get("timestamp")
+            .map(|t| timestamp(Some(t.clone()), received_at))
+        {
+            Some(Ok(ts)) => {
+                doc.remove("timestamp");
+                ts
+            }
+            _ => received_at,
+        },
+    };
     let message = match doc.remove("message").or_else(|| take_text(&mut doc, "log")) {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s,
         Some(other) => other.to_string(),
     };
-    let host = take_ecs(&mut doc, "host", "name")
+    let host = take_ecs(&mut doc, "host.name")
         .or_else(|| take_text(&mut doc, "host"))
         .or_else(|| take_text(&mut doc, "hostname"))
         .map(text_of);
-    let app = take_ecs(&mut doc, "service", "name")
+    let app = take_ecs(&mut doc, "service.name")
         .or_else(|| take_text(&mut doc, "app"))
         .map(text_of);
     let severity = take_level(&mut doc);
@@ -233,14 +272,16 @@ fn document(
         fields: doc,
         sd: None,
     };
-    let nul = record.scrub() > 0;
+    // Raw NUL cannot be in JSON text; only its escape makes one.
+    let nul = text.contains(JSON_NUL_ESCAPE) && record.scrub() > 0;
     Ok((record, Replaced { nul, utf8 }))
 }
 
 /// `object.key` of an ECS document, as `{"object": {"key": "..."}}` or as the
 /// dotted key `"object.key"`, when it is a string; taken out of the document
 /// (an object left empty goes too).
-fn take_ecs(doc: &mut Map<String, Value>, object: &str, key: &str) -> Option<Value> {
+fn take_ecs(doc: &mut Map<String, Value>, dotted: &str) -> Option<Value> {
+    let (object, key) = dotted.split_once('.')?;
     if let Some(Value::Object(inner)) = doc.get_mut(object) {
         if inner.get(key).is_some_and(Value::is_string) {
             let taken = inner.remove(key);
@@ -250,7 +291,7 @@ fn take_ecs(doc: &mut Map<String, Value>, object: &str, key: &str) -> Option<Val
             return taken;
         }
     }
-    take_text(doc, &format!("{object}.{key}"))
+    take_text(doc, dotted)
 }
 
 /// `doc[key]` when it is a string, taken out of the document.
@@ -324,6 +365,13 @@ fn timestamp(v: Option<Value>, received_at: DateTime<Utc>) -> Result<DateTime<Ut
                 .map_err(|_| {
                     let quoted: String = s.chars().take(64).collect();
                     format!("@timestamp: {quoted:?} is not a date (RFC 3339 or epoch milliseconds)")
+                })
+                .and_then(|t| {
+                    if (1..=9999).contains(&chrono::Datelike::year(&t)) {
+                        Ok(t)
+                    } else {
+                        Err(format!("@timestamp: {s:?} is outside years 1-9999"))
+                    }
                 })
         }
         Some(other) => Err(format!(

@@ -148,3 +148,41 @@ fn nul_and_invalid_utf8_are_replaced_and_counted() {
     assert_eq!(bulk.parsed.records[1].message, "x\u{FFFD}y");
     assert_eq!((bulk.parsed.nul_replaced, bulk.parsed.invalid_utf8), (1, 1));
 }
+
+#[test]
+fn vector_timestamps_and_index_names_are_checked() {
+    let b = body(&[
+        json!({"index": {"_index": "a\u{0}b"}}),
+        json!({"message": "nul in the index"}),
+        json!({"index": {"_index": "_hidden"}}),
+        json!({"message": "leading underscore"}),
+        json!({"create": {}}),
+        json!({"timestamp": "2026-12-02T08:00:00Z", "message": "vector bulk mode"}),
+        json!({"create": {}}),
+        json!({"timestamp": "not a time", "message": "kept as a field"}),
+        json!({"create": {}}),
+        json!({"@timestamp": "0000-06-01T00:00:00Z", "message": "year 0"}),
+    ]);
+    let bulk = decode(&b, Some("logs"), at(), "t").unwrap();
+    let errors: Vec<_> = bulk.items.iter().map(|i| i.error.clone()).collect();
+    assert!(
+        errors[0].as_deref().unwrap().contains("control character"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].as_deref().unwrap().contains("starts with _"),
+        "{errors:?}"
+    );
+    assert_eq!((&errors[2], &errors[3]), (&None, &None));
+    assert!(
+        errors[4].as_deref().unwrap().contains("years 1-9999"),
+        "{errors:?}"
+    );
+    let [a, b] = &bulk.parsed.records[..] else {
+        panic!("two records");
+    };
+    assert_eq!(a.ts, Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap());
+    assert!(a.fields.get("timestamp").is_none());
+    assert_eq!(b.ts, at());
+    assert_eq!(b.fields["timestamp"], "not a time");
+}

@@ -61,7 +61,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use crate::record::{facility_from_name, severity_from_name, Record, MAX_NAME_BYTES, REPLACEMENT};
+use crate::record::{
+    facility_from_name, severity_from_name, Record, JSON_NUL_ESCAPE, MAX_NAME_BYTES, REPLACEMENT,
+};
 use crate::sources::http::body::BodyFormat;
 pub use crate::sources::verdict::{ParseError, Parsed, Rejection, MAX_LISTED_REJECTIONS};
 
@@ -76,11 +78,6 @@ const MAX_QUOTE_CHARS: usize = 40;
 /// range of years a timestamp may have.
 const MIN_EPOCH_SECS: i64 = -62_135_596_800;
 const MAX_EPOCH_SECS: i64 = 253_402_300_799;
-
-/// The escape that produces a NUL inside a JSON string. JSON forbids raw
-/// control characters in strings and requires a lowercase `u`, so a record
-/// whose text lacks this sequence cannot contain NUL and skips the scrub.
-const NUL_ESCAPE: &str = "\\u0000";
 
 /// Parses a decompressed body into records, judging each record on its own
 /// (the rules are in the [module docs](self)).
@@ -235,7 +232,7 @@ impl Context<'_> {
         };
         match verdict {
             Ok(mut record) => {
-                if (self.tenant_has_nul || json.contains(NUL_ESCAPE)) && record.scrub() > 0 {
+                if (self.tenant_has_nul || json.contains(JSON_NUL_ESCAPE)) && record.scrub() > 0 {
                     self.out.nul_replaced += 1;
                 }
                 if utf8_replaced {

@@ -34,9 +34,14 @@
 //! A record is refused when its trace id is not 16 bytes (or empty), its span id
 //! not 8 (or empty), its time past what PostgreSQL keeps (year 2262 in
 //! nanoseconds), or its host or app longer than 1 KiB. An export whose records
-//! would hold more than twice the body limit (resource attributes are copied
-//! into each record) is refused whole, 413. NUL and invalid UTF-8 (JSON) are
-//! replaced with U+FFFD and counted, as on every source.
+//! would hold more than 8 times the body limit in memory (resource attributes
+//! are copied into each record; the records themselves are counted too), or
+//! whose decoded messages would take more than 16 times it (32 for JSON: an
+//! empty log record is 2 bytes on the wire), is refused whole, 413; the second
+//! is weighed off the wire before anything is built. NUL and invalid UTF-8
+//! (JSON) are replaced with U+FFFD and counted, as on every source.
+
+use std::mem::size_of;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -58,7 +63,7 @@ pub enum LogsFormat {
 ///
 /// # Errors
 /// [`ParseError`] when the body as a whole cannot be decoded: empty, not an
-/// `ExportLogsServiceRequest`, or its records would pass twice `limit`.
+/// `ExportLogsServiceRequest`, or it would take too much memory for `limit`.
 pub fn decode(
     body: &[u8],
     format: LogsFormat,
@@ -66,17 +71,30 @@ pub fn decode(
     tenant: &str,
     limit: usize,
 ) -> Result<Parsed, ParseError> {
-    if body.is_empty() {
+    // No bytes is an empty protobuf export, which OTLP answers as a success.
+    if body.is_empty() && format == LogsFormat::Json {
         return Err(ParseError::Empty);
     }
+    // Decoded messages take more room than their bytes (an empty log record
+    // is 2 bytes on the wire): weighed before they are built.
+    let most = limit.saturating_mul(DECODED_PER_BODY_BYTE);
     let (request, replaced) = match format {
-        LogsFormat::Protobuf => (
-            proto::ExportLogsServiceRequest::decode(body).map_err(|e| {
+        LogsFormat::Protobuf => {
+            let weight = weigh(body, Kind::Request, 0).ok_or_else(|| {
+                ParseError::Undecodable("not an OTLP ExportLogsServiceRequest".into())
+            })?;
+            if weight > most {
+                return Err(ParseError::TooLarge { limit: most });
+            }
+            let request = proto::ExportLogsServiceRequest::decode(body).map_err(|e| {
                 ParseError::Undecodable(format!("not an OTLP ExportLogsServiceRequest: {e}"))
-            })?,
-            false,
-        ),
+            })?;
+            (request, false)
+        }
         LogsFormat::Json => {
+            if json_objects(body).saturating_mul(size_of::<proto::LogRecord>()) > 2 * most {
+                return Err(ParseError::TooLarge { limit: 2 * most });
+            }
             let (text, replaced) = lossy_utf8(body);
             if !text.trim_start().starts_with('{') {
                 return Err(ParseError::Syntax(
@@ -99,7 +117,7 @@ pub fn decode(
         tenant,
         index: 0,
         held: 0,
-        budget: limit.saturating_mul(2),
+        budget: limit.saturating_mul(RECORDS_PER_BODY_BYTE),
         body_replaced: replaced,
     };
     for resource_logs in request.resource_logs {
@@ -132,6 +150,15 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
+    /// Counts `bytes` more held by the records, refusing the export past its budget.
+    fn charge(&mut self, bytes: usize) -> Result<(), ParseError> {
+        self.held += bytes;
+        if self.held > self.budget {
+            return Err(ParseError::TooLarge { limit: self.budget });
+        }
+        Ok(())
+    }
+
     fn reject(&mut self, error: String) {
         self.parsed.reject(self.index, error);
     }
@@ -174,6 +201,9 @@ impl Out<'_> {
             .find(|(_, v)| v.as_ref().is_some_and(|v| v.len() > MAX_NAME_BYTES))
             .map(|(name, _)| format!("{name}: longer than {MAX_NAME_BYTES} bytes"));
         for scope_logs in rl.scope_logs {
+            if scope_logs.log_records.is_empty() {
+                continue;
+            }
             let mut scoped = shared.clone();
             if let Some(scope) = scope_logs.scope {
                 for (name, value) in [("scope_name", scope.name), ("scope_version", scope.version)]
@@ -187,6 +217,7 @@ impl Out<'_> {
                 }
             }
             scoped.bytes = text_bytes(&scoped);
+            self.charge(scoped.bytes)?;
             for log in scope_logs.log_records {
                 match &too_long {
                     Some(e) => self.reject(e.clone()),
@@ -247,10 +278,7 @@ impl Out<'_> {
             Some(Json::String(s)) => s,
             Some(other) => other.to_string(),
         };
-        self.held += shared.bytes + message.len() + extra;
-        if self.held > self.budget {
-            return Err(ParseError::TooLarge { limit: self.budget });
-        }
+        self.charge(RECORD_BYTES + shared.bytes + message.len() + extra)?;
         if self.body_replaced && message.contains(crate::record::REPLACEMENT) {
             self.parsed.invalid_utf8 += 1;
         }
@@ -294,7 +322,7 @@ fn attribute(fields: &mut Map<String, Json>, kv: KeyValue) -> usize {
         return 0;
     }
     let value = kv.value.map_or(Json::Null, json_of);
-    let bytes = kv.key.len() + value_bytes(&value);
+    let bytes = ENTRY_BYTES + kv.key.len() + value_bytes(&value);
     fields.insert(label_name(&kv.key), value);
     bytes
 }
@@ -344,14 +372,19 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// About the bytes a JSON value holds as text.
+/// About the bytes a JSON value takes in memory: its text, and a share for each
+/// value and map entry.
 fn value_bytes(v: &Json) -> usize {
-    match v {
-        Json::String(s) => s.len(),
-        Json::Array(a) => a.iter().map(value_bytes).sum::<usize>() + a.len(),
-        Json::Object(o) => o.iter().map(|(k, v)| k.len() + value_bytes(v)).sum(),
-        _ => 8,
-    }
+    VALUE_BYTES
+        + match v {
+            Json::String(s) => s.len(),
+            Json::Array(a) => a.iter().map(value_bytes).sum::<usize>(),
+            Json::Object(o) => o
+                .iter()
+                .map(|(k, v)| ENTRY_BYTES + k.len() + value_bytes(v))
+                .sum(),
+            _ => 0,
+        }
 }
 
 fn text_bytes(shared: &Shared) -> usize {
@@ -360,8 +393,123 @@ fn text_bytes(shared: &Shared) -> usize {
         + shared
             .fields
             .iter()
-            .map(|(k, v)| k.len() + value_bytes(v))
+            .map(|(k, v)| ENTRY_BYTES + k.len() + value_bytes(v))
             .sum::<usize>()
+}
+
+/// The records of an export may take at most this many times the body limit.
+const RECORDS_PER_BODY_BYTE: usize = 8;
+/// What a record takes beside its text (the `Record`, its strings' headers).
+const RECORD_BYTES: usize = 256;
+/// What a JSON value and a map entry take beside their text.
+const VALUE_BYTES: usize = 32;
+const ENTRY_BYTES: usize = 48;
+
+/// Decoded messages may take at most this many times the body limit
+/// (protobuf; twice it for JSON, where every object is weighed as a log record).
+const DECODED_PER_BODY_BYTE: usize = 16;
+
+/// The messages of an export, for weighing it before decoding.
+#[derive(Clone, Copy)]
+enum Kind {
+    Request,
+    ResourceLogs,
+    Resource,
+    ScopeLogs,
+    Scope,
+    LogRecord,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+}
+
+impl Kind {
+    /// The message a length-delimited field of this one holds, if any.
+    fn child(self, field: u64) -> Option<Kind> {
+        Some(match (self, field) {
+            (Kind::Request, 1) => Kind::ResourceLogs,
+            (Kind::ResourceLogs, 1) => Kind::Resource,
+            (Kind::ResourceLogs, 2) => Kind::ScopeLogs,
+            (Kind::Resource, 1) | (Kind::Scope, 3) | (Kind::LogRecord, 6) => Kind::KeyValue,
+            (Kind::KeyValueList, 1) => Kind::KeyValue,
+            (Kind::ScopeLogs, 1) => Kind::Scope,
+            (Kind::ScopeLogs, 2) => Kind::LogRecord,
+            (Kind::LogRecord, 5) | (Kind::KeyValue, 2) | (Kind::ArrayValue, 1) => Kind::AnyValue,
+            (Kind::AnyValue, 5) => Kind::ArrayValue,
+            (Kind::AnyValue, 6) => Kind::KeyValueList,
+            _ => return None,
+        })
+    }
+
+    /// What one decoded message of this kind takes, beside its bytes fields.
+    fn size(self) -> usize {
+        match self {
+            Kind::Request => size_of::<proto::ExportLogsServiceRequest>(),
+            Kind::ResourceLogs => size_of::<proto::ResourceLogs>(),
+            Kind::Resource => size_of::<proto::Resource>(),
+            Kind::ScopeLogs => size_of::<proto::ScopeLogs>(),
+            Kind::Scope => size_of::<proto::InstrumentationScope>(),
+            Kind::LogRecord => size_of::<proto::LogRecord>(),
+            Kind::KeyValue => size_of::<KeyValue>(),
+            Kind::AnyValue => size_of::<AnyValue>(),
+            Kind::ArrayValue => size_of::<proto::ArrayValue>(),
+            Kind::KeyValueList => size_of::<proto::KeyValueList>(),
+        }
+    }
+}
+
+/// What decoding `buf` as a message of `kind` would take in memory, read off
+/// the wire format; `None` for what is not protobuf (or nests past prost's 100).
+fn weigh(mut buf: &[u8], kind: Kind, depth: u32) -> Option<usize> {
+    if depth > 100 {
+        return None;
+    }
+    let mut total = kind.size();
+    while !buf.is_empty() {
+        let key = prost::encoding::decode_varint(&mut buf).ok()?;
+        match key & 7 {
+            0 => {
+                prost::encoding::decode_varint(&mut buf).ok()?;
+            }
+            1 => buf = buf.get(8..)?,
+            5 => buf = buf.get(4..)?,
+            2 => {
+                let len = usize::try_from(prost::encoding::decode_varint(&mut buf).ok()?).ok()?;
+                let inner = buf.get(..len)?;
+                buf = &buf[len..];
+                // A repeated field's Vec may have room for up to twice its
+                // elements: each is counted once more.
+                total += match kind.child(key >> 3) {
+                    Some(child) => child.size() + weigh(inner, child, depth + 1)?,
+                    None => len,
+                };
+            }
+            _ => return None,
+        }
+    }
+    Some(total)
+}
+
+/// How many JSON objects `body` opens (`{` outside strings): an upper bound
+/// of the messages it decodes to.
+fn json_objects(body: &[u8]) -> usize {
+    let (mut objects, mut in_string, mut escaped) = (0, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'{' {
+            objects += 1;
+        }
+    }
+    objects
 }
 
 #[cfg(test)]

@@ -242,7 +242,7 @@ fn json_form_reads_hex_ids_string_integers_and_nested_values() {
 fn undecodable_bodies_are_refused_whole() {
     let pb = |b: &[u8]| decode(b, LogsFormat::Protobuf, at(), "t", 1 << 20);
     let js = |b: &str| decode(b.as_bytes(), LogsFormat::Json, at(), "t", 1 << 20);
-    assert_eq!(pb(b""), Err(ParseError::Empty));
+    assert_eq!(js(""), Err(ParseError::Empty));
     assert!(matches!(
         pb(b"\xff\xff\xff"),
         Err(ParseError::Undecodable(_))
@@ -288,4 +288,68 @@ fn nul_is_replaced_and_counted() {
     }]));
     assert_eq!(parsed.records[0].message, "a\u{FFFD}b");
     assert_eq!(parsed.nul_replaced, 1);
+}
+
+#[test]
+fn an_empty_protobuf_body_is_an_empty_export() {
+    let parsed = decode(b"", LogsFormat::Protobuf, at(), "t", 1 << 20).unwrap();
+    assert_eq!(parsed, Parsed::default());
+}
+
+#[test]
+fn exports_that_decode_to_far_more_than_they_weigh_are_refused_before_decoding() {
+    // 2 bytes per empty log record on the wire, a LogRecord each in memory.
+    let mut records = Vec::new();
+    for _ in 0..100_000 {
+        records.extend_from_slice(&[0x12, 0x00]);
+    }
+    let mut scope = vec![0x12];
+    prost::encoding::encode_varint(records.len() as u64, &mut scope);
+    scope.extend_from_slice(&records);
+    let mut body = vec![0x0a];
+    prost::encoding::encode_varint(scope.len() as u64, &mut body);
+    body.extend_from_slice(&scope);
+    // Within a limit that holds it, it is taken.
+    let parsed = decode(&body, LogsFormat::Protobuf, at(), "t", 200 * body.len()).unwrap();
+    assert_eq!(parsed.records.len(), 100_000);
+    let out = decode(&body, LogsFormat::Protobuf, at(), "t", body.len());
+    assert!(matches!(out, Err(ParseError::TooLarge { .. })), "{out:?}");
+    // JSON: `{}` per record.
+    let json = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        vec!["{}"; 100_000].join(",")
+    );
+    let out = decode(json.as_bytes(), LogsFormat::Json, at(), "t", json.len());
+    assert!(matches!(out, Err(ParseError::TooLarge { .. })), "{out:?}");
+    // A body that is not protobuf at all is refused as such.
+    let out = decode(
+        &[0x0a, 0x05, 0x01],
+        LogsFormat::Protobuf,
+        at(),
+        "t",
+        1 << 20,
+    );
+    assert!(matches!(out, Err(ParseError::Undecodable(_))), "{out:?}");
+}
+
+#[test]
+fn empty_scopes_and_refused_records_copy_nothing() {
+    // A resource of many attributes and many empty scopes: nothing is held.
+    let mut req = export(vec![]);
+    let rl = &mut req.resource_logs[0];
+    rl.resource.as_mut().unwrap().attributes =
+        (0..1000).map(|i| kv(&format!("k{i}"), text("v"))).collect();
+    rl.scope_logs = vec![ScopeLogs::default(); 10_000];
+    rl.scope_logs.push(ScopeLogs {
+        scope: None,
+        log_records: vec![
+            LogRecord {
+                trace_id: vec![1],
+                ..Default::default()
+            };
+            1000
+        ],
+    });
+    let parsed = decode_pb(&req);
+    assert_eq!((parsed.records.len(), parsed.rejected_count), (0, 1000));
 }

@@ -23,7 +23,7 @@ pub struct LogsBody {
     pub format: LogsFormat,
     pub received_at: DateTime<Utc>,
     pub tenant: String,
-    /// The body limit: the records may hold at most twice it.
+    /// The body limit, which bounds what the decoding may hold.
     pub limit: usize,
 }
 
