@@ -16,6 +16,7 @@
 //! | ECS `host.name` (an object or a dotted key), else `host` as a string, else `hostname` | `host` |
 //! | ECS `service.name`, else `app` | `app` |
 //! | ECS `log.level`, else `level`, else `severity`: the syslog names, `fatal`, `trace` | `severity` |
+//! | ECS `process.pid` (a number or digits) | `procid` |
 //!
 //! Whatever else the document holds stays in `fields` as it is (ECS objects
 //! keep their nesting, with the taken keys removed), and the action's index
@@ -250,6 +251,7 @@ fn document(
         .or_else(|| take_text(&mut doc, "app"))
         .map(text_of);
     let severity = take_level(&mut doc);
+    let procid = take_pid(&mut doc);
     for (name, value) in [("host", &host), ("app", &app)] {
         if value.as_ref().is_some_and(|v| v.len() > MAX_NAME_BYTES) {
             return Err(format!("{name}: longer than {MAX_NAME_BYTES} bytes"));
@@ -264,7 +266,7 @@ fn document(
         tenant: tenant.to_owned(),
         host,
         app,
-        procid: None,
+        procid,
         msgid: None,
         severity,
         facility: None,
@@ -292,6 +294,27 @@ fn take_ecs(doc: &mut Map<String, Value>, dotted: &str) -> Option<Value> {
         }
     }
     take_text(doc, dotted)
+}
+
+/// ECS `process.pid` (a number or digits), syslog's PROCID; taken out.
+fn take_pid(doc: &mut Map<String, Value>) -> Option<String> {
+    let Some(Value::Object(process)) = doc.get_mut("process") else {
+        return None;
+    };
+    let pid = match process.get("pid") {
+        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+        Some(Value::String(s))
+            if !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            s.clone()
+        }
+        _ => return None,
+    };
+    process.remove("pid");
+    if process.is_empty() {
+        doc.remove("process");
+    }
+    Some(pid)
 }
 
 /// `doc[key]` when it is a string, taken out of the document.

@@ -23,7 +23,8 @@ fn ecs_documents_get_their_columns_and_keep_the_rest() {
         json!({"@timestamp": "2026-12-02T09:59:58.123Z", "message": "GET /cart 500",
                "host": {"name": "web-1", "os": {"family": "debian"}},
                "service": {"name": "shop"}, "log": {"level": "error", "logger": "http"},
-               "http": {"response": {"status_code": 500}}}),
+               "http": {"response": {"status_code": 500}},
+               "process": {"pid": 4242, "name": "nginx"}}),
     ]);
     let bulk = decode(&b, None, at(), "t1").unwrap();
     assert_eq!(bulk.items.len(), 1);
@@ -36,10 +37,12 @@ fn ecs_documents_get_their_columns_and_keep_the_rest() {
     assert_eq!(r.app.as_deref(), Some("shop"));
     assert_eq!(r.severity, Some(3));
     assert_eq!(r.message, "GET /cart 500");
+    assert_eq!(r.procid.as_deref(), Some("4242"));
     assert_eq!(
         serde_json::Value::Object(r.fields.clone()),
         json!({"host": {"os": {"family": "debian"}}, "log": {"logger": "http"},
-               "http": {"response": {"status_code": 500}}, "_index": "filebeat-8.17.0"})
+               "http": {"response": {"status_code": 500}}, "process": {"name": "nginx"},
+               "_index": "filebeat-8.17.0"})
     );
 }
 
