@@ -63,6 +63,8 @@ struct Args {
     index_costs: bool,
     cluster: bool,
     syslog_first: bool,
+    /// `--alternate N`: only HTTP against each agent protocol, N pairs each.
+    alternate: usize,
 }
 
 /// `--classes`: every day is partitioned by retention class (a tenant the
@@ -86,6 +88,7 @@ fn args() -> anyhow::Result<Args> {
         index_costs: false,
         cluster: false,
         syslog_first: false,
+        alternate: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -102,6 +105,7 @@ fn args() -> anyhow::Result<Args> {
             "--index-costs" => a.index_costs = true,
             "--cluster" => a.cluster = true,
             "--syslog-first" => a.syslog_first = true,
+            "--alternate" => a.alternate = value("--alternate")?,
             "--classes" => {
                 CLASSES.set(true).ok();
             }
@@ -592,6 +596,18 @@ fn main() -> anyhow::Result<()> {
         pg.shutdown()?;
         return Ok(());
     }
+    if args.alternate > 0 {
+        let agents = [(LOKI_PUSH, loki), (OTLP, otlp), (BULK, bulk)];
+        actix_web::rt::System::new().block_on(alternate(
+            &pg,
+            dir.path(),
+            &bodies,
+            agents,
+            &args,
+        ))?;
+        pg.shutdown()?;
+        return Ok(());
+    }
 
     actix_web::rt::System::new().block_on(async {
         // Each variant: a database name and what to run after chute's migrations.
@@ -819,6 +835,57 @@ async fn agent_phase(
     );
     phase.finish(&client, api.name, elapsed).await?;
     Ok(rate)
+}
+
+/// `--alternate N`: HTTP NDJSON and each agent protocol in turn, N pairs
+/// each (HTTP first in odd pairs, the agent first in even ones), on the same
+/// records; prints each pair's ratio and the median.
+async fn alternate(
+    pg: &EmbeddedPostgres,
+    dir: &Path,
+    ndjson: &[Vec<u8>],
+    agents: [(Api, Vec<Vec<u8>>); 3],
+    args: &Args,
+) -> anyhow::Result<()> {
+    for (api, bodies) in agents {
+        let mut ratios = Vec::new();
+        for pair in 0..args.alternate {
+            let dir = dir.join(format!("{}-{pair}", api.db));
+            // A database of its own per phase, dropped after it (a name
+            // made once per phase of this benchmark run).
+            let named = |api: Api, prefix: &str| Api {
+                db: Box::leak(format!("{prefix}_{}_{pair}", api.db).into_boxed_str()),
+                ..api
+            };
+            let (with_http, with_agent) = (named(NDJSON, api.db), named(api, "alt"));
+            let mut http = 0.0;
+            let mut agent = 0.0;
+            for second in [false, true] {
+                let phase = if (pair % 2 == 1) == second {
+                    http = agent_phase(pg, &dir, ndjson.to_vec(), args, with_http).await?;
+                    with_http
+                } else {
+                    agent = agent_phase(pg, &dir, bodies.clone(), args, with_agent).await?;
+                    with_agent
+                };
+                sql(
+                    pg,
+                    "postgres",
+                    &format!("DROP DATABASE {} WITH (FORCE)", phase.db),
+                )?;
+            }
+            println!("pair {pair}: {} / HTTP {:.2}", api.name, agent / http);
+            ratios.push(agent / http);
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{:<25} {:>10.2}  (median of {} alternating pairs)",
+            format!("{} / HTTP", api.name),
+            ratios[ratios.len() / 2],
+            ratios.len()
+        );
+    }
+    Ok(())
 }
 
 /// Syslog: the same records as RFC 5424 over TCP, octet-counted, one stream per
