@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::error::{counted, ApiError};
-use super::logs::{agent_tenant, deliver, header_text, receive};
+use super::logs::{agent_tenant, deliver_parsed, header_text, receive};
 use super::AppState;
 use crate::sources::elastic::bulk::{check_index, Bulk, Item};
 use crate::sources::elastic::{BulkBody, SOURCE};
@@ -176,16 +176,7 @@ async fn store(
         },
     )
     .await?;
-    let records = std::mem::take(&mut bulk.parsed.records);
-    let stored = records.len();
-    deliver(state, SOURCE, records, None).await?;
-    if stored == 0 && bulk.parsed.rejected_count > 0 {
-        state
-            .metrics
-            .requests_rejected
-            .with_label_values(&["no_valid_records"])
-            .inc();
-    }
+    deliver_parsed(state, SOURCE, &mut bulk.parsed).await?;
     Ok(es(StatusCode::OK).json(BulkAnswer {
         took: started.elapsed().as_millis() as u64,
         errors: bulk.parsed.rejected_count > 0,

@@ -236,6 +236,27 @@ pub(super) async fn deliver(
     Ok(())
 }
 
+/// Delivers the records of `parsed` (taking them out of it) as [`deliver`]
+/// does, and counts the request in `no_valid_records` when it had records and
+/// every one was refused. How many were stored.
+pub(super) async fn deliver_parsed(
+    state: &AppState,
+    source: &str,
+    parsed: &mut Parsed,
+) -> Result<usize, ApiError> {
+    let records = std::mem::take(&mut parsed.records);
+    let stored = records.len();
+    deliver(state, source, records, None).await?;
+    if stored == 0 && parsed.rejected_count > 0 {
+        state
+            .metrics
+            .requests_rejected
+            .with_label_values(&["no_valid_records"])
+            .inc();
+    }
+    Ok(stored)
+}
+
 /// Reads the whole body, decoded, refusing it once either its received or its
 /// decoded size passes `limit`, once it would pass the budget of bytes held by all
 /// requests (503), or once it sends nothing for `http.body_timeout_ms` (408). The

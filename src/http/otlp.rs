@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
 use super::error::{counted, ApiError};
-use super::logs::{agent_tenant, deliver, header_text, receive};
+use super::logs::{agent_tenant, deliver_parsed, header_text, receive};
 use super::AppState;
 use crate::sources::http::body::ContentEncoding;
 use crate::sources::otlp::logs::LogsFormat;
@@ -72,18 +72,11 @@ async fn store(
         },
     )
     .await?;
-    let records = std::mem::take(&mut parsed.records);
-    let stored = records.len();
-    deliver(state, SOURCE, records, None).await?;
-    let partial_success = parsed.rejected.first().map(|first| {
-        if stored == 0 {
-            state
-                .metrics
-                .requests_rejected
-                .with_label_values(&["no_valid_records"])
-                .inc();
-        }
-        ExportLogsPartialSuccess {
+    let stored = deliver_parsed(state, SOURCE, &mut parsed).await?;
+    let partial_success = parsed
+        .rejected
+        .first()
+        .map(|first| ExportLogsPartialSuccess {
             rejected_log_records: parsed.rejected_count as i64,
             error_message: format!(
                 "{} of {} log records refused ({stored} stored); the first, record {}: {}",
@@ -92,8 +85,7 @@ async fn store(
                 first.index,
                 first.error
             ),
-        }
-    });
+        });
     // A partial refusal is still 200, as OTLP has it: a retry cannot help.
     let mut r = HttpResponse::Ok();
     Ok(reply(

@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
 use super::error::{counted, ApiError};
-use super::logs::{agent_tenant, deliver, header_text, receive};
+use super::logs::{agent_tenant, deliver_parsed, header_text, receive};
 use super::AppState;
 use crate::sources::http::body::{BodyError, ContentEncoding};
 use crate::sources::loki::push::PushFormat;
@@ -69,19 +69,10 @@ async fn store(
         },
     )
     .await?;
-    let records = std::mem::take(&mut parsed.records);
-    let stored = records.len();
-    deliver(state, SOURCE, records, None).await?;
+    let stored = deliver_parsed(state, SOURCE, &mut parsed).await?;
     let Some(first) = parsed.rejected.first() else {
         return Ok(HttpResponse::NoContent().finish());
     };
-    if stored == 0 {
-        state
-            .metrics
-            .requests_rejected
-            .with_label_values(&["no_valid_records"])
-            .inc();
-    }
     let total = stored + parsed.rejected_count;
     Ok(HttpResponse::BadRequest()
         .content_type("text/plain; charset=utf-8")
