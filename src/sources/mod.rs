@@ -10,6 +10,7 @@
 //! - [`otlp`]: OTLP/HTTP logs (protobuf and JSON).
 //! - [`elastic`]: Elasticsearch's `_bulk` (NDJSON actions and documents).
 //!
+//! [`wire`] weighs a protobuf body before it is decoded (OTLP, Loki push).
 //! [`verdict`] is what the sources that answer per record share: the records, the
 //! refused ones and why, and the counting of both.
 
@@ -19,3 +20,4 @@ pub mod loki;
 pub mod otlp;
 pub mod syslog;
 pub mod verdict;
+pub mod wire;

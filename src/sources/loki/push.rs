@@ -24,8 +24,10 @@
 //!
 //! A stream may have at most 30 labels, names of at most 1,024 bytes and values
 //! of at most 2,048 (Loki's limits, with room); a stream over them has its
-//! entries refused. A push whose records would hold more than twice the body
-//! limit (labels are copied into each entry) is refused whole, 413.
+//! entries refused. A push whose records would hold more than 8 times the body
+//! limit in memory (labels are copied into each entry; each record counts), or
+//! whose decoded protobuf would take more than 16 times it (weighed off the
+//! wire first: an empty entry is 2 bytes), is refused whole, 413.
 //!
 //! Every other label, and the ones not taken (`job` when `app` is set), go into
 //! `fields` as strings, and so does each entry's structured metadata (which wins
@@ -43,6 +45,7 @@ use serde_json::{Map, Value};
 use super::proto;
 use crate::record::{level_severity, lossy_utf8, Record, MAX_NAME_BYTES};
 use crate::sources::verdict::{json_kind, ParseError, Parsed};
+use crate::sources::wire::{weigh, Schema};
 
 /// How the body is encoded (from its Content-Type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +84,7 @@ pub fn decode(
         // A stream's labels are copied into each of its entries' records: a
         // small body of many entries under long labels must not turn into
         // gigabytes. Twice the body limit is room enough for any honest push.
-        budget: limit.saturating_mul(2),
+        budget: limit.saturating_mul(RECORDS_PER_BODY_BYTE),
     };
     for stream in streams {
         out.stream(stream)?;
@@ -115,6 +118,13 @@ fn protobuf_streams(body: &[u8], limit: usize) -> Result<Vec<Stream>, ParseError
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| invalid(format!("not snappy-compressed (block format): {e}")))?;
+    // An empty entry is 2 bytes on the wire and a struct of ~70 decoded.
+    let weight =
+        weigh(&raw, Kind::Request).ok_or_else(|| invalid("not a Loki PushRequest".into()))?;
+    let most = limit.saturating_mul(DECODED_PER_BODY_BYTE);
+    if weight > most {
+        return Err(ParseError::TooLarge { limit: most });
+    }
     let request = proto::PushRequest::decode(raw.as_slice())
         .map_err(|e| invalid(format!("not a Loki PushRequest: {e}")))?;
     Ok(request
@@ -253,6 +263,46 @@ fn text_of(v: Value) -> String {
     }
 }
 
+/// Decoded messages may take at most this many times the body limit.
+const DECODED_PER_BODY_BYTE: usize = 16;
+/// The records of a push may take at most this many times the body limit...
+const RECORDS_PER_BODY_BYTE: usize = 8;
+/// ...each counted at this beside its text (the `Record`, its strings' headers).
+const RECORD_BYTES: usize = 256;
+
+/// The messages of a push, for weighing it before decoding.
+#[derive(Clone, Copy)]
+enum Kind {
+    Request,
+    Stream,
+    Entry,
+    Timestamp,
+    LabelPair,
+}
+
+impl Schema for Kind {
+    fn child(self, field: u64) -> Option<Kind> {
+        Some(match (self, field) {
+            (Kind::Request, 1) => Kind::Stream,
+            (Kind::Stream, 2) => Kind::Entry,
+            (Kind::Entry, 1) => Kind::Timestamp,
+            (Kind::Entry, 3) => Kind::LabelPair,
+            _ => return None,
+        })
+    }
+
+    fn size(self) -> usize {
+        use std::mem::size_of;
+        match self {
+            Kind::Request => size_of::<proto::PushRequest>(),
+            Kind::Stream => size_of::<proto::Stream>(),
+            Kind::Entry => size_of::<proto::Entry>(),
+            Kind::Timestamp => size_of::<proto::Timestamp>(),
+            Kind::LabelPair => size_of::<proto::LabelPair>(),
+        }
+    }
+}
+
 /// Loki's own limits on a stream's labels (its defaults, with room).
 const MAX_LABELS: usize = 30;
 const MAX_LABEL_NAME_BYTES: usize = 1024;
@@ -385,7 +435,7 @@ impl Out<'_> {
                 (Ok(c), Ok(entry)) => {
                     let metadata: usize =
                         entry.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-                    self.held += labels_bytes + metadata + entry.line.len();
+                    self.held += RECORD_BYTES + labels_bytes + metadata + entry.line.len();
                     if self.held > self.budget {
                         return Err(ParseError::TooLarge { limit: self.budget });
                     }

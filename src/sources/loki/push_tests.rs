@@ -228,8 +228,8 @@ fn long_labels_are_refused_and_copies_of_them_cannot_grow_past_the_budget() {
         "{:?}",
         p.rejected
     );
-    // 2,000 bytes of labels on each of 20,000 empty entries: ~40 MB of records
-    // from a body of a few hundred kilobytes, past twice its limit.
+    // 2,000 bytes of labels on each of 20,000 empty entries: ~45 MB of records
+    // from a body of a few hundred kilobytes, past 8 times its limit.
     let labels = format!("{{a=\"{}\"}}", "v".repeat(2000));
     let request = proto::PushRequest {
         streams: vec![proto::Stream {
@@ -240,7 +240,23 @@ fn long_labels_are_refused_and_copies_of_them_cannot_grow_past_the_budget() {
     };
     let body = snappy(&request);
     let e = decode(&body, PushFormat::Protobuf, at(), "t", 1 << 20).unwrap_err();
-    assert_eq!(e, ParseError::TooLarge { limit: 2 << 20 });
+    assert_eq!(e, ParseError::TooLarge { limit: 8 << 20 });
+    // 1,000,000 empty entries (2 bytes each on the wire) under 1-byte labels:
+    // refused off the wire, before a million entries are decoded.
+    let mut stream = Vec::new();
+    prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut stream);
+    prost::encoding::encode_varint(5, &mut stream);
+    stream.extend_from_slice(b"{a=\"\"}");
+    for _ in 0..1_000_000 {
+        stream.extend_from_slice(&[0x12, 0x00]);
+    }
+    let mut raw = vec![0x0a];
+    prost::encoding::encode_varint(stream.len() as u64, &mut raw);
+    raw.extend_from_slice(&stream);
+    let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+    let limit = raw.len() + 16;
+    let e = decode(&body, PushFormat::Protobuf, at(), "t", limit).unwrap_err();
+    assert_eq!(e, ParseError::TooLarge { limit: 16 * limit });
     // Labels that do not parse are quoted short in each refusal.
     let long = format!("{{a=~\"{}\"}}", "z".repeat(10_000));
     let request = proto::PushRequest {

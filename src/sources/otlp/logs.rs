@@ -51,6 +51,7 @@ use serde_json::{Map, Number, Value as Json};
 use super::proto::{self, AnyValue, KeyValue, Value};
 use crate::record::{level_severity, lossy_utf8, Record, MAX_NAME_BYTES};
 use crate::sources::verdict::{ParseError, Parsed};
+use crate::sources::wire::{weigh, Schema};
 
 /// How the body is encoded (from its Content-Type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +81,7 @@ pub fn decode(
     let most = limit.saturating_mul(DECODED_PER_BODY_BYTE);
     let (request, replaced) = match format {
         LogsFormat::Protobuf => {
-            let weight = weigh(body, Kind::Request, 0).ok_or_else(|| {
+            let weight = weigh(body, Kind::Request).ok_or_else(|| {
                 ParseError::Undecodable("not an OTLP ExportLogsServiceRequest".into())
             })?;
             if weight > most {
@@ -424,8 +425,7 @@ enum Kind {
     KeyValueList,
 }
 
-impl Kind {
-    /// The message a length-delimited field of this one holds, if any.
+impl Schema for Kind {
     fn child(self, field: u64) -> Option<Kind> {
         Some(match (self, field) {
             (Kind::Request, 1) => Kind::ResourceLogs,
@@ -442,7 +442,6 @@ impl Kind {
         })
     }
 
-    /// What one decoded message of this kind takes, beside its bytes fields.
     fn size(self) -> usize {
         match self {
             Kind::Request => size_of::<proto::ExportLogsServiceRequest>(),
@@ -457,38 +456,6 @@ impl Kind {
             Kind::KeyValueList => size_of::<proto::KeyValueList>(),
         }
     }
-}
-
-/// What decoding `buf` as a message of `kind` would take in memory, read off
-/// the wire format; `None` for what is not protobuf (or nests past prost's 100).
-fn weigh(mut buf: &[u8], kind: Kind, depth: u32) -> Option<usize> {
-    if depth > 100 {
-        return None;
-    }
-    let mut total = kind.size();
-    while !buf.is_empty() {
-        let key = prost::encoding::decode_varint(&mut buf).ok()?;
-        match key & 7 {
-            0 => {
-                prost::encoding::decode_varint(&mut buf).ok()?;
-            }
-            1 => buf = buf.get(8..)?,
-            5 => buf = buf.get(4..)?,
-            2 => {
-                let len = usize::try_from(prost::encoding::decode_varint(&mut buf).ok()?).ok()?;
-                let inner = buf.get(..len)?;
-                buf = &buf[len..];
-                // A repeated field's Vec may have room for up to twice its
-                // elements: each is counted once more.
-                total += match kind.child(key >> 3) {
-                    Some(child) => child.size() + weigh(inner, child, depth + 1)?,
-                    None => len,
-                };
-            }
-            _ => return None,
-        }
-    }
-    Some(total)
 }
 
 /// How many JSON objects `body` opens (`{` outside strings): an upper bound
