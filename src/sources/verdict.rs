@@ -47,6 +47,39 @@ impl Parsed {
     }
 }
 
+/// The records a body decodes to may take at most this many times the body
+/// limit (labels and resource attributes are copied into each record)...
+pub const RECORDS_PER_BODY_BYTE: usize = 8;
+/// ...each record counted at this beside its text (the `Record`, its strings'
+/// headers).
+pub const RECORD_BYTES: usize = 256;
+
+/// What the records of one body hold so far, against what they may.
+#[derive(Debug)]
+pub struct Holding {
+    held: usize,
+    budget: usize,
+}
+
+impl Holding {
+    /// The budget of a body under `limit`: [`RECORDS_PER_BODY_BYTE`] times it.
+    pub fn new(limit: usize) -> Self {
+        Holding {
+            held: 0,
+            budget: limit.saturating_mul(RECORDS_PER_BODY_BYTE),
+        }
+    }
+
+    /// Counts `bytes` more, refusing the body once past its budget.
+    pub fn charge(&mut self, bytes: usize) -> Result<(), ParseError> {
+        self.held += bytes;
+        if self.held > self.budget {
+            return Err(ParseError::TooLarge { limit: self.budget });
+        }
+        Ok(())
+    }
+}
+
 /// What kind of JSON value `v` is, for an error message: `an array`.
 pub fn json_kind(v: &serde_json::Value) -> &'static str {
     use serde_json::Value;

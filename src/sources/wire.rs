@@ -3,12 +3,34 @@
 //! 2 bytes on the wire and a struct of up to ~200 in memory), so a body of
 //! millions of empty messages must be refused before prost builds them.
 
+use crate::sources::verdict::ParseError;
+
 /// The messages of a protobuf schema, as far as weighing needs them.
 pub trait Schema: Copy {
     /// The message a length-delimited field of this one holds, if any.
     fn child(self, field: u64) -> Option<Self>;
     /// What one decoded message of this kind takes, beside its bytes fields.
     fn size(self) -> usize;
+}
+
+/// Decoded messages may take at most this many times the body limit.
+pub const DECODED_PER_BODY_BYTE: usize = 16;
+
+/// Weighs `buf` as a message of `kind` against `limit`: [`ParseError::Undecodable`]
+/// naming `what` when it is not protobuf, [`ParseError::TooLarge`] when it would
+/// decode to more than [`DECODED_PER_BODY_BYTE`] times `limit`.
+pub fn check_weight<S: Schema>(
+    buf: &[u8],
+    kind: S,
+    limit: usize,
+    what: &str,
+) -> Result<(), ParseError> {
+    let weight = weigh(buf, kind).ok_or_else(|| ParseError::Undecodable(format!("not {what}")))?;
+    let most = limit.saturating_mul(DECODED_PER_BODY_BYTE);
+    if weight > most {
+        return Err(ParseError::TooLarge { limit: most });
+    }
+    Ok(())
 }
 
 /// prost's nesting limit: a body nested deeper is refused anyway.

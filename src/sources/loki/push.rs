@@ -44,8 +44,8 @@ use serde_json::{Map, Value};
 
 use super::proto;
 use crate::record::{level_severity, lossy_utf8, Record, MAX_NAME_BYTES};
-use crate::sources::verdict::{json_kind, ParseError, Parsed};
-use crate::sources::wire::{weigh, Schema};
+use crate::sources::verdict::{json_kind, Holding, ParseError, Parsed, RECORD_BYTES};
+use crate::sources::wire::{check_weight, Schema};
 
 /// How the body is encoded (from its Content-Type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +80,10 @@ pub fn decode(
         received_at,
         tenant,
         index: 0,
-        held: 0,
         // A stream's labels are copied into each of its entries' records: a
         // small body of many entries under long labels must not turn into
-        // gigabytes. Twice the body limit is room enough for any honest push.
-        budget: limit.saturating_mul(RECORDS_PER_BODY_BYTE),
+        // gigabytes.
+        holding: Holding::new(limit),
     };
     for stream in streams {
         out.stream(stream)?;
@@ -119,12 +118,7 @@ fn protobuf_streams(body: &[u8], limit: usize) -> Result<Vec<Stream>, ParseError
         .decompress_vec(body)
         .map_err(|e| invalid(format!("not snappy-compressed (block format): {e}")))?;
     // An empty entry is 2 bytes on the wire and a struct of ~70 decoded.
-    let weight =
-        weigh(&raw, Kind::Request).ok_or_else(|| invalid("not a Loki PushRequest".into()))?;
-    let most = limit.saturating_mul(DECODED_PER_BODY_BYTE);
-    if weight > most {
-        return Err(ParseError::TooLarge { limit: most });
-    }
+    check_weight(&raw, Kind::Request, limit, "a Loki PushRequest")?;
     let request = proto::PushRequest::decode(raw.as_slice())
         .map_err(|e| invalid(format!("not a Loki PushRequest: {e}")))?;
     Ok(request
@@ -262,13 +256,6 @@ fn text_of(v: Value) -> String {
         other => other.to_string(),
     }
 }
-
-/// Decoded messages may take at most this many times the body limit.
-const DECODED_PER_BODY_BYTE: usize = 16;
-/// The records of a push may take at most this many times the body limit...
-const RECORDS_PER_BODY_BYTE: usize = 8;
-/// ...each counted at this beside its text (the `Record`, its strings' headers).
-const RECORD_BYTES: usize = 256;
 
 /// The messages of a push, for weighing it before decoding.
 #[derive(Clone, Copy)]
@@ -408,9 +395,8 @@ struct Out<'a> {
     tenant: &'a str,
     /// The next entry's position in the body.
     index: usize,
-    /// Bytes of text the records hold so far, and the most they may.
-    held: usize,
-    budget: usize,
+    /// What the records hold so far, and the most they may.
+    holding: Holding,
 }
 
 impl Out<'_> {
@@ -435,10 +421,8 @@ impl Out<'_> {
                 (Ok(c), Ok(entry)) => {
                     let metadata: usize =
                         entry.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-                    self.held += RECORD_BYTES + labels_bytes + metadata + entry.line.len();
-                    if self.held > self.budget {
-                        return Err(ParseError::TooLarge { limit: self.budget });
-                    }
+                    self.holding
+                        .charge(RECORD_BYTES + labels_bytes + metadata + entry.line.len())?;
                     let record = self.record(c, entry);
                     self.parsed.records.push(record);
                 }

@@ -50,8 +50,8 @@ use serde_json::{Map, Number, Value as Json};
 
 use super::proto::{self, AnyValue, KeyValue, Value};
 use crate::record::{level_severity, lossy_utf8, Record, MAX_NAME_BYTES};
-use crate::sources::verdict::{ParseError, Parsed};
-use crate::sources::wire::{weigh, Schema};
+use crate::sources::verdict::{Holding, ParseError, Parsed, RECORD_BYTES};
+use crate::sources::wire::{check_weight, Schema, DECODED_PER_BODY_BYTE};
 
 /// How the body is encoded (from its Content-Type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,23 +78,23 @@ pub fn decode(
     }
     // Decoded messages take more room than their bytes (an empty log record
     // is 2 bytes on the wire): weighed before they are built.
-    let most = limit.saturating_mul(DECODED_PER_BODY_BYTE);
     let (request, replaced) = match format {
         LogsFormat::Protobuf => {
-            let weight = weigh(body, Kind::Request).ok_or_else(|| {
-                ParseError::Undecodable("not an OTLP ExportLogsServiceRequest".into())
-            })?;
-            if weight > most {
-                return Err(ParseError::TooLarge { limit: most });
-            }
+            check_weight(
+                body,
+                Kind::Request,
+                limit,
+                "an OTLP ExportLogsServiceRequest",
+            )?;
             let request = proto::ExportLogsServiceRequest::decode(body).map_err(|e| {
                 ParseError::Undecodable(format!("not an OTLP ExportLogsServiceRequest: {e}"))
             })?;
             (request, false)
         }
         LogsFormat::Json => {
-            if json_objects(body).saturating_mul(size_of::<proto::LogRecord>()) > 2 * most {
-                return Err(ParseError::TooLarge { limit: 2 * most });
+            let most = limit.saturating_mul(2 * DECODED_PER_BODY_BYTE);
+            if json_objects(body).saturating_mul(size_of::<proto::LogRecord>()) > most {
+                return Err(ParseError::TooLarge { limit: most });
             }
             let (text, replaced) = lossy_utf8(body);
             if !text.trim_start().starts_with('{') {
@@ -117,8 +117,7 @@ pub fn decode(
         received_at,
         tenant,
         index: 0,
-        held: 0,
-        budget: limit.saturating_mul(RECORDS_PER_BODY_BYTE),
+        holding: Holding::new(limit),
         body_replaced: replaced,
     };
     for resource_logs in request.resource_logs {
@@ -143,23 +142,13 @@ struct Out<'a> {
     tenant: &'a str,
     /// The next record's position in the export.
     index: usize,
-    /// Bytes of text the records hold so far, and the most they may.
-    held: usize,
-    budget: usize,
+    /// What the records hold so far, and the most they may.
+    holding: Holding,
     /// The JSON body had invalid UTF-8 replaced.
     body_replaced: bool,
 }
 
 impl Out<'_> {
-    /// Counts `bytes` more held by the records, refusing the export past its budget.
-    fn charge(&mut self, bytes: usize) -> Result<(), ParseError> {
-        self.held += bytes;
-        if self.held > self.budget {
-            return Err(ParseError::TooLarge { limit: self.budget });
-        }
-        Ok(())
-    }
-
     fn reject(&mut self, error: String) {
         self.parsed.reject(self.index, error);
     }
@@ -218,7 +207,7 @@ impl Out<'_> {
                 }
             }
             scoped.bytes = text_bytes(&scoped);
-            self.charge(scoped.bytes)?;
+            self.holding.charge(scoped.bytes)?;
             for log in scope_logs.log_records {
                 match &too_long {
                     Some(e) => self.reject(e.clone()),
@@ -279,7 +268,8 @@ impl Out<'_> {
             Some(Json::String(s)) => s,
             Some(other) => other.to_string(),
         };
-        self.charge(RECORD_BYTES + shared.bytes + message.len() + extra)?;
+        self.holding
+            .charge(RECORD_BYTES + shared.bytes + message.len() + extra)?;
         if self.body_replaced && message.contains(crate::record::REPLACEMENT) {
             self.parsed.invalid_utf8 += 1;
         }
@@ -398,17 +388,9 @@ fn text_bytes(shared: &Shared) -> usize {
             .sum::<usize>()
 }
 
-/// The records of an export may take at most this many times the body limit.
-const RECORDS_PER_BODY_BYTE: usize = 8;
-/// What a record takes beside its text (the `Record`, its strings' headers).
-const RECORD_BYTES: usize = 256;
 /// What a JSON value and a map entry take beside their text.
 const VALUE_BYTES: usize = 32;
 const ENTRY_BYTES: usize = 48;
-
-/// Decoded messages may take at most this many times the body limit
-/// (protobuf; twice it for JSON, where every object is weighed as a log record).
-const DECODED_PER_BODY_BYTE: usize = 16;
 
 /// The messages of an export, for weighing it before decoding.
 #[derive(Clone, Copy)]

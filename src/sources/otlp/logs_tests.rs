@@ -333,7 +333,7 @@ fn exports_that_decode_to_far_more_than_they_weigh_are_refused_before_decoding()
 }
 
 #[test]
-fn empty_scopes_and_refused_records_copy_nothing() {
+fn refused_records_among_many_empty_scopes_are_counted_and_nothing_is_stored() {
     // A resource of many attributes and many empty scopes: nothing is held.
     let mut req = export(vec![]);
     let rl = &mut req.resource_logs[0];
